@@ -1,1 +1,521 @@
-// placeholder until implemented
+#include "dataplane/acl.h"
+
+#include <netinet/in.h>
+#include <rte_acl.h>
+#include <rte_byteorder.h>
+#include <rte_errno.h>
+#include <rte_ip.h>
+#include <rte_memory.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+#include <unordered_map>
+
+namespace airlock::dp {
+namespace {
+
+// ---- Selectors ------------------------------------------------------------------------------
+
+enum class SelectorKind { kAll, kUser, kGroup, kTag, kDevice, kPeer };
+
+struct Selector {
+  SelectorKind kind;
+  std::string name;  // the decoded 32-byte key for kPeer
+};
+
+void set_error(std::string* error, std::string message) {
+  if (error != nullptr) *error = std::move(message);
+}
+
+std::string rule_label(size_t index, const AclRule& rule) {
+  return "rule " + std::to_string(index) + " (\"" + rule.name + "\")";
+}
+
+std::optional<std::string> decode_key(std::string_view b64) {
+  unsigned char key[crypto_box_PUBLICKEYBYTES];
+  size_t key_len = 0;
+  if (sodium_base642bin(key, sizeof(key), b64.data(), b64.size(), nullptr, &key_len, nullptr,
+                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      key_len != sizeof(key)) {
+    return std::nullopt;
+  }
+  return std::string(reinterpret_cast<const char*>(key), key_len);
+}
+
+// Returns nullopt and sets *why for an empty selector, an unknown kind, an empty name or a key
+// that is not 32 bytes of base64.
+std::optional<Selector> parse_selector(std::string_view text, std::string* why) {
+  static const std::pair<std::string_view, SelectorKind> kKinds[] = {
+      {"user", SelectorKind::kUser},
+      {"group", SelectorKind::kGroup},
+      {"tag", SelectorKind::kTag},
+      {"device", SelectorKind::kDevice},
+      {"peer", SelectorKind::kPeer}};
+  if (text.empty()) {
+    *why = "empty selector";
+    return std::nullopt;
+  }
+  if (text == "*") return Selector{SelectorKind::kAll, {}};
+  const size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return Selector{SelectorKind::kUser, std::string(text)};
+  const std::string_view kind = text.substr(0, colon);
+  const std::string_view name = text.substr(colon + 1);
+  const auto* known = std::find_if(std::begin(kKinds), std::end(kKinds),
+                                   [&](const auto& entry) { return entry.first == kind; });
+  if (known == std::end(kKinds)) {
+    *why = "unknown selector kind in \"" + std::string(text) + "\"";
+    return std::nullopt;
+  }
+  if (name.empty()) {
+    *why = "empty name in selector \"" + std::string(text) + "\"";
+    return std::nullopt;
+  }
+  if (known->second != SelectorKind::kPeer) return Selector{known->second, std::string(name)};
+  std::optional<std::string> key = decode_key(name);
+  if (!key) {
+    *why = "selector \"" + std::string(text) + "\" is not a base64 32-byte key";
+    return std::nullopt;
+  }
+  return Selector{SelectorKind::kPeer, std::move(*key)};
+}
+
+// Peer indices (positions in the peers span) by every attribute a selector can name.
+class PeerIndex {
+ public:
+  explicit PeerIndex(std::span<const AclIdentity> peers) : peer_count_(peers.size()) {
+    for (uint32_t i = 0; i < peers.size(); ++i) {
+      const AclIdentity& peer = peers[i];
+      add(SelectorKind::kUser, peer.user, i);
+      add(SelectorKind::kDevice, peer.device, i);
+      for (const std::string& tag : peer.tags) add(SelectorKind::kTag, tag, i);
+      for (const std::string& group : peer.groups) add(SelectorKind::kGroup, group, i);
+      if (std::optional<std::string> key = decode_key(peer.public_key_b64)) {
+        add(SelectorKind::kPeer, *key, i);
+      }
+    }
+  }
+
+  template <typename Visit>
+  void for_each_match(const Selector& selector, Visit visit) const {
+    if (selector.kind == SelectorKind::kAll) {
+      for (uint32_t i = 0; i < peer_count_; ++i) visit(i);
+      return;
+    }
+    const auto& map = by_kind_[static_cast<size_t>(selector.kind)];
+    if (auto it = map.find(selector.name); it != map.end()) {
+      for (uint32_t i : it->second) visit(i);
+    }
+  }
+
+ private:
+  void add(SelectorKind kind, const std::string& name, uint32_t peer) {
+    if (!name.empty()) by_kind_[static_cast<size_t>(kind)][name].push_back(peer);
+  }
+
+  size_t peer_count_;
+  std::unordered_map<std::string, std::vector<uint32_t>> by_kind_[6];
+};
+
+// ---- Validation -----------------------------------------------------------------------------
+
+bool validate_rule(size_t index, const AclRule& rule, std::vector<Selector>& selectors,
+                   std::string* error) {
+  const std::string label = rule_label(index, rule);
+  for (const std::string& source : rule.sources) {
+    std::string why;
+    std::optional<Selector> selector = parse_selector(source, &why);
+    if (!selector) {
+      set_error(error, label + ": " + why);
+      return false;
+    }
+    selectors.push_back(std::move(*selector));
+  }
+  for (const Prefix& destination : rule.destinations) {
+    if (!is_valid_prefix(destination)) {
+      set_error(error, label + ": invalid destination " + format_prefix(destination));
+      return false;
+    }
+  }
+  if (rule.port_low > rule.port_high) {
+    set_error(error, label + ": port_low " + std::to_string(rule.port_low) + " > port_high " +
+                         std::to_string(rule.port_high));
+    return false;
+  }
+  if (static_cast<uint8_t>(rule.action) > static_cast<uint8_t>(AclAction::kPuntToGateway)) {
+    set_error(error,
+              label + ": unknown action " + std::to_string(static_cast<unsigned>(rule.action)));
+    return false;
+  }
+  return true;
+}
+
+bool validate_peers(std::span<const AclIdentity> peers, std::string* error) {
+  std::vector<bool> seen;
+  for (const AclIdentity& peer : peers) {
+    if (peer.peer_slot >= kMaxPeerSlots) {
+      set_error(error, "peer slot " + std::to_string(peer.peer_slot) + " out of range");
+      return false;
+    }
+    if (seen.size() <= peer.peer_slot) seen.resize(peer.peer_slot + 1);
+    if (seen[peer.peer_slot]) {
+      set_error(error, "duplicate peer slot " + std::to_string(peer.peer_slot));
+      return false;
+    }
+    seen[peer.peer_slot] = true;
+  }
+  return true;
+}
+
+// ---- Identity classes -----------------------------------------------------------------------
+
+// Bit r of a peer's membership says whether rule r's sources match the peer. Rule r sits at
+// bit 63 - r % 64 of word r / 64, so comparing the word vectors orders peers lexicographically
+// by rule index; numbering classes in that order makes each rule's classes mostly contiguous.
+using Membership = std::vector<uint64_t>;
+
+std::vector<Membership> compute_memberships(const PeerIndex& index, size_t peer_count,
+                                            const std::vector<std::vector<Selector>>& selectors) {
+  const size_t words = (selectors.size() + 63) / 64;
+  std::vector<Membership> memberships(peer_count, Membership(words, 0));
+  for (size_t rule = 0; rule < selectors.size(); ++rule) {
+    const uint64_t bit = uint64_t{1} << (63 - rule % 64);
+    for (const Selector& selector : selectors[rule]) {
+      index.for_each_match(selector, [&](uint32_t peer) { memberships[peer][rule / 64] |= bit; });
+    }
+  }
+  return memberships;
+}
+
+bool has_rule(const Membership& membership, size_t rule) {
+  return (membership[rule / 64] >> (63 - rule % 64)) & 1;
+}
+
+struct Classes {
+  std::vector<uint32_t> of_peer;     // class per position in the peers span
+  std::vector<Membership> by_class;  // index = class id; [0] is the empty membership
+};
+
+Classes assign_classes(const std::vector<Membership>& memberships, size_t words) {
+  std::vector<uint32_t> order(memberships.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return memberships[a] > memberships[b]; });
+  Classes classes{std::vector<uint32_t>(memberships.size(), 0), {Membership(words, 0)}};
+  for (uint32_t peer : order) {
+    const Membership& membership = memberships[peer];
+    if (membership == classes.by_class.front()) continue;  // matches no rule: class 0
+    if (membership != classes.by_class.back()) classes.by_class.push_back(membership);
+    classes.of_peer[peer] = static_cast<uint32_t>(classes.by_class.size() - 1);
+  }
+  return classes;
+}
+
+struct ClassRange {
+  uint32_t low, high;
+};
+
+std::vector<ClassRange> class_ranges_of_rule(const Classes& classes, size_t rule) {
+  std::vector<ClassRange> ranges;
+  for (uint32_t klass = 1; klass < classes.by_class.size(); ++klass) {
+    if (!has_rule(classes.by_class[klass], rule)) continue;
+    if (!ranges.empty() && ranges.back().high + 1 == klass) {
+      ranges.back().high = klass;
+    } else {
+      ranges.push_back({klass, klass});
+    }
+  }
+  return ranges;
+}
+
+// ---- rte_acl rule layout --------------------------------------------------------------------
+
+constexpr uint32_t kV4Fields = 5;
+constexpr uint32_t kV6Fields = 8;
+RTE_ACL_RULE_DEF(AclRuleV4, kV4Fields);
+RTE_ACL_RULE_DEF(AclRuleV6, kV6Fields);
+
+constexpr rte_acl_field_def field(uint8_t type, uint8_t size, uint8_t field_index,
+                                  uint8_t input_index, size_t offset) {
+  return {type, size, field_index, input_index, static_cast<uint32_t>(offset)};
+}
+
+constexpr rte_acl_field_def kV4Defs[kV4Fields] = {
+    field(RTE_ACL_FIELD_TYPE_BITMASK, 1, 0, 0, offsetof(AclKeyV4, proto)),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 1, offsetof(AclKeyV4, dst)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 2, 2, offsetof(AclKeyV4, sport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 3, 2, offsetof(AclKeyV4, dport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 4, 4, 3, offsetof(AclKeyV4, klass)),
+};
+
+constexpr rte_acl_field_def kV6Defs[kV6Fields] = {
+    field(RTE_ACL_FIELD_TYPE_BITMASK, 1, 0, 0, offsetof(AclKeyV6, proto)),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 1, offsetof(AclKeyV6, dst) + 0),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 2, 2, offsetof(AclKeyV6, dst) + 4),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 3, 3, offsetof(AclKeyV6, dst) + 8),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 4, 4, offsetof(AclKeyV6, dst) + 12),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 5, 5, offsetof(AclKeyV6, sport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 6, 5, offsetof(AclKeyV6, dport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 4, 7, 6, offsetof(AclKeyV6, klass)),
+};
+
+// Fields shared by both families, in host order as rte_acl wants rule values.
+template <typename RuleT>
+RuleT common_rule(size_t index, const AclRule& rule, ClassRange classes, uint32_t sport_field,
+                  uint32_t dport_field, uint32_t class_field) {
+  RuleT out{};
+  out.data.category_mask = 1;
+  // First match wins: earlier rules get higher priorities.
+  out.data.priority = static_cast<int32_t>(RTE_ACL_MAX_PRIORITY - index);
+  out.data.userdata = static_cast<uint32_t>(index + 1);  // 0 is rte_acl's "no match"
+  out.field[0].value.u8 = rule.protocol;
+  out.field[0].mask_range.u8 = rule.protocol == 0 ? 0 : 0xff;
+  out.field[sport_field].value.u16 = 0;
+  out.field[sport_field].mask_range.u16 = UINT16_MAX;
+  out.field[dport_field].value.u16 = rule.port_low;
+  out.field[dport_field].mask_range.u16 = rule.port_high;
+  out.field[class_field].value.u32 = classes.low;
+  out.field[class_field].mask_range.u32 = classes.high;
+  return out;
+}
+
+uint32_t host_word(const Prefix& prefix, size_t word) {
+  uint32_t be;
+  std::memcpy(&be, prefix.addr.data() + 4 * word, sizeof(be));
+  return rte_be_to_cpu_32(be);
+}
+
+AclRuleV4 make_rule_v4(size_t index, const AclRule& rule, ClassRange classes,
+                       const Prefix* destination) {
+  AclRuleV4 out = common_rule<AclRuleV4>(index, rule, classes, 2, 3, 4);
+  if (destination != nullptr) {
+    out.field[1].value.u32 = host_word(*destination, 0);
+    out.field[1].mask_range.u32 = destination->len;
+  }
+  return out;
+}
+
+AclRuleV6 make_rule_v6(size_t index, const AclRule& rule, ClassRange classes,
+                       const Prefix* destination) {
+  AclRuleV6 out = common_rule<AclRuleV6>(index, rule, classes, 5, 6, 7);
+  if (destination != nullptr) {
+    for (size_t word = 0; word < 4; ++word) {
+      const int bits =
+          std::clamp(static_cast<int>(destination->len) - 32 * static_cast<int>(word), 0, 32);
+      out.field[1 + word].value.u32 = host_word(*destination, word);
+      out.field[1 + word].mask_range.u32 = static_cast<uint32_t>(bits);
+    }
+  }
+  return out;
+}
+
+// Appends one rte_acl rule per (class range, destination of `family`); a rule without
+// destinations applies to both families with any destination.
+template <typename RuleT, typename MakeRule>
+void expand_rule(size_t index, const AclRule& rule, const std::vector<ClassRange>& ranges,
+                 uint8_t family, MakeRule make_rule, std::vector<RuleT>& out) {
+  for (ClassRange range : ranges) {
+    if (rule.destinations.empty()) {
+      out.push_back(make_rule(index, rule, range, nullptr));
+      continue;
+    }
+    for (const Prefix& destination : rule.destinations) {
+      if (destination.family == family) out.push_back(make_rule(index, rule, range, &destination));
+    }
+  }
+}
+
+// ---- rte_acl context ------------------------------------------------------------------------
+
+// rte_acl_create returns the live context for a name already in use, so every generation
+// needs its own name.
+std::string unique_name(const char* kind) {
+  static std::atomic<uint32_t> counter{0};
+  char name[RTE_ACL_NAMESIZE];
+  std::snprintf(name, sizeof(name), "%s-%u", kind, counter.fetch_add(1));
+  return name;
+}
+
+template <typename RuleT, size_t kFields>
+rte_acl_ctx* build_context(const char* kind, const std::vector<RuleT>& rules,
+                           const rte_acl_field_def (&defs)[kFields], std::string* error) {
+  const std::string name = unique_name(kind);
+  rte_acl_param param{};
+  param.name = name.c_str();
+  param.socket_id = SOCKET_ID_ANY;
+  param.rule_size = RTE_ACL_RULE_SZ(kFields);
+  param.max_rule_num = static_cast<uint32_t>(rules.size());
+  rte_acl_ctx* ctx = rte_acl_create(&param);
+  if (ctx == nullptr) {
+    set_error(error, std::string("rte_acl_create: ") + rte_strerror(rte_errno));
+    return nullptr;
+  }
+  int rc = rte_acl_add_rules(ctx, reinterpret_cast<const rte_acl_rule*>(rules.data()),
+                             static_cast<uint32_t>(rules.size()));
+  if (rc == 0) {
+    rte_acl_config config{};
+    config.num_categories = 1;
+    config.num_fields = kFields;
+    std::copy(std::begin(defs), std::end(defs), config.defs);
+    rc = rte_acl_build(ctx, &config);
+  }
+  if (rc != 0) {
+    set_error(error, std::string("building ") + name + ": " + rte_strerror(-rc));
+    rte_acl_free(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
+
+template <typename Key>
+void classify(const rte_acl_ctx* ctx, const Key* const* keys, uint32_t* results, uint32_t n) {
+  if (ctx == nullptr) {
+    std::fill_n(results, n, 0u);
+    return;
+  }
+  // rte_acl's signature lacks the inner const; it only reads the keys.
+  rte_acl_classify(ctx, const_cast<const uint8_t**>(reinterpret_cast<const uint8_t* const*>(keys)),
+                   results, n, 1);
+}
+
+// ---- Keys -----------------------------------------------------------------------------------
+
+bool has_ports(uint8_t proto) {
+  return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+}
+
+template <typename Key>
+bool unmatchable(Key& key) {
+  key = Key{};  // class 0 matches no rule
+  return false;
+}
+
+template <typename Key>
+void set_ports(Key& key, const uint8_t* transport, size_t available) {
+  if (available >= 4) {
+    std::memcpy(&key.sport, transport, sizeof(key.sport));
+    std::memcpy(&key.dport, transport + 2, sizeof(key.dport));
+  }
+}
+
+constexpr int kMaxIpv6ExtensionHeaders = 8;
+
+bool is_ipv6_extension(int proto) {
+  return proto == IPPROTO_HOPOPTS || proto == IPPROTO_ROUTING || proto == IPPROTO_DSTOPTS ||
+         proto == IPPROTO_FRAGMENT || proto == IPPROTO_AH;
+}
+
+}  // namespace
+
+bool fill_key_v4(AclKeyV4& key, uint32_t klass, const uint8_t* ipv4_header, uint32_t l3_len) {
+  rte_ipv4_hdr header;
+  if (l3_len < sizeof(header)) return unmatchable(key);
+  std::memcpy(&header, ipv4_header, sizeof(header));
+  const uint32_t header_len = rte_ipv4_hdr_len(&header);
+  if (header.version != 4 || header_len < sizeof(header) || header_len > l3_len) {
+    return unmatchable(key);
+  }
+  key = AclKeyV4{};
+  key.proto = header.next_proto_id;
+  key.dst = header.dst_addr;
+  key.klass = rte_cpu_to_be_32(klass);
+  const bool first_fragment =
+      (rte_be_to_cpu_16(header.fragment_offset) & RTE_IPV4_HDR_OFFSET_MASK) == 0;
+  if (has_ports(key.proto) && first_fragment) {
+    set_ports(key, ipv4_header + header_len, l3_len - header_len);
+  }
+  return true;
+}
+
+bool fill_key_v6(AclKeyV6& key, uint32_t klass, const uint8_t* ipv6_header, uint32_t l3_len) {
+  rte_ipv6_hdr header;
+  if (l3_len < sizeof(header)) return unmatchable(key);
+  std::memcpy(&header, ipv6_header, sizeof(header));
+  if ((rte_be_to_cpu_32(header.vtc_flow) >> 28) != 6) return unmatchable(key);
+  key = AclKeyV6{};
+  std::memcpy(key.dst, header.dst_addr, sizeof(key.dst));
+  key.klass = rte_cpu_to_be_32(klass);
+
+  int proto = header.proto;
+  size_t offset = sizeof(header);
+  bool first_fragment = true;
+  for (int seen = 0; first_fragment && is_ipv6_extension(proto); ++seen) {
+    // Every extension header is at least 8 bytes; the fragment header is exactly 8.
+    if (seen == kMaxIpv6ExtensionHeaders || offset + 8 > l3_len) return unmatchable(key);
+    if (proto == IPPROTO_FRAGMENT) {
+      rte_ipv6_fragment_ext fragment;
+      std::memcpy(&fragment, ipv6_header + offset, sizeof(fragment));
+      first_fragment = RTE_IPV6_GET_FO(rte_be_to_cpu_16(fragment.frag_data)) == 0;
+    }
+    size_t ext_len = 0;
+    proto = rte_ipv6_get_next_ext(ipv6_header + offset, proto, &ext_len);
+    offset += ext_len;
+    if (offset > l3_len) return unmatchable(key);
+  }
+  key.proto = static_cast<uint8_t>(proto);
+  if (has_ports(key.proto) && first_fragment) {
+    set_ports(key, ipv6_header + offset, l3_len - offset);
+  }
+  return true;
+}
+
+void AclTable::AclFree::operator()(rte_acl_ctx* ctx) const {
+  rte_acl_free(ctx);
+}
+
+std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
+                                          std::span<const AclRule> rules, std::string* error) {
+  if (rules.size() >= RTE_ACL_MAX_PRIORITY) {
+    set_error(error, "too many rules: " + std::to_string(rules.size()));
+    return std::nullopt;
+  }
+  if (!validate_peers(peers, error)) return std::nullopt;
+  std::vector<std::vector<Selector>> selectors(rules.size());
+  for (size_t i = 0; i < rules.size(); ++i) {
+    if (!validate_rule(i, rules[i], selectors[i], error)) return std::nullopt;
+  }
+
+  const PeerIndex index(peers);
+  const Classes classes =
+      assign_classes(compute_memberships(index, peers.size(), selectors), (rules.size() + 63) / 64);
+
+  std::vector<AclRuleV4> v4_rules;
+  std::vector<AclRuleV6> v6_rules;
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const std::vector<ClassRange> ranges = class_ranges_of_rule(classes, i);
+    expand_rule(i, rules[i], ranges, 4, make_rule_v4, v4_rules);
+    expand_rule(i, rules[i], ranges, 6, make_rule_v6, v6_rules);
+  }
+
+  AclTable table;
+  if (!v4_rules.empty()) {
+    table.v4_.reset(build_context("acl4", v4_rules, kV4Defs, error));
+    if (!table.v4_) return std::nullopt;
+  }
+  if (!v6_rules.empty()) {
+    table.v6_.reset(build_context("acl6", v6_rules, kV6Defs, error));
+    if (!table.v6_) return std::nullopt;
+  }
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const uint32_t slot = peers[i].peer_slot;
+    if (table.class_by_slot_.size() <= slot) table.class_by_slot_.resize(slot + 1, 0);
+    table.class_by_slot_[slot] = classes.of_peer[i];
+  }
+  for (const AclRule& rule : rules) table.actions_.push_back(rule.action);
+  table.class_count_ = static_cast<uint32_t>(classes.by_class.size() - 1);
+  return table;
+}
+
+void AclTable::classify_v4(const AclKeyV4* const* keys, uint32_t* results, uint32_t n) const {
+  classify(v4_.get(), keys, results, n);
+}
+
+void AclTable::classify_v6(const AclKeyV6* const* keys, uint32_t* results, uint32_t n) const {
+  classify(v6_.get(), keys, results, n);
+}
+
+}  // namespace airlock::dp

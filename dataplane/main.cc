@@ -1,1 +1,156 @@
-int main() { return 0; }
+// airlock-dataplane: EAL setup, then the control lcore's loop; workers run on the other lcores.
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <sodium.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "dataplane/config.h"
+#include "dataplane/control_socket.h"
+#include "dataplane/hub.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+#include "policy/policy.h"
+
+namespace {
+
+using namespace airlock::dp;
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop.store(true); }
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "airlock-dataplane: %s\n", msg.c_str());
+  rte_eal_cleanup();
+  return 1;
+}
+
+std::optional<crypto::Key> read_private_key(const std::string& path, std::string* error) {
+  std::ifstream in(path);
+  std::string text;
+  if (!in || !(in >> text)) {
+    *error = "cannot read private key file " + path;
+    return std::nullopt;
+  }
+  auto key = airlock::policy::decode_key_base64(text);
+  sodium_memzero(text.data(), text.size());
+  if (!key) *error = "private key file " + path + " does not hold a base64 32-byte key";
+  return key;
+}
+
+int worker_main(void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  std::string error;
+  if (!w->init(&error)) {
+    std::fprintf(stderr, "airlock-dataplane: %s\n", error.c_str());
+    g_stop.store(true);
+    return 1;
+  }
+  w->run();
+  return 0;
+}
+
+std::string handle_request(Hub& hub, const ControlRequest& req) {
+  if (req.command == "VERSION") return "OK " + std::to_string(hub.policy_version());
+  std::string error;
+  if (!hub.apply_policy(req.body, &error)) {
+    std::fprintf(stderr, "airlock-dataplane: policy rejected, keeping version %llu: %s\n",
+                 static_cast<unsigned long long>(hub.policy_version()), error.c_str());
+    return "ERR " + error;
+  }
+  std::fprintf(stderr, "airlock-dataplane: policy version %llu installed\n",
+               static_cast<unsigned long long>(hub.policy_version()));
+  return "OK " + std::to_string(hub.policy_version());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int consumed = rte_eal_init(argc, argv);
+  if (consumed < 0) {
+    std::fprintf(stderr, "airlock-dataplane: EAL init failed: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  std::string error;
+  auto cfg = parse_config(std::span(argv + consumed + 1, argc - consumed - 1), &error);
+  if (!cfg) return fail(error);
+  auto key = read_private_key(cfg->private_key_file, &error);
+  if (!key) return fail(error);
+
+  uint32_t nb_workers = rte_lcore_count() - 1;
+  if (nb_workers == 0) {
+    return fail("needs at least two lcores (e.g. -l 0,1): the main lcore runs handshakes and "
+                "timers, every other lcore is a worker");
+  }
+  if (!rte_eth_dev_is_valid_port(cfg->port_id)) {
+    return fail("no DPDK port " + std::to_string(cfg->port_id) +
+                " (give one with --vdev or a PCI device)");
+  }
+  auto hub = Hub::create(*cfg, *key, nb_workers, &error);
+  sodium_memzero(key->data(), key->size());
+  if (!hub) return fail(error);
+
+  auto port = Port::open(PortConfig{cfg->port_id, static_cast<uint16_t>(nb_workers), 1024, 1024,
+                                    hub->pool()},
+                         &error);
+  if (!port) return fail(error);
+  hub->attach_port(port->id(), port->info().mac);
+  SteeringResult steering = install_wireguard_steering(port->id(), cfg->address_be,
+                                                       cfg->listen_port, nb_workers);
+  hub->set_steering(steering.mode == SteeringMode::kHardware ? FlowSteering::kHardware
+                                                             : FlowSteering::kSoftware);
+  std::fprintf(stderr, "airlock-dataplane: flow steering %s%s%s\n",
+               steering.mode == SteeringMode::kHardware ? "in hardware" : "in software",
+               steering.reason.empty() ? "" : ": ", steering.reason.c_str());
+
+  if (!cfg->policy_file.empty()) {
+    auto bytes = airlock::policy::read_file(cfg->policy_file, &error);
+    if (!bytes || !hub->apply_policy(*bytes, &error)) {
+      return fail("policy " + cfg->policy_file + ": " + error);
+    }
+  }
+  auto control = ControlSocket::start(cfg->control_socket, &error);
+  if (!control) return fail(error);
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  uint16_t queue = 0;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) {
+    workers.push_back(std::make_unique<Worker>(*hub, queue, queue));
+    rte_eal_remote_launch(worker_main, workers.back().get(), lcore);
+    ++queue;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::fprintf(stderr,
+               "airlock-dataplane: up on port %u (%s), %u worker(s), policy version %llu, "
+               "control socket %s\n",
+               port->id(), port->info().driver.c_str(), nb_workers,
+               static_cast<unsigned long long>(hub->policy_version()),
+               cfg->control_socket.c_str());
+
+  while (!g_stop.load()) {
+    hub->control_tick();
+    control->poll([&](const ControlRequest& r) { return handle_request(*hub, r); });
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  hub->stopping().store(true);
+  rte_eal_mp_wait_lcore();
+  control.reset();
+  workers.clear();
+  port.reset();
+  hub.reset();
+  rte_eal_cleanup();
+  std::fprintf(stderr, "airlock-dataplane: stopped\n");
+  return 0;
+}

@@ -1,1 +1,229 @@
-// placeholder until implemented
+// Turning a verified policy buffer into the tables workers read, and swapping it in. Peers keep
+// their slot (and so their sessions and counters) across policies as long as their public key
+// stays; the new tables are complete before the single pointer store that publishes them, so a
+// packet sees either the old policy or the new one, never a mix.
+#include <rte_byteorder.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+#include "dataplane/hub.h"
+#include "policy/policy.h"
+
+namespace airlock::dp {
+namespace {
+
+using airlock::policy::Family;
+
+Prefix to_dp_prefix(const airlock::policy::IpPrefix& p) {
+  Prefix out{};
+  out.family = p.family == Family::V6 ? 6 : 4;
+  out.addr = p.addr;
+  out.len = p.len;
+  return out;
+}
+
+std::vector<std::string> strings_of(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* v) {
+  std::vector<std::string> out;
+  if (v != nullptr) {
+    for (const auto* s : *v) out.emplace_back(s->str());
+  }
+  return out;
+}
+
+std::string str_or_empty(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+
+struct Compiled {
+  std::vector<uint32_t> slots;      // slot of policy peer i
+  std::vector<uint32_t> new_slots;  // slots whose peer starts afresh with this policy
+  std::vector<uint32_t> allocated;  // slots allocated by this attempt (undone on failure)
+  std::unique_ptr<PolicySnapshot> snapshot;
+};
+
+}  // namespace
+
+bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
+  auto loaded = airlock::policy::load_policy(bytes, error);
+  if (!loaded) return false;
+  const auto* root = loaded->root();
+  const PolicySnapshot* running = policy_.load(std::memory_order_acquire);
+  if (running != nullptr && root->version() < running->version) {
+    *error = "policy version " + std::to_string(root->version()) + " is older than the running " +
+             std::to_string(running->version);
+    return false;
+  }
+  size_t n_peers = root->peers() ? root->peers()->size() : 0;
+  size_t n_rules = root->rules() ? root->rules()->size() : 0;
+  if (n_rules > cfg_.max_rules) {
+    *error = "policy has " + std::to_string(n_rules) + " rules; this data plane holds at most " +
+             std::to_string(cfg_.max_rules) + " (--max-rules)";
+    return false;
+  }
+
+  Compiled c;
+  auto roll_back = [&] {
+    for (uint32_t s : c.allocated) peers_.forget(s);
+  };
+  for (size_t i = 0; i < n_peers; ++i) {
+    crypto::Key key = airlock::policy::key_bytes(*root->peers()->Get(i)->public_key());
+    auto slot = peers_.find(key);
+    if (slot && !peers_.at(*slot).active.load(std::memory_order_relaxed)) {
+      c.new_slots.push_back(*slot);  // removed by an earlier policy, not yet reclaimed
+    } else if (!slot) {
+      slot = peers_.allocate(key);
+      if (!slot) {
+        roll_back();
+        *error = "peers[" + std::to_string(i) + "]: more than " +
+                 std::to_string(cfg_.max_peers) + " peers (--max-peers)";
+        return false;
+      }
+      c.new_slots.push_back(*slot);
+      c.allocated.push_back(*slot);
+    }
+    c.slots.push_back(*slot);
+  }
+
+  auto allowed = AllowedIps::create(std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)),
+                                    std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)),
+                                    error);
+  if (!allowed) {
+    roll_back();
+    return false;
+  }
+  std::vector<AclIdentity> identities;
+  for (size_t i = 0; i < n_peers; ++i) {
+    const auto* p = root->peers()->Get(i);
+    if (p->allowed_ips() != nullptr) {
+      for (size_t j = 0; j < p->allowed_ips()->size(); ++j) {
+        auto ip = airlock::policy::to_ip_prefix(*p->allowed_ips()->Get(j), error);
+        std::string sub;
+        if (!ip || !allowed->add(to_dp_prefix(*ip), c.slots[i], &sub)) {
+          roll_back();
+          *error = "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) +
+                   "]: " + (ip ? sub : *error);
+          return false;
+        }
+      }
+    }
+    AclIdentity id;
+    id.peer_slot = c.slots[i];
+    const auto* ident = p->identity();
+    id.user = ident ? str_or_empty(ident->user()) : "";
+    id.device = ident ? str_or_empty(ident->device()) : "";
+    id.tags = ident ? strings_of(ident->tags()) : std::vector<std::string>{};
+    id.groups = ident ? strings_of(ident->groups()) : std::vector<std::string>{};
+    id.public_key_b64 = airlock::policy::encode_key_base64(
+        airlock::policy::key_bytes(*p->public_key()));
+    identities.push_back(std::move(id));
+  }
+
+  std::vector<AclRule> rules;
+  std::vector<std::string> rule_names;
+  for (size_t i = 0; i < n_rules; ++i) {
+    const auto* r = root->rules()->Get(i);
+    AclRule rule;
+    rule.name = str_or_empty(r->name());
+    rule.sources = strings_of(r->sources());
+    if (r->destinations() != nullptr) {
+      for (const auto* d : *r->destinations()) {
+        auto ip = airlock::policy::to_ip_prefix(*d, error);
+        if (!ip) {
+          roll_back();
+          return false;
+        }
+        rule.destinations.push_back(to_dp_prefix(*ip));
+      }
+    }
+    rule.protocol = r->protocol();
+    rule.port_low = r->port_low();
+    rule.port_high = r->port_high();
+    rule.action = static_cast<AclAction>(r->action());
+    rule_names.push_back(rule.name.empty() ? "rule-" + std::to_string(i) : rule.name);
+    rules.push_back(std::move(rule));
+  }
+  auto acl = AclTable::compile(identities, rules, error);
+  if (!acl) {
+    roll_back();
+    return false;
+  }
+
+  // Everything that can fail has succeeded; from here on the policy is accepted.
+  std::unordered_set<uint32_t> keep(c.slots.begin(), c.slots.end());
+  std::unordered_set<uint32_t> fresh(c.new_slots.begin(), c.new_slots.end());
+  for (size_t i = 0; i < n_peers; ++i) {
+    configure_peer(c.slots[i], *root->peers()->Get(i), fresh.count(c.slots[i]) != 0);
+  }
+  auto* snapshot = new PolicySnapshot{root->version(), std::move(*allowed), std::move(*acl),
+                                      rule_names};
+  PolicySnapshot* old = policy_.exchange(snapshot, std::memory_order_acq_rel);
+  std::vector<uint32_t> removed;
+  for (uint32_t s : active_slots_) {
+    if (!keep.count(s)) removed.push_back(s);
+  }
+  active_slots_ = c.slots;
+  for (uint32_t s : removed) deactivate_peer(s);
+  defer_retired();  // whatever an earlier swap left is freed on its own schedule
+  retired_snapshot_.reset(old);
+  defer_retired();
+
+  std::vector<std::string_view> names(rule_names.begin(), rule_names.end());
+  stats_->set_rule_names(root->version(), names);
+  for (uint32_t s : active_slots_) publish_peer_record(s);
+  return true;
+}
+
+void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh) {
+  PeerState& peer = peers_.at(slot);
+  crypto::Key pub = airlock::policy::key_bytes(*p.public_key());
+  crypto::Key psk{};
+  if (p.preshared_key() != nullptr) psk = airlock::policy::key_bytes(*p.preshared_key());
+  if (fresh) {
+    zero_peer_keys(slot);
+    peer.handshake = Handshake{};
+    peer.timers = TimerState{};
+    peer.endpoint.store(Endpoint{});
+    peer.last_rx_data_ns = peer.last_tx_data_ns = peer.last_rx_auth_ns = peer.last_tx_auth_ns = 0;
+    peer.want_handshake.store(false);
+    peer.last_handshake_unix_ns = 0;
+    peer.cookie_maker.emplace(pub);
+    peer.keys = make_peer_keys(identity_, pub, psk);
+  } else if (peer.keys.psk != psk) {
+    // Takes effect with the next handshake; the running session stays valid.
+    peer.keys = make_peer_keys(identity_, pub, psk);
+  }
+  sodium_memzero(psk.data(), psk.size());
+  const auto* ident = p.identity();
+  peer.user = ident ? str_or_empty(ident->user()) : "";
+  peer.device = ident ? str_or_empty(ident->device()) : "";
+  peer.persistent_keepalive_s = p.persistent_keepalive();
+  peer.has_configured_endpoint = false;
+  if (p.endpoint() != nullptr) {
+    auto ep = airlock::policy::to_ip_endpoint(*p.endpoint());
+    if (ep && ep->family == Family::V4) {
+      peer.has_configured_endpoint = true;
+      std::memcpy(&peer.configured_endpoint.ipv4_be, ep->addr.data(), 4);
+      peer.configured_endpoint.port_be = rte_cpu_to_be_16(ep->port);
+      // A learned endpoint wins over the configured one (roaming, whitepaper §2.1).
+      if (!peer.endpoint.load().known()) {
+        Endpoint e = peer.configured_endpoint;
+        e.mac = neighbor_mac(e.ipv4_be);
+        peer.endpoint.store(e);
+      }
+    }
+  }
+  if (fresh) stats_->clear_peer(slot);
+  peer.active.store(true, std::memory_order_release);
+}
+
+void Hub::deactivate_peer(uint32_t slot) {
+  PeerState& peer = peers_.at(slot);
+  peer.active.store(false, std::memory_order_release);
+  zero_peer_keys(slot);
+  peer.cookie_maker.reset();
+  stats_->clear_peer(slot);
+  retired_slots_.push_back(slot);
+}
+
+}  // namespace airlock::dp

@@ -1,0 +1,36 @@
+// Command-line configuration of airlock-dataplane (the part after EAL's "--").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "dataplane/messages.h"
+
+namespace airlock::dp {
+
+struct Config {
+  uint32_t address_be = 0;  // our underlay IPv4 address, answered by the ARP responder
+  uint16_t listen_port = 51820;
+  std::string private_key_file;  // base64 as written by `wg genkey`
+  std::string policy_file;       // compiled policy (FlatBuffers), optional at start
+  std::string instance = "airlock";  // names the shared-memory regions and the control socket
+  std::string control_socket;        // default /run/airlock/<instance>.sock
+  uint16_t port_id = 0;
+  uint32_t max_peers = 1024;
+  uint32_t max_rules = 1024;
+  uint32_t ring_slots = 4096;
+  uint32_t mbufs = 16383;
+  uint16_t inner_mtu = 1420;
+  // Handshake messages waiting for the control lcore; at or above this the hub is "under
+  // load" and demands cookies (mac2) before doing any Diffie-Hellman.
+  uint32_t under_load_queue_depth = 128;
+  ProtocolTimers timers;
+};
+
+// Parses the application arguments. On error returns nullopt and a message naming the flag.
+std::optional<Config> parse_config(std::span<char*> args, std::string* error);
+std::string config_usage();
+
+}  // namespace airlock::dp
