@@ -119,6 +119,26 @@ void Hub::control_tick() {
   }
 }
 
+std::optional<uint32_t> Hub::slot_of(const crypto::Key& public_key) const {
+  auto slot = peers_.find(public_key);
+  if (!slot || !peers_.at(*slot).active.load(std::memory_order_relaxed)) return std::nullopt;
+  return slot;
+}
+
+std::optional<uint32_t> Hub::install_session(uint32_t slot, SessionKeys keys,
+                                             const Endpoint& to) {
+  auto index = index_.reserve(slot);
+  if (!index) return std::nullopt;
+  keys.local_index = *index;
+  keys.we_initiated = true;
+  if (!install_keypair(slot, keys, now_ns())) {
+    index_.release(*index);
+    return std::nullopt;
+  }
+  peers_.at(slot).endpoint.store(to);
+  return *index;
+}
+
 void Hub::run_timers(uint64_t now) {
   for (uint32_t slot : active_slots_) {
     PeerState& peer = peers_.at(slot);
