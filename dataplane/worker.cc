@@ -52,6 +52,7 @@ Worker::Worker(Hub& hub, uint32_t id, uint16_t queue) : hub_(hub), id_(id), queu
 
 Worker::~Worker() {
   for (uint16_t i = 0; i < n_tx_; ++i) rte_pktmbuf_free(tx_[i]);
+  for (uint16_t i = 0; i < n_staged_; ++i) rte_pktmbuf_free(staged_[i].m);
 }
 
 bool Worker::init(std::string* error) {
@@ -81,6 +82,7 @@ void Worker::poll_once() {
   uint64_t now = hub_.now_ns();
   if (n > 0) handle_burst(pkts, n, now);
   take_gateway_returns(now, hub_.policy_acquire());
+  if (n_staged_ > 0) release_staged(now);
   encrypt_and_send(now);
   take_control_tx();
   flush_tx();
@@ -359,19 +361,53 @@ void Worker::take_gateway_returns(uint64_t now, const PolicySnapshot* policy) {
       });
 }
 
+Keypair* Worker::usable_keypair(PeerState& peer, uint64_t now) const {
+  Keypair* kp = peer.current.load(std::memory_order_acquire);
+  Keypair* next = peer.next.load(std::memory_order_acquire);
+  if (next != nullptr && next->confirmed.load(std::memory_order_acquire)) kp = next;
+  if (kp == nullptr || !counter_usable(kp, now, hub_.config().timers) ||
+      !peer.endpoint.load().known()) {
+    return nullptr;
+  }
+  return kp;
+}
+
+void Worker::stage(const Routed& r, uint64_t now) {
+  if (n_staged_ == staged_.size()) {
+    drop(r.m, DropReason::kNoSession);
+    return;
+  }
+  staged_[n_staged_++] = Staged{r.m, r.peer_slot, now};
+}
+
+void Worker::release_staged(uint64_t now) {
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n_staged_; ++i) {
+    Staged s = staged_[i];
+    PeerState& peer = hub_.peers().at(s.peer_slot);
+    if (!peer.active.load(std::memory_order_relaxed)) {
+      drop(s.m, DropReason::kNoRoute);
+    } else if (usable_keypair(peer, now) != nullptr && n_out_ < out_.size()) {
+      out_[n_out_++] = Routed{s.m, s.peer_slot};
+    } else if (now - s.since_ns >= hub_.config().timers.rekey_timeout_ns) {
+      drop(s.m, DropReason::kNoSession);
+    } else {
+      staged_[kept++] = s;
+    }
+  }
+  n_staged_ = kept;
+}
+
 bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op) {
   PeerState& peer = hub_.peers().at(r.peer_slot);
   if (!peer.active.load(std::memory_order_relaxed)) {
     drop(r.m, DropReason::kNoRoute);
     return false;
   }
-  const ProtocolTimers& t = hub_.config().timers;
-  Keypair* kp = peer.current.load(std::memory_order_acquire);
-  Keypair* next = peer.next.load(std::memory_order_acquire);
-  if (next != nullptr && next->confirmed.load(std::memory_order_acquire)) kp = next;
-  if (kp == nullptr || !counter_usable(kp, now, t) || !peer.endpoint.load().known()) {
+  Keypair* kp = usable_keypair(peer, now);
+  if (kp == nullptr) {
     peer.want_handshake.store(true, std::memory_order_relaxed);
-    drop(r.m, DropReason::kNoSession);
+    stage(r, now);
     return false;
   }
   uint64_t counter = kp->send_counter.fetch_add(1, std::memory_order_relaxed);

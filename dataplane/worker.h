@@ -23,6 +23,7 @@
 namespace airlock::dp {
 
 inline constexpr uint16_t kBurst = 32;
+inline constexpr uint16_t kMaxStaged = 128;
 
 class Worker {
  public:
@@ -63,6 +64,9 @@ class Worker {
   void take_gateway_returns(uint64_t now, const PolicySnapshot* policy);
   void encrypt_and_send(uint64_t now);
   bool seal(Routed& r, uint64_t now, BatchCrypto::Op* op);
+  Keypair* usable_keypair(PeerState& peer, uint64_t now) const;
+  void stage(const Routed& r, uint64_t now);
+  void release_staged(uint64_t now);
   void take_control_tx();
   void drop(rte_mbuf* m, DropReason why);
   void tx(rte_mbuf* m);
@@ -85,6 +89,16 @@ class Worker {
   // Inner packets headed to a peer (forwarded or returned by the gateway), sealed in one batch.
   std::array<Routed, 2 * kBurst> out_{};
   uint16_t n_out_ = 0;
+  // Packets for a peer without a usable session wait here, like the kernel's staged queue,
+  // while the control lcore handshakes; they leave as soon as a keypair appears, or are
+  // dropped (no_session) after rekey_timeout.
+  struct Staged {
+    rte_mbuf* m;
+    uint32_t peer_slot;
+    uint64_t since_ns;
+  };
+  std::array<Staged, kMaxStaged> staged_{};
+  uint16_t n_staged_ = 0;
   std::array<rte_mbuf*, 4 * kBurst> tx_{};
   uint16_t n_tx_ = 0;
 };
