@@ -195,6 +195,9 @@ inline std::array<uint8_t, 16> ip6(const char* text) {
   return a;
 }
 
+// Ethernet + IPv4 (no options) + UDP: where the WireGuard message starts in a frame we build.
+inline constexpr size_t kOuterLen = 14 + 20 + 8;
+
 // One end of a UDP conversation on the underlay.
 struct Underlay {
   rte_ether_addr mac{};
@@ -338,8 +341,8 @@ class SoftPeer {
   SoftPeer(const Key& hub_public, const Underlay& hub, const Underlay& self, uint32_t inner_ip_be)
       : id_(dp::LocalIdentity::from_private(dp::crypto::generate_private())),
         hub_keys_(dp::make_peer_keys(id_, hub_public)),
-        maker_(hub_public),
-        checker_(id_.public_key),
+        maker_(std::make_unique<dp::CookieMaker>(hub_public)),
+        checker_(std::make_unique<dp::CookieChecker>(id_.public_key)),
         hub_(hub),
         self_(self),
         inner_ip_(inner_ip_be) {}
@@ -362,7 +365,7 @@ class SoftPeer {
                                dp::crypto::tai64n(unix_ns()))) {
       ADD_FAILURE() << "create_initiation failed";
     }
-    maker_.add_macs(std::span(reinterpret_cast<uint8_t*>(&msg), sizeof(msg)), steady_ns());
+    maker_->add_macs(std::span(reinterpret_cast<uint8_t*>(&msg), sizeof(msg)), steady_ns());
     return frame(std::span(reinterpret_cast<const uint8_t*>(&msg), sizeof(msg)));
   }
 
@@ -371,7 +374,7 @@ class SoftPeer {
     if (!f.is_wg(dp::MessageType::kResponse) || f.payload.size() != sizeof(dp::MessageResponse)) {
       return false;
     }
-    if (!checker_.mac1_valid(f.payload)) return false;
+    if (!checker_->mac1_valid(f.payload)) return false;
     dp::MessageResponse msg;
     std::memcpy(&msg, f.payload.data(), sizeof(msg));
     dp::SessionKeys keys;
@@ -386,7 +389,7 @@ class SoftPeer {
   // hub's first transport message before we send on it.
   std::optional<Bytes> take_initiation(const Frame& f) {
     if (!f.is_wg(dp::MessageType::kInitiation) ||
-        f.payload.size() != sizeof(dp::MessageInitiation) || !checker_.mac1_valid(f.payload)) {
+        f.payload.size() != sizeof(dp::MessageInitiation) || !checker_->mac1_valid(f.payload)) {
       return std::nullopt;
     }
     dp::MessageInitiation msg;
@@ -402,7 +405,7 @@ class SoftPeer {
                              keys)) {
       return std::nullopt;
     }
-    maker_.add_macs(std::span(reinterpret_cast<uint8_t*>(&resp), sizeof(resp)), steady_ns());
+    maker_->add_macs(std::span(reinterpret_cast<uint8_t*>(&resp), sizeof(resp)), steady_ns());
     add_session(keys);
     return frame(std::span(reinterpret_cast<const uint8_t*>(&resp), sizeof(resp)));
   }
@@ -417,7 +420,7 @@ class SoftPeer {
     plain.resize((plain.size() + 15) & ~size_t{15}, 0);
     uint64_t counter = current_->send_counter++;
     dp::MessageDataHeader hdr{{static_cast<uint8_t>(dp::MessageType::kTransportData), {0, 0, 0}},
-                              current_->remote_index, counter};
+                              rte_cpu_to_le_32(current_->remote_index), rte_cpu_to_le_64(counter)};
     Bytes msg(sizeof(hdr) + plain.size() + dp::kTagLen);
     std::memcpy(msg.data(), &hdr, sizeof(hdr));
     dp::crypto::aead_encrypt(std::span(msg.data() + sizeof(hdr), plain.size() + dp::kTagLen),
@@ -435,18 +438,18 @@ class SoftPeer {
     if (hdr.header.reserved[0] || hdr.header.reserved[1] || hdr.header.reserved[2]) {
       return std::nullopt;
     }
-    auto it = sessions_.find(hdr.receiver_index);
+    auto it = sessions_.find(rte_le_to_cpu_32(hdr.receiver_index));
     if (it == sessions_.end()) return std::nullopt;
     Session& s = *it->second;
     Opened out;
-    out.receiver_index = hdr.receiver_index;
-    out.counter = hdr.counter;
+    out.receiver_index = rte_le_to_cpu_32(hdr.receiver_index);
+    out.counter = rte_le_to_cpu_64(hdr.counter);
     out.plain.resize(f.payload.size() - sizeof(hdr) - dp::kTagLen);
-    if (!dp::crypto::aead_decrypt(out.plain, s.receive, hdr.counter,
+    if (!dp::crypto::aead_decrypt(out.plain, s.receive, out.counter,
                                   std::span(f.payload).subspan(sizeof(hdr)), {})) {
       return std::nullopt;
     }
-    if (!s.received.insert(hdr.counter).second) return std::nullopt;
+    if (!s.received.insert(out.counter).second) return std::nullopt;
     if (!s.confirmed) {
       s.confirmed = true;
       current_ = &s;
@@ -473,8 +476,9 @@ class SoftPeer {
 
   dp::LocalIdentity id_;
   dp::PeerKeys hub_keys_;
-  dp::CookieMaker maker_;
-  dp::CookieChecker checker_;
+  // Behind pointers so that a SoftPeer can move (the cookie classes cannot).
+  std::unique_ptr<dp::CookieMaker> maker_;
+  std::unique_ptr<dp::CookieChecker> checker_;
   dp::Handshake hs_;
   Underlay hub_;
   Underlay self_;
@@ -513,7 +517,7 @@ class HubRig {
       *error = "rte_ring_create failed";
       return nullptr;
     }
-    int port_id = rte_eth_from_rings(("h8port" + suffix).c_str(), &r->rx_, 1, &r->tx_, 1,
+    int port_id = rte_eth_from_rings(("net_ring_h8_" + suffix).c_str(), &r->rx_, 1, &r->tx_, 1,
                                      static_cast<unsigned>(rte_socket_id()));
     if (port_id < 0) {
       *error = "rte_eth_from_rings failed";

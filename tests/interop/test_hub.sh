@@ -91,7 +91,7 @@ cleanup() {
 on_exit cleanup
 
 topology_down >/dev/null 2>&1 || true
-topology_up a b >/dev/null
+topology_up a b c >/dev/null
 for n in hub a b; do gen_peer_key "$work" "$n"; done
 write_policy 1 "$work/policy.alp"
 
@@ -99,7 +99,7 @@ write_policy 1 "$work/policy.alp"
 ns_exec "$AL_HUB_NS" "$dp" --no-huge -m 1024 --no-pci --no-telemetry --file-prefix "$instance" \
   -l 0,1 --vdev=net_af_packet0,iface="$AL_DP_IF" -- \
   --address "$AL_HUB_UNDERLAY_IP" --private-key "$work/hub.key" --policy "$work/policy.alp" \
-  --instance "$instance" --rekey-after-time 4 >"$work/dp.log" 2>&1 &
+  --instance "$instance" --rekey-after-time 4 --under-load-depth 4 >"$work/dp.log" 2>&1 &
 dp_pid=$!
 wait_for 20 "$dpctl" --instance "$instance" version >/dev/null 2>&1 || die "data plane did not start: $(cat "$work/dp.log")"
 
@@ -177,6 +177,43 @@ check "truncated policy rejected" bash -c "! '$dpctl' --instance '$instance' pus
 write_policy 3 "$work/policy-old.alp"
 check "older policy version rejected" bash -c "! '$dpctl' --instance '$instance' push '$work/policy-old.alp' 2>/dev/null"
 check "last good policy keeps running" bash -c "'$dpctl' --instance '$instance' version | grep -qx 'OK 9'"
+
+# Under load: a flood of initiations with valid mac1 (from a third namespace) makes the hub
+# demand cookies; a real peer that handshakes meanwhile gets a cookie reply and gets in with
+# mac2 on its retry (whitepaper §5.3).
+cookie_before=$(drop rate_limited)
+ns_exec al-c /usr/bin/python3 - "$AL_HUB_UNDERLAY_IP" "$AL_HUB_PORT" "$hub_pub" 12 \
+  >"$work/flood.log" 2>&1 <<'PY' &
+import base64, hashlib, os, socket, sys, time
+hub, port, pub, seconds = sys.argv[1], int(sys.argv[2]), base64.b64decode(sys.argv[3]), float(sys.argv[4])
+mac1_key = hashlib.blake2s(b"mac1----" + pub).digest()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+sent = replies = 0
+end = time.time() + seconds
+while time.time() < end:
+    body = bytes([1, 0, 0, 0]) + os.urandom(112)
+    s.sendto(body + hashlib.blake2s(body, key=mac1_key, digest_size=16).digest() + bytes(16), (hub, port))
+    sent += 1
+    try:
+        while True:
+            r = s.recv(2048)
+            replies += len(r) == 64 and r[0] == 3
+    except BlockingIOError:
+        pass
+print("sent", sent, "cookie_replies", replies)
+PY
+flood_pid=$!
+sleep 1
+peer_wg al-a set wg0 peer "$hub_pub" remove
+peer_wg al-a set wg0 peer "$hub_pub" allowed-ips "$AL_TUNNEL_ROUTE" endpoint "$AL_HUB_ENDPOINT"
+check "a new handshake under load completes via cookie + mac2" \
+  bash -c "ip netns exec al-a ping -c 1 -W 12 100.80.0.3 >/dev/null"
+check "alice was answered with a cookie reply first" grep -q "Receiving cookie response" "$(peer_log al-a)"
+wait "$flood_pid" || true
+echo "  flood: $(cat "$work/flood.log")"
+check "the flood got cookie replies" grep -Eq 'cookie_replies [1-9]' "$work/flood.log"
+check "cookie-demanded handshakes counted (rate_limited)" test "$(drop rate_limited)" -gt "$cookie_before"
 
 # Garbage on the WireGuard port, from alice's namespace: random bytes, truncated, oversized,
 # wrong types, non-zero reserved bytes, handshakes with bad MACs, and replayed valid packets.
