@@ -32,6 +32,7 @@ std::string config_usage() {
          "         [--listen-port N] [--policy FILE.alp] [--instance NAME]\n"
          "         [--control-socket PATH] [--port-id N] [--max-peers N] [--max-rules N]\n"
          "         [--ring-slots N] [--mbufs N] [--mtu N] [--under-load-depth N]\n"
+         "         [--under-load-rate N]\n"
          "         [--rekey-after-time S] [--reject-after-time S] [--rekey-timeout S]\n"
          "         [--keepalive-timeout S] [--rekey-attempt-time S]\n";
 }
@@ -82,6 +83,8 @@ std::optional<Config> parse_config(std::span<char*> args, std::string* error) {
       ok = parse_number<uint16_t>(v, &c.inner_mtu, 576, 9000);
     } else if (flag == "--under-load-depth") {
       ok = parse_number<uint32_t>(v, &c.under_load_queue_depth, 1, 1u << 16);
+    } else if (flag == "--under-load-rate") {
+      ok = parse_number<uint32_t>(v, &c.under_load_rate, 1, 10'000'000);
     } else if (flag == "--rekey-after-time") {
       ok = parse_seconds(v, &c.timers.rekey_after_ns);
     } else if (flag == "--reject-after-time") {

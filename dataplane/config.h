@@ -26,6 +26,8 @@ struct Config {
   // Handshake messages waiting for the control lcore; at or above this the hub is "under
   // load" and demands cookies (mac2) before doing any Diffie-Hellman.
   uint32_t under_load_queue_depth = 128;
+  // Handshake messages per second above which the hub is also "under load".
+  uint32_t under_load_rate = 2000;
   ProtocolTimers timers;
 };
 

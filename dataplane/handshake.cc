@@ -49,6 +49,12 @@ void Hub::process_handshake_messages(uint64_t now) {
   rte_mbuf* msgs[kHandshakesPerTick];
   unsigned n = rte_ring_sc_dequeue_burst(handshake_ring_.get(), reinterpret_cast<void**>(msgs),
                                          kHandshakesPerTick, nullptr);
+  if (now - rate_window_start_ns_ >= kUnderLoadStickyNs) {
+    rate_window_start_ns_ = now;
+    rate_window_count_ = 0;
+  }
+  rate_window_count_ += n;
+  if (rate_window_count_ > cfg_.under_load_rate) under_load_until_ns_ = now + kUnderLoadStickyNs;
   for (unsigned i = 0; i < n; ++i) {
     WireguardFrame f{};
     if (classify_frame(msgs[i], underlay_, listen_port_be_, &f) != FrameKind::kWireguard) {

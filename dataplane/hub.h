@@ -138,6 +138,8 @@ class Hub {
   std::optional<CookieChecker> cookie_checker_;
   RateLimiter ratelimiter_;
   uint64_t under_load_until_ns_ = 0;
+  uint64_t rate_window_start_ns_ = 0;
+  uint64_t rate_window_count_ = 0;
   uint16_t ip_id_ = 0;
 
   MempoolPtr pool_;

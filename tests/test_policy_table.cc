@@ -64,8 +64,8 @@ class PolicySwapTest : public ::testing::Test {
                                 const Bytes& expected = {}) {
     size_t n = 0;
     for (const Frame& f : frames) {
-      EXPECT_TRUE(f.to(to.underlay()) && f.is_data()) << "unexpected frame, type "
-                                                      << int(f.wg_type());
+      EXPECT_TRUE(f.to(to.underlay()) && f.is_data())
+          << "unexpected frame, type " << int(f.wg_type());
       auto o = to.open(f);
       EXPECT_TRUE(o) << "the peer cannot open a frame the hub sent it";
       if (!o) continue;
@@ -133,8 +133,8 @@ TEST_F(PolicySwapTest, InvalidPoliciesAreRejectedAndTheRunningOneStays) {
   for (size_t i = 8; i < flipped.size(); i += 5) flipped[i] ^= 0x5a;
   bad.emplace_back("corrupted", flipped);
 
-  policy::PeerSpec wide = peer_spec(a(), "alice", {policy::RawPrefix{policy::Family::V4,
-                                                                     {10, 10, 0, 2}, 33}});
+  policy::PeerSpec wide =
+      peer_spec(a(), "alice", {policy::RawPrefix{policy::Family::V4, {10, 10, 0, 2}, 33}});
   auto semantic = policy::PolicyBuilder().version(2).add_peer(wide).finish_unchecked(nullptr);
   ASSERT_TRUE(semantic);
   bad.emplace_back("prefix length 33", *semantic);
@@ -178,9 +178,9 @@ TEST_F(PolicySwapTest, PolicyOverPeerCapacityLeavesNoSlotsBehind) {
     return p;
   };
   for (uint32_t i = 0; i < max - 1; ++i) {
-    extra.emplace_back(rig().make_peer(Underlay{mac(static_cast<uint8_t>(0x20 + i)),
-                                                ip("192.0.2.100"), uint16_t(41000 + i)},
-                                       ip("10.30.0.1")));
+    extra.emplace_back(rig().make_peer(
+        Underlay{mac(static_cast<uint8_t>(0x20 + i)), ip("192.0.2.100"), uint16_t(41000 + i)},
+        ip("10.30.0.1")));
   }
   std::string error;
   EXPECT_FALSE(rig().apply(build(2, max - 1), &error));

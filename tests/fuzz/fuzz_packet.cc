@@ -11,6 +11,8 @@
 //   3  byte 1 picks a destination peer slot, the rest is an inner packet the gateway hands back
 //      on the packet channel.
 // After every input all mbufs must be back in the pool: a leak or a double free aborts.
+// With FUZZ_PACKET_VERBOSE=1 in the environment each input prints the worker counters it moved,
+// which tells what happened to a reproducer or a seed.
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -29,11 +31,13 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dataplane/hub.h"
 #include "dataplane/port.h"
 #include "dataplane/ring.h"
+#include "dataplane/stats.h"
 #include "dataplane/worker.h"
 #include "policy/builder.h"
 
@@ -80,6 +84,8 @@ struct Harness {
   std::optional<PacketChannel> gateway;  // the control plane's end of worker 0's channel
   std::array<SimPeer, 2> peers;
   unsigned mbufs_at_rest = 0;
+  std::optional<StatsReader> stats;  // only with FUZZ_PACKET_VERBOSE
+  WorkerSnapshot last;
 };
 
 // Lives until exit so that its destructors remove the shared-memory regions it created.
@@ -91,9 +97,16 @@ std::unique_ptr<Harness> g;
 }
 
 void init_eal(const char* argv0) {
-  std::vector<const char*> args = {argv0,      "--no-huge",      "-m",    "512",
-                                   "--no-pci", "--no-shconf",    "-l",    "0",
-                                   "--no-telemetry", "--vdev=net_null0,no-rx=1",
+  std::vector<const char*> args = {argv0,
+                                   "--no-huge",
+                                   "-m",
+                                   "512",
+                                   "--no-pci",
+                                   "--no-shconf",
+                                   "-l",
+                                   "0",
+                                   "--no-telemetry",
+                                   "--vdev=net_null0,no-rx=1",
                                    "--log-level=*:error"};
   if (rte_eal_init(static_cast<int>(args.size()), const_cast<char**>(args.data())) < 0) {
     die(std::string("EAL init failed: ") + rte_strerror(rte_errno));
@@ -103,30 +116,32 @@ void init_eal(const char* argv0) {
 std::vector<uint8_t> make_policy() {
   pol::PolicyBuilder b;
   b.version(1).gateway("10.0.0.1/32").gateway("fd00::1/128");
-  b.add_peer({.public_key = public_of(fixed_key(0x20)),
-              .allowed_ips = {"10.0.0.2/32", "fd00::2/128"},
-              .user = "alice"});
-  b.add_peer({.public_key = public_of(fixed_key(0x30)),
-              .allowed_ips = {"10.0.0.3/32", "10.1.0.0/16", "fd00::3/128"},
-              .user = "bob",
-              .groups = {"servers"}});
-  b.add_rule({.name = "to-gateway",
-              .sources = {"*"},
-              .destinations = {"10.0.0.1/32", "fd00::1/128"},
-              .action = pol::Action::PuntToGateway});
-  b.add_rule({.name = "no-ssh",
-              .sources = {"*"},
-              .protocol = IPPROTO_TCP,
-              .port_low = 22,
-              .port_high = 22,
-              .action = pol::Action::Drop});
-  b.add_rule({.name = "alice-to-servers",
-              .sources = {"user:alice"},
-              .action = pol::Action::Forward});
-  b.add_rule({.name = "servers-to-alice",
-              .sources = {"group:servers"},
-              .destinations = {"10.0.0.2/32", "fd00::2/128"},
-              .action = pol::Action::Forward});
+  pol::PeerSpec alice;
+  alice.public_key = public_of(fixed_key(0x20));
+  alice.allowed_ips = {"10.0.0.2/32", "fd00::2/128"};
+  alice.user = "alice";
+  b.add_peer(alice);
+  pol::PeerSpec bob;
+  bob.public_key = public_of(fixed_key(0x30));
+  bob.allowed_ips = {"10.0.0.3/32", "10.1.0.0/16", "fd00::3/128"};
+  bob.user = "bob";
+  bob.groups = {"servers"};
+  b.add_peer(bob);
+  auto rule = [&b](std::string name, std::string source, std::vector<pol::PrefixSpec> to,
+                   pol::Action action, uint8_t protocol = 0, uint16_t port = 0) {
+    pol::RuleSpec r;
+    r.name = std::move(name);
+    r.sources = {std::move(source)};
+    r.destinations = std::move(to);
+    r.action = action;
+    r.protocol = protocol;
+    if (port != 0) r.port_low = r.port_high = port;
+    b.add_rule(r);
+  };
+  rule("to-gateway", "*", {"10.0.0.1/32", "fd00::1/128"}, pol::Action::PuntToGateway);
+  rule("no-ssh", "*", {}, pol::Action::Drop, IPPROTO_TCP, 22);
+  rule("alice-to-servers", "user:alice", {}, pol::Action::Forward);
+  rule("servers-to-alice", "group:servers", {"10.0.0.2/32", "fd00::2/128"}, pol::Action::Forward);
   std::string error;
   auto bytes = b.finish(&error);
   if (!bytes) die("policy: " + error);
@@ -183,6 +198,11 @@ void setup(const char* argv0) {
   if (!h->worker->init(&error)) die("Worker::init: " + error);
   h->worker->poll_once();
   h->mbufs_at_rest = rte_mempool_avail_count(h->hub->pool());
+  if (std::getenv("FUZZ_PACKET_VERBOSE") != nullptr) {
+    h->stats = StatsReader::open(cfg.instance + "-stats", &error);
+    if (!h->stats) die("StatsReader::open: " + error);
+    h->last = h->stats->snapshot().total;
+  }
   g = std::move(h);
 }
 
@@ -198,8 +218,7 @@ std::vector<uint8_t> udp_frame(const Endpoint& from, std::span<const uint8_t> pa
   eth->src_addr = from.mac;
   eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
   ip->version_ihl = RTE_IPV4_VHL_DEF;
-  ip->total_length =
-      rte_cpu_to_be_16(static_cast<uint16_t>(f.size() - sizeof(rte_ether_hdr)));
+  ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(f.size() - sizeof(rte_ether_hdr)));
   ip->time_to_live = 64;
   ip->next_proto_id = IPPROTO_UDP;
   ip->src_addr = from.ipv4_be;
@@ -214,8 +233,8 @@ std::vector<uint8_t> udp_frame(const Endpoint& from, std::span<const uint8_t> pa
 
 // A transport data message carrying `inner` under the peer's session.
 std::vector<uint8_t> sealed(SimPeer& peer, bool repeat_counter, std::span<const uint8_t> inner) {
-  uint64_t counter = repeat_counter && peer.next_counter > 0 ? peer.next_counter - 1
-                                                             : peer.next_counter++;
+  uint64_t counter =
+      repeat_counter && peer.next_counter > 0 ? peer.next_counter - 1 : peer.next_counter++;
   std::vector<uint8_t> msg(sizeof(MessageDataHeader) + inner.size() + kTagLen);
   MessageDataHeader hdr{};
   hdr.header.type = uint8_t(MessageType::kTransportData);
@@ -244,6 +263,25 @@ rte_mbuf* to_mbuf(std::span<const uint8_t> frame) {
 void send_from_gateway(uint8_t slot_pick, std::span<const uint8_t> inner) {
   uint32_t slot = slot_pick < 128 ? g->peers[slot_pick & 1].slot : slot_pick - 128u;
   g->gateway->send(Direction::kFromGateway, slot, inner);
+}
+
+void print_counter_changes() {
+  const WorkerSnapshot now = g->stats->snapshot().total;
+  const WorkerSnapshot& was = g->last;
+  std::string line = "counters:";
+  auto add = [&line](std::string_view name, uint64_t before, uint64_t after) {
+    if (after != before) line += " " + std::string(name) + "+" + std::to_string(after - before);
+  };
+  add("rx", was.rx_packets, now.rx_packets);
+  add("tx", was.tx_packets, now.tx_packets);
+  add("forwarded", was.forwarded_packets, now.forwarded_packets);
+  add("punted", was.punted_packets, now.punted_packets);
+  add("returned", was.returned_packets, now.returned_packets);
+  for (size_t i = 0; i < kDropReasonCount; ++i) {
+    add(drop_reason_name(static_cast<DropReason>(i)), was.drops[i], now.drops[i]);
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
+  g->last = now;
 }
 
 void drain_punted() {
@@ -290,6 +328,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   g->worker->poll_once();
   g->worker->flush_tx();
   drain_punted();
+  if (g->stats) print_counter_changes();
 
   unsigned free_now = rte_mempool_avail_count(g->hub->pool());
   if (free_now != g->mbufs_at_rest) {

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Interop, end to end, as root: two unmodified wireguard-go peers in their own network
 # namespaces reach each other only through airlock-dataplane (net_af_packet on a veth).
-# Usage: test_hub.sh BUILD_DIR
+# Usage: test_hub.sh BUILD_DIR [WORKERS]   (WORKERS > 1: RSS over af_packet queue pairs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/interop/lib.sh
 source "$here/lib.sh"
 
-build=$(cd "${1:?usage: test_hub.sh BUILD_DIR}" && pwd)
+build=$(cd "${1:?usage: test_hub.sh BUILD_DIR [WORKERS]}" && pwd)
+workers=${2:-1}
+# Main lcore 0 on CPU 0; the workers share CPU 1 so this runs on two-core machines too.
+lcores="0@0"
+for ((w = 1; w <= workers; w++)); do lcores+=",$w@1"; done
 require_root_or_skip
 require_cmd wireguard-go wg iperf3 ip /usr/bin/python3
 
@@ -86,7 +90,7 @@ cleanup() {
     echo "--- data plane log"
     tail -n 30 "$work/dp.log" || true
   fi
-  rm -rf "$work"
+  [[ -n ${AIRLOCK_KEEP_WORK:-} ]] || rm -rf "$work"
 }
 on_exit cleanup
 
@@ -97,9 +101,9 @@ write_policy 1 "$work/policy.alp"
 
 # Short rekey timer so the hub, which initiates to bob, rekeys in the middle of a transfer.
 ns_exec "$AL_HUB_NS" "$dp" --no-huge -m 1024 --no-pci --no-telemetry --file-prefix "$instance" \
-  -l 0,1 --vdev=net_af_packet0,iface="$AL_DP_IF" -- \
+  --lcores "$lcores" --vdev=net_af_packet0,iface="$AL_DP_IF",qpairs="$workers" -- \
   --address "$AL_HUB_UNDERLAY_IP" --private-key "$work/hub.key" --policy "$work/policy.alp" \
-  --instance "$instance" --rekey-after-time 4 --under-load-depth 4 >"$work/dp.log" 2>&1 &
+  --instance "$instance" --rekey-after-time 4 --under-load-rate 200 >"$work/dp.log" 2>&1 &
 dp_pid=$!
 wait_for 20 "$dpctl" --instance "$instance" version >/dev/null 2>&1 || die "data plane did not start: $(cat "$work/dp.log")"
 
