@@ -30,7 +30,6 @@ Hub::Hub(const Config& cfg, uint32_t nb_workers)
     : cfg_(cfg),
       nb_workers_(nb_workers),
       tsc_hz_(rte_get_tsc_hz()),
-      ratelimiter_(),
       peers_(cfg.max_peers),
       keypairs_(std::min<uint32_t>(kIndexTableSize - 1, cfg.max_peers * 3 + 64)) {}
 

@@ -444,8 +444,8 @@ bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op) {
 
 void Worker::encrypt_and_send(uint64_t now) {
   if (n_out_ == 0) return;
-  std::array<BatchCrypto::Op, 2 * kBurst> ops;
-  std::array<Routed, 2 * kBurst> sealed;
+  std::array<BatchCrypto::Op, size_t{2} * kBurst> ops;
+  std::array<Routed, size_t{2} * kBurst> sealed;
   uint16_t n = 0;
   for (uint16_t i = 0; i < n_out_; ++i) {
     if (seal(out_[i], now, &ops[n])) sealed[n++] = out_[i];

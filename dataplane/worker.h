@@ -87,7 +87,7 @@ class Worker {
   std::array<AclKeyV6, kBurst> v6_keys_{};
   uint16_t n_v4_ = 0, n_v6_ = 0;
   // Inner packets headed to a peer (forwarded or returned by the gateway), sealed in one batch.
-  std::array<Routed, 2 * kBurst> out_{};
+  std::array<Routed, size_t{2} * kBurst> out_{};
   uint16_t n_out_ = 0;
   // Packets for a peer without a usable session wait here, like the kernel's staged queue,
   // while the control lcore handshakes; they leave as soon as a keypair appears, or are
@@ -99,7 +99,7 @@ class Worker {
   };
   std::array<Staged, kMaxStaged> staged_{};
   uint16_t n_staged_ = 0;
-  std::array<rte_mbuf*, 4 * kBurst> tx_{};
+  std::array<rte_mbuf*, size_t{4} * kBurst> tx_{};
   uint16_t n_tx_ = 0;
 };
 
