@@ -147,6 +147,9 @@ void Hub::handle_initiation(const WireguardFrame& f, uint64_t now) {
   peer.last_rx_auth_ns.store(now, std::memory_order_relaxed);
   send_message(std::span(reinterpret_cast<const uint8_t*>(&resp), sizeof(resp)), endpoint_of(f));
   peer.last_tx_auth_ns.store(now, std::memory_order_relaxed);
+  // A response counts as our handshake for REKEY_TIMEOUT, as in the kernel and wireguard-go:
+  // packets waiting for this peer must not make us cross-initiate while it confirms.
+  peer.timers.last_initiation_sent_ns = now;
 }
 
 void Hub::handle_response(const WireguardFrame& f, uint64_t now) {

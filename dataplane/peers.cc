@@ -108,7 +108,9 @@ size_t PeerTable::KeyHash::operator()(const crypto::Key& k) const {
 }
 
 PeerTable::PeerTable(uint32_t max_peers)
-    : capacity_(max_peers), peers_(std::make_unique<PeerState[]>(max_peers)) {
+    : capacity_(max_peers),
+      peers_(std::make_unique<PeerState[]>(max_peers)),
+      key_of_slot_(max_peers) {
   free_slots_.reserve(max_peers);
   for (uint32_t i = max_peers; i > 0; --i) free_slots_.push_back(i - 1);
 }
@@ -124,12 +126,16 @@ std::optional<uint32_t> PeerTable::allocate(const crypto::Key& public_key) {
   uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   by_key_.emplace(public_key, slot);
+  key_of_slot_[slot] = public_key;
   return slot;
 }
 
 void PeerTable::forget(uint32_t slot) {
-  PeerState& p = peers_[slot];
-  by_key_.erase(p.keys.public_key);
+  // Idempotent: a peer removed, re-added and removed again within one grace period is
+  // forgotten by two reclamation batches.
+  auto it = by_key_.find(key_of_slot_[slot]);
+  if (it == by_key_.end() || it->second != slot) return;
+  by_key_.erase(it);
   free_slots_.push_back(slot);
 }
 

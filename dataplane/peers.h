@@ -152,6 +152,7 @@ class PeerTable {
   uint32_t capacity_;
   std::unique_ptr<PeerState[]> peers_;
   std::unordered_map<crypto::Key, uint32_t, KeyHash> by_key_;
+  std::vector<crypto::Key> key_of_slot_;
   std::vector<uint32_t> free_slots_;
 };
 

@@ -11,7 +11,7 @@ uint64_t lastminute_age(const ProtocolTimers& t) {
 }
 
 void track_unanswered(const TimerInputs& in, TimerState& s) {
-  if (in.last_tx_data_ns > in.last_rx_auth_ns) {
+  if (in.last_tx_data_ns > in.last_rx_auth_ns && in.last_tx_data_ns > s.gave_up_tx_ns) {
     if (s.unanswered_tx_since_ns == 0) s.unanswered_tx_since_ns = in.now_ns;
   } else {
     s.unanswered_tx_since_ns = 0;
@@ -52,6 +52,7 @@ uint32_t evaluate_timers(const TimerInputs& in, TimerState& s, const ProtocolTim
         actions |= kTimerGiveUpHandshake;
         s.handshake_started_ns = 0;
         s.unanswered_tx_since_ns = 0;
+        s.gave_up_tx_ns = in.last_tx_data_ns;
       } else if (in.endpoint_known) {
         actions |= kTimerInitiateHandshake;
       }

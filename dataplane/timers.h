@@ -32,6 +32,8 @@ struct TimerState {
   uint64_t unanswered_tx_since_ns = 0;  // we sent data and heard nothing authenticated since
   uint64_t unacked_rx_since_ns = 0;     // we received data and sent nothing since
   bool sent_lastminute_handshake = false;
+  // After giving up, only data sent later than this may start a new handshake.
+  uint64_t gave_up_tx_ns = 0;
 };
 
 enum TimerAction : uint32_t {

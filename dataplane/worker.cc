@@ -82,7 +82,6 @@ void Worker::poll_once() {
   uint64_t now = hub_.now_ns();
   if (n > 0) handle_burst(pkts, n, now);
   take_gateway_returns(now, hub_.policy_acquire());
-  if (n_staged_ > 0) release_staged(now);
   encrypt_and_send(now);
   take_control_tx();
   flush_tx();
@@ -91,7 +90,15 @@ void Worker::poll_once() {
 }
 
 void Worker::handle_burst(rte_mbuf** pkts, uint16_t n, uint64_t now) {
+  // One policy generation for the whole burst, so no packet is judged by a mix of two.
   const PolicySnapshot* policy = hub_.policy_acquire();
+  for (uint16_t done = 0; done < n; done += kBurst) {
+    handle_chunk(pkts + done, std::min<uint16_t>(kBurst, n - done), now, policy);
+  }
+}
+
+void Worker::handle_chunk(rte_mbuf** pkts, uint16_t n, uint64_t now,
+                          const PolicySnapshot* policy) {
   for (uint16_t i = 0; i < n; ++i) take_frame(pkts[i], now, policy);
   decrypt_data(now, policy);
   classify_and_dispatch(policy, now);
@@ -130,7 +137,7 @@ void Worker::take_frame(rte_mbuf* m, uint64_t now, const PolicySnapshot* policy)
   switch (static_cast<MessageType>(f.payload[0])) {
     case MessageType::kTransportData:
       if (f.len < kDataMinLen) break;
-      queue_data(m, f, now);
+      queue_data(m, f, now, policy);
       return;
     case MessageType::kInitiation:
       if (f.len != sizeof(MessageInitiation)) break;
@@ -155,7 +162,8 @@ void Worker::take_frame(rte_mbuf* m, uint64_t now, const PolicySnapshot* policy)
   drop(m, DropReason::kMalformed);
 }
 
-void Worker::queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now) {
+void Worker::queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now,
+                        const PolicySnapshot* policy) {
   MessageDataHeader hdr;
   std::memcpy(&hdr, f.payload, sizeof(hdr));
   Keypair* kp = hub_.index().lookup(rte_le_to_cpu_32(hdr.receiver_index));
@@ -169,9 +177,7 @@ void Worker::queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now) {
     return;
   }
   data_[n_data_++] = DataPacket{m, kp, f.payload, f.len, f};
-  if (n_data_ == kBurst) {
-    decrypt_data(now, hub_.policy_acquire());
-  }
+  if (n_data_ == kBurst) decrypt_data(now, policy);
 }
 
 void Worker::decrypt_data(uint64_t now, const PolicySnapshot* policy) {
@@ -308,8 +314,7 @@ void Worker::dispatch(rte_mbuf* m, uint32_t src_slot, uint32_t result,
         drop(m, DropReason::kNoRoute);
         return;
       }
-      stats_->count_forwarded();
-      out_[n_out_++] = Routed{m, dst_slot};
+      out_[n_out_++] = Routed{m, dst_slot, true};
       return;
     }
   }
@@ -340,7 +345,7 @@ void Worker::take_gateway_returns(uint64_t now, const PolicySnapshot* policy) {
         } else {
           owner = policy->allowed_ips.lookup_v6(pkt.data() + offsetof(rte_ipv6_hdr, dst_addr));
         }
-        if (owner != slot) {
+        if (slot >= hub_.peers().capacity() || owner != slot) {
           stats_->count_drop(DropReason::kNoRoute);
           return;
         }
@@ -357,7 +362,7 @@ void Worker::take_gateway_returns(uint64_t now, const PolicySnapshot* policy) {
         }
         std::memcpy(dst, pkt.data(), len);
         stats_->count_returned();
-        out_[n_out_++] = Routed{m, slot};
+        out_[n_out_++] = Routed{m, slot, false};
       });
 }
 
@@ -377,18 +382,19 @@ void Worker::stage(const Routed& r, uint64_t now) {
     drop(r.m, DropReason::kNoSession);
     return;
   }
-  staged_[n_staged_++] = Staged{r.m, r.peer_slot, now};
+  staged_[n_staged_++] = Staged{r.m, r.peer_slot, r.forwarded, now};
 }
 
-void Worker::release_staged(uint64_t now) {
+void Worker::release_staged(uint64_t now, BatchCrypto::Op* ops, Routed* sealed, uint16_t* n) {
   uint16_t kept = 0;
   for (uint16_t i = 0; i < n_staged_; ++i) {
     Staged s = staged_[i];
     PeerState& peer = hub_.peers().at(s.peer_slot);
     if (!peer.active.load(std::memory_order_relaxed)) {
       drop(s.m, DropReason::kNoRoute);
-    } else if (usable_keypair(peer, now) != nullptr && n_out_ < out_.size()) {
-      out_[n_out_++] = Routed{s.m, s.peer_slot};
+    } else if (usable_keypair(peer, now) != nullptr) {
+      Routed r{s.m, s.peer_slot, s.forwarded};
+      if (seal(r, now, &ops[*n])) sealed[(*n)++] = r;
     } else if (now - s.since_ns >= hub_.config().timers.rekey_timeout_ns) {
       drop(s.m, DropReason::kNoSession);
     } else {
@@ -443,10 +449,12 @@ bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op) {
 }
 
 void Worker::encrypt_and_send(uint64_t now) {
-  if (n_out_ == 0) return;
-  std::array<BatchCrypto::Op, size_t{2} * kBurst> ops;
-  std::array<Routed, size_t{2} * kBurst> sealed;
+  if (n_out_ == 0 && n_staged_ == 0) return;
+  std::array<BatchCrypto::Op, kSealMax> ops;
+  std::array<Routed, kSealMax> sealed;
   uint16_t n = 0;
+  // Staged packets whose peer has a session now go first: a peer's packets keep their order.
+  if (n_staged_ > 0) release_staged(now, ops.data(), sealed.data(), &n);
   for (uint16_t i = 0; i < n_out_; ++i) {
     if (seal(out_[i], now, &ops[n])) sealed[n++] = out_[i];
   }
@@ -460,6 +468,7 @@ void Worker::encrypt_and_send(uint64_t now) {
       drop(sealed[i].m, DropReason::kMalformed);
       continue;
     }
+    if (sealed[i].forwarded) stats_->count_forwarded();
     tx(sealed[i].m);
   }
 }

@@ -53,10 +53,13 @@ class Worker {
   struct Routed {
     rte_mbuf* m;
     uint32_t peer_slot;
+    bool forwarded;  // peer to peer (counted once it is sealed), else a gateway return
   };
 
   void take_frame(rte_mbuf* m, uint64_t now, const PolicySnapshot* policy);
-  void queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now);
+  void queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now,
+                  const PolicySnapshot* policy);
+  void handle_chunk(rte_mbuf** pkts, uint16_t n, uint64_t now, const PolicySnapshot* policy);
   void decrypt_data(uint64_t now, const PolicySnapshot* policy);
   bool accept_inner(DataPacket& p, uint64_t now, const PolicySnapshot* policy);
   void classify_and_dispatch(const PolicySnapshot* policy, uint64_t now);
@@ -66,7 +69,9 @@ class Worker {
   bool seal(Routed& r, uint64_t now, BatchCrypto::Op* op);
   Keypair* usable_keypair(PeerState& peer, uint64_t now) const;
   void stage(const Routed& r, uint64_t now);
-  void release_staged(uint64_t now);
+  // Seals the staged packets whose peer now has a session into ops/sealed; they go before any
+  // newer packet so a peer's packets keep their order.
+  void release_staged(uint64_t now, BatchCrypto::Op* ops, Routed* sealed, uint16_t* n);
   void take_control_tx();
   void drop(rte_mbuf* m, DropReason why);
   void tx(rte_mbuf* m);
@@ -95,10 +100,12 @@ class Worker {
   struct Staged {
     rte_mbuf* m;
     uint32_t peer_slot;
+    bool forwarded;
     uint64_t since_ns;
   };
   std::array<Staged, kMaxStaged> staged_{};
   uint16_t n_staged_ = 0;
+  static constexpr size_t kSealMax = kMaxStaged + size_t{2} * kBurst;
   std::array<rte_mbuf*, size_t{4} * kBurst> tx_{};
   uint16_t n_tx_ = 0;
 };

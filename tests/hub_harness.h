@@ -586,7 +586,7 @@ class HubRig {
     ASSERT_NE(m, nullptr) << "mbuf pool exhausted";
     char* dst = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
     ASSERT_NE(dst, nullptr) << "frame of " << frame.size() << " bytes does not fit an mbuf";
-    std::memcpy(dst, frame.data(), frame.size());
+    if (!frame.empty()) std::memcpy(dst, frame.data(), frame.size());
     ASSERT_EQ(rte_ring_enqueue(rx_, m), 0);
   }
 

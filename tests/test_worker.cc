@@ -515,8 +515,8 @@ TEST_F(GatewayTest, ReturnToAnAddressThePeerDoesNotOwnIsDropped) {
 using GatewayDeathTest = GatewayTest;
 
 // The channel's consumer must not trust the peer slot the other process wrote (ring.h). A slot
-// equal to kNoPeer with a destination outside every allowed IP used to pass the owner check and
-// index the peer table out of bounds; run in a child so a crash fails only this test.
+// of kNoPeer with a destination outside every allowed IP matches the owner lookup's "no peer"
+// result; run in a child so that an out-of-bounds peer access fails only this test.
 TEST_F(GatewayDeathTest, ReturnForNonexistentSlotIsDropped) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(

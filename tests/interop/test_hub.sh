@@ -197,8 +197,11 @@ sent = replies = 0
 end = time.time() + seconds
 while time.time() < end:
     body = bytes([1, 0, 0, 0]) + os.urandom(112)
-    s.sendto(body + hashlib.blake2s(body, key=mac1_key, digest_size=16).digest() + bytes(16), (hub, port))
-    sent += 1
+    try:
+        s.sendto(body + hashlib.blake2s(body, key=mac1_key, digest_size=16).digest() + bytes(16), (hub, port))
+        sent += 1
+    except BlockingIOError:
+        pass
     try:
         while True:
             r = s.recv(2048)
