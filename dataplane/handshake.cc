@@ -278,6 +278,9 @@ void Hub::learn_neighbor(rte_mbuf* m) {
   uint32_t ip;
   rte_ether_addr mac;
   if (!parse_arp_sender(m, &ip, &mac) || ip == 0 || rte_is_zero_ether_addr(&mac)) return;
+  // Only answers to our own requests (for configured endpoints) are kept, so hosts on the
+  // segment can neither grow the table nor redirect a peer's traffic.
+  if (!arp_requested_ns_.contains(ip)) return;
   neighbors_[ip] = mac;
 }
 

@@ -57,6 +57,9 @@ class Hub {
 
   void attach_port(uint16_t port_id, const rte_ether_addr& mac);
   void set_steering(FlowSteering mode) { steering_ = mode; }
+  // How workers fill the outer UDP checksum of transport data (handshakes always get one).
+  void set_data_checksum(UdpChecksum mode) { data_checksum_ = mode; }
+  UdpChecksum data_checksum() const { return data_checksum_; }
 
   // Verifies, compiles and atomically installs a policy. On failure the running policy stays
   // and `error` says why. Control lcore (or before the workers start) only.
@@ -148,6 +151,7 @@ class Hub {
   KeypairPool keypairs_;
   std::vector<uint32_t> active_slots_;  // control-only list of slots in the running policy
   FlowSteering steering_ = FlowSteering::kUnknown;
+  UdpChecksum data_checksum_ = UdpChecksum::kNone;
   // Unlinked objects wait for an RCU grace period before reuse. The control lcore never blocks
   // on workers: each batch carries the token of rte_rcu_qsbr_start and is freed once
   // rte_rcu_qsbr_check says every worker has passed a quiescent state since.

@@ -105,6 +105,8 @@ int main(int argc, char** argv) {
                          &error);
   if (!port) return fail(error);
   hub->attach_port(port->id(), port->info().mac);
+  hub->set_data_checksum(port->info().tx_udp_cksum_offload ? UdpChecksum::kOffload
+                                                           : UdpChecksum::kNone);
   SteeringResult steering = install_wireguard_steering(port->id(), cfg->address_be,
                                                        cfg->listen_port, nb_workers);
   hub->set_steering(steering.mode == SteeringMode::kHardware ? FlowSteering::kHardware

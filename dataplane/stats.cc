@@ -531,7 +531,7 @@ std::string to_table(const StatsSnapshot& s) {
   };
   for (size_t i = 0; i < s.workers.size(); ++i) worker_line(std::to_string(i), s.workers[i]);
   worker_line("total", s.total);
-  append_line(out, "drops");
+  append_line(out, "%s", "drops");
   for (size_t r = 0; r < kDropReasonCount; ++r) {
     if (s.total.drops[r] == 0) continue;
     append_line(out, "  %-22s %14" PRIu64, drop_reason_name(static_cast<DropReason>(r)).data(),

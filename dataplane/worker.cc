@@ -464,7 +464,7 @@ void Worker::encrypt_and_send(uint64_t now) {
     Endpoint ep = hub_.peers().at(sealed[i].peer_slot).endpoint.load();
     UdpEndpoint to{ep.ipv4_be, ep.port_be, ep.mac};
     if (!prepend_outer_headers(sealed[i].m, hub_.underlay(), hub_.listen_port_be(), to,
-                               ip_id_++)) {
+                               ip_id_++, hub_.data_checksum())) {
       drop(sealed[i].m, DropReason::kMalformed);
       continue;
     }
