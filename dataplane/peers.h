@@ -70,6 +70,9 @@ class AtomicEndpoint {
 
 struct PeerState {
   std::atomic<bool> active{false};
+  // Bumped whenever the slot starts a new peer, so a packet queued for the slot's previous
+  // occupant is never sealed to its successor.
+  std::atomic<uint32_t> generation{0};
   PeerKeys keys;
   std::optional<CookieMaker> cookie_maker;
   Handshake handshake;

@@ -180,6 +180,7 @@ void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fre
   crypto::Key psk{};
   if (p.preshared_key() != nullptr) psk = airlock::policy::key_bytes(*p.preshared_key());
   if (fresh) {
+    peer.generation.fetch_add(1, std::memory_order_release);
     zero_peer_keys(slot);
     peer.handshake = Handshake{};
     peer.timers = TimerState{};

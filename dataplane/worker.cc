@@ -382,7 +382,8 @@ void Worker::stage(const Routed& r, uint64_t now) {
     drop(r.m, DropReason::kNoSession);
     return;
   }
-  staged_[n_staged_++] = Staged{r.m, r.peer_slot, r.forwarded, now};
+  uint32_t generation = hub_.peers().at(r.peer_slot).generation.load(std::memory_order_acquire);
+  staged_[n_staged_++] = Staged{r.m, r.peer_slot, generation, r.forwarded, now};
 }
 
 void Worker::release_staged(uint64_t now, BatchCrypto::Op* ops, Routed* sealed, uint16_t* n) {
@@ -390,7 +391,8 @@ void Worker::release_staged(uint64_t now, BatchCrypto::Op* ops, Routed* sealed, 
   for (uint16_t i = 0; i < n_staged_; ++i) {
     Staged s = staged_[i];
     PeerState& peer = hub_.peers().at(s.peer_slot);
-    if (!peer.active.load(std::memory_order_relaxed)) {
+    if (!peer.active.load(std::memory_order_relaxed) ||
+        peer.generation.load(std::memory_order_acquire) != s.generation) {
       drop(s.m, DropReason::kNoRoute);
     } else if (usable_keypair(peer, now) != nullptr) {
       Routed r{s.m, s.peer_slot, s.forwarded};

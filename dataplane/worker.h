@@ -100,6 +100,7 @@ class Worker {
   struct Staged {
     rte_mbuf* m;
     uint32_t peer_slot;
+    uint32_t generation;
     bool forwarded;
     uint64_t since_ns;
   };
