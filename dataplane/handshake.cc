@@ -223,6 +223,7 @@ bool Hub::install_keypair(uint32_t slot, const SessionKeys& keys, uint64_t now) 
     retire_keypair(peer.previous.exchange(nullptr, std::memory_order_acq_rel));
   }
   index_.publish(keys.local_index, kp);
+  session_epoch_.fetch_add(1, std::memory_order_release);
   peer.keys_derived_ns = now;
   peer.last_handshake_unix_ns = unix_now_ns();
   return true;

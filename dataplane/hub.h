@@ -95,6 +95,8 @@ class Hub {
   StatsRegion& stats() { return *stats_; }
   uint32_t nb_workers() const { return nb_workers_; }
   std::atomic<bool>& stopping() { return stopping_; }
+  // Changes whenever some peer gains a usable keypair; workers then retry staged packets.
+  uint64_t session_epoch() const { return session_epoch_.load(std::memory_order_acquire); }
   uint64_t rekey_after_messages() const { return kRekeyAfterMessages; }
 
  private:
@@ -172,6 +174,7 @@ class Hub {
   std::vector<PacketChannel> channels_;
   std::optional<StatsRegion> stats_;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> session_epoch_{0};
   uint64_t last_export_ns_ = 0;
   // Underlay neighbours (IPv4 → MAC), learned from ARP; needed to initiate to a configured
   // endpoint that has not spoken yet.

@@ -62,6 +62,7 @@ bool Worker::init(std::string* error) {
     return false;
   }
   stats_ = &hub_.stats().worker(id_);
+  staged_by_slot_.assign(hub_.peers().capacity(), 0);
   if (rte_rcu_qsbr_thread_register(hub_.rcu(), id_) != 0) {
     *error = "worker " + std::to_string(id_) + ": RCU registration failed";
     return false;
@@ -219,6 +220,7 @@ bool Worker::accept_inner(DataPacket& p, uint64_t now, const PolicySnapshot* pol
   if (!p.kp->confirmed.load(std::memory_order_relaxed) &&
       peer.next.load(std::memory_order_relaxed) == p.kp) {
     p.kp->confirmed.store(true, std::memory_order_release);
+    confirmed_a_keypair_ = true;
   }
   stats_->count_peer_rx(slot, p.wg_len);
 
@@ -384,9 +386,12 @@ void Worker::stage(const Routed& r, uint64_t now) {
   }
   uint32_t generation = hub_.peers().at(r.peer_slot).generation.load(std::memory_order_acquire);
   staged_[n_staged_++] = Staged{r.m, r.peer_slot, generation, r.forwarded, now};
+  staged_by_slot_[r.peer_slot]++;
 }
 
 void Worker::release_staged(uint64_t now, BatchCrypto::Op* ops, Routed* sealed, uint16_t* n) {
+  constexpr uint64_t kScanIntervalNs = 20'000;
+  next_staged_scan_ns_ = now + kScanIntervalNs;
   uint16_t kept = 0;
   for (uint16_t i = 0; i < n_staged_; ++i) {
     Staged s = staged_[i];
@@ -396,23 +401,26 @@ void Worker::release_staged(uint64_t now, BatchCrypto::Op* ops, Routed* sealed, 
       drop(s.m, DropReason::kNoRoute);
     } else if (usable_keypair(peer, now) != nullptr) {
       Routed r{s.m, s.peer_slot, s.forwarded};
-      if (seal(r, now, &ops[*n])) sealed[(*n)++] = r;
+      if (seal(r, now, &ops[*n], true)) sealed[(*n)++] = r;
     } else if (now - s.since_ns >= hub_.config().timers.rekey_timeout_ns) {
       drop(s.m, DropReason::kNoSession);
     } else {
       staged_[kept++] = s;
+      continue;
     }
+    staged_by_slot_[s.peer_slot]--;
   }
   n_staged_ = kept;
 }
 
-bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op) {
+bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op, bool from_staging) {
   PeerState& peer = hub_.peers().at(r.peer_slot);
   if (!peer.active.load(std::memory_order_relaxed)) {
     drop(r.m, DropReason::kNoRoute);
     return false;
   }
-  Keypair* kp = usable_keypair(peer, now);
+  Keypair* kp = from_staging || staged_by_slot_[r.peer_slot] == 0 ? usable_keypair(peer, now)
+                                                                   : nullptr;
   if (kp == nullptr) {
     peer.want_handshake.store(true, std::memory_order_relaxed);
     stage(r, now);
@@ -456,7 +464,14 @@ void Worker::encrypt_and_send(uint64_t now) {
   std::array<Routed, kSealMax> sealed;
   uint16_t n = 0;
   // Staged packets whose peer has a session now go first: a peer's packets keep their order.
-  if (n_staged_ > 0) release_staged(now, ops.data(), sealed.data(), &n);
+  if (n_staged_ > 0) {
+    uint64_t epoch = hub_.session_epoch();
+    if (now >= next_staged_scan_ns_ || epoch != seen_session_epoch_ || confirmed_a_keypair_) {
+      seen_session_epoch_ = epoch;
+      confirmed_a_keypair_ = false;
+      release_staged(now, ops.data(), sealed.data(), &n);
+    }
+  }
   for (uint16_t i = 0; i < n_out_; ++i) {
     if (seal(out_[i], now, &ops[n])) sealed[n++] = out_[i];
   }

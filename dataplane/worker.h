@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dataplane/acl.h"
 #include "dataplane/crypto_batch.h"
@@ -66,7 +67,7 @@ class Worker {
   void dispatch(rte_mbuf* m, uint32_t src_slot, uint32_t result, const PolicySnapshot* policy);
   void take_gateway_returns(uint64_t now, const PolicySnapshot* policy);
   void encrypt_and_send(uint64_t now);
-  bool seal(Routed& r, uint64_t now, BatchCrypto::Op* op);
+  bool seal(Routed& r, uint64_t now, BatchCrypto::Op* op, bool from_staging = false);
   Keypair* usable_keypair(PeerState& peer, uint64_t now) const;
   void stage(const Routed& r, uint64_t now);
   // Seals the staged packets whose peer now has a session into ops/sealed; they go before any
@@ -106,6 +107,12 @@ class Worker {
   };
   std::array<Staged, kMaxStaged> staged_{};
   uint16_t n_staged_ = 0;
+  // Staged packets per peer slot: a newer packet for such a peer is staged behind them, so
+  // the queue only needs rescanning now and then instead of on every batch.
+  std::vector<uint16_t> staged_by_slot_;
+  uint64_t next_staged_scan_ns_ = 0;
+  uint64_t seen_session_epoch_ = 0;
+  bool confirmed_a_keypair_ = false;  // in this burst: a responder session became usable
   static constexpr size_t kSealMax = kMaxStaged + size_t{2} * kBurst;
   std::array<rte_mbuf*, size_t{4} * kBurst> tx_{};
   uint16_t n_tx_ = 0;
