@@ -13,8 +13,8 @@ namespace airlock::dp {
 struct Config {
   uint32_t address_be = 0;  // our underlay IPv4 address, answered by the ARP responder
   uint16_t listen_port = 51820;
-  std::string private_key_file;  // base64 as written by `wg genkey`
-  std::string policy_file;       // compiled policy (FlatBuffers), optional at start
+  std::string private_key_file;      // base64 as written by `wg genkey`
+  std::string policy_file;           // compiled policy (FlatBuffers), optional at start
   std::string instance = "airlock";  // names the shared-memory regions and the control socket
   std::string control_socket;        // default /run/airlock/<instance>.sock
   uint16_t port_id = 0;

@@ -22,8 +22,7 @@ int usage() {
   return 2;
 }
 
-int request(const std::string& socket, const std::string& command,
-            std::span<const uint8_t> body) {
+int request(const std::string& socket, const std::string& command, std::span<const uint8_t> body) {
   std::string error;
   auto answer = control_request(socket, command, body, &error);
   if (!answer) {

@@ -78,8 +78,8 @@ void Hub::process_handshake_messages(uint64_t now) {
   }
 }
 
-bool Hub::pass_load_checks(std::span<uint8_t> msg, uint32_t sender_index,
-                           const WireguardFrame& f, uint64_t now) {
+bool Hub::pass_load_checks(std::span<uint8_t> msg, uint32_t sender_index, const WireguardFrame& f,
+                           uint64_t now) {
   if (!cookie_checker_->mac1_valid(msg)) {
     count_control_drop(DropReason::kBadMac);
     return false;
@@ -118,9 +118,8 @@ void Hub::handle_initiation(const WireguardFrame& f, uint64_t now) {
   }
   PeerState& peer = peers_.at(*slot);
   // Our own pending initiation to this peer is superseded by theirs.
-  uint32_t our_pending = peer.handshake.state == HandshakeState::kInitiationCreated
-                             ? peer.handshake.local_index
-                             : 0;
+  uint32_t our_pending =
+      peer.handshake.state == HandshakeState::kInitiationCreated ? peer.handshake.local_index : 0;
   if (!finish_consume_initiation(*scan, peer.handshake, peer.keys, now)) {
     count_control_drop(DropReason::kReplay);
     return;
@@ -134,8 +133,7 @@ void Hub::handle_initiation(const WireguardFrame& f, uint64_t now) {
   }
   MessageResponse resp;
   SessionKeys keys;
-  if (!create_response(resp, peer.handshake, peer.keys, crypto::generate_private(), *index,
-                       keys) ||
+  if (!create_response(resp, peer.handshake, peer.keys, crypto::generate_private(), *index, keys) ||
       !install_keypair(*slot, keys, now)) {
     index_.release(*index);
     peer.handshake.reset();
@@ -212,8 +210,8 @@ bool Hub::install_keypair(uint32_t slot, const SessionKeys& keys, uint64_t now) 
     // Initiator (§1.9): usable at once; an unconfirmed `next` becomes `previous`.
     Keypair* old_next = peer.next.exchange(nullptr, std::memory_order_acq_rel);
     Keypair* old_current = peer.current.load(std::memory_order_relaxed);
-    Keypair* old_previous = peer.previous.exchange(old_next ? old_next : old_current,
-                                                   std::memory_order_acq_rel);
+    Keypair* old_previous =
+        peer.previous.exchange(old_next ? old_next : old_current, std::memory_order_acq_rel);
     if (old_next) retire_keypair(old_current);
     retire_keypair(old_previous);
     peer.current.store(kp, std::memory_order_release);
@@ -267,10 +265,10 @@ void Hub::send_keepalive(uint32_t slot, uint64_t now) {
   uint64_t counter = kp->send_counter.fetch_add(1, std::memory_order_relaxed);
   std::array<uint8_t, kDataMinLen> msg{};
   MessageDataHeader hdr{{uint8_t(MessageType::kTransportData), {0, 0, 0}},
-                        rte_cpu_to_le_32(kp->remote_index), rte_cpu_to_le_64(counter)};
+                        rte_cpu_to_le_32(kp->remote_index),
+                        rte_cpu_to_le_64(counter)};
   std::memcpy(msg.data(), &hdr, sizeof(hdr));
-  crypto::aead_encrypt(std::span(msg.data() + sizeof(hdr), kTagLen), kp->send_key, counter, {},
-                       {});
+  crypto::aead_encrypt(std::span(msg.data() + sizeof(hdr), kTagLen), kp->send_key, counter, {}, {});
   send_message(msg, to);
   peer.last_tx_auth_ns.store(now, std::memory_order_relaxed);
 }

@@ -24,7 +24,9 @@ std::string unique_name(const char* base) {
 
 }  // namespace
 
-void RcuDeleter::operator()(rte_rcu_qsbr* v) const { rte_free(v); }
+void RcuDeleter::operator()(rte_rcu_qsbr* v) const {
+  rte_free(v);
+}
 
 Hub::Hub(const Config& cfg, uint32_t nb_workers)
     : cfg_(cfg),
@@ -65,16 +67,15 @@ std::unique_ptr<Hub> Hub::create(const Config& cfg, const crypto::Key& private_k
     *error = "RCU state: " + std::string(rte_strerror(rte_errno));
     return nullptr;
   }
-  hub->handshake_ring_.reset(rte_ring_create(unique_name("al_hs").c_str(), kHandshakeRingSize,
-                                             socket, RING_F_SC_DEQ));
+  hub->handshake_ring_.reset(
+      rte_ring_create(unique_name("al_hs").c_str(), kHandshakeRingSize, socket, RING_F_SC_DEQ));
   if (!hub->handshake_ring_) {
     *error = "handshake ring: " + std::string(rte_strerror(rte_errno));
     return nullptr;
   }
   for (uint32_t w = 0; w < nb_workers; ++w) {
-    hub->control_tx_.emplace_back(rte_ring_create(unique_name("al_ctx").c_str(),
-                                                  kControlTxRingSize, socket,
-                                                  RING_F_SP_ENQ | RING_F_SC_DEQ));
+    hub->control_tx_.emplace_back(rte_ring_create(unique_name("al_ctx").c_str(), kControlTxRingSize,
+                                                  socket, RING_F_SP_ENQ | RING_F_SC_DEQ));
     if (!hub->control_tx_.back()) {
       *error = "control tx ring: " + std::string(rte_strerror(rte_errno));
       return nullptr;
@@ -124,8 +125,7 @@ std::optional<uint32_t> Hub::slot_of(const crypto::Key& public_key) const {
   return slot;
 }
 
-std::optional<uint32_t> Hub::install_session(uint32_t slot, SessionKeys keys,
-                                             const Endpoint& to) {
+std::optional<uint32_t> Hub::install_session(uint32_t slot, SessionKeys keys, const Endpoint& to) {
   auto index = index_.reserve(slot);
   if (!index) return std::nullopt;
   keys.local_index = *index;

@@ -27,7 +27,9 @@ using namespace airlock::dp;
 
 std::atomic<bool> g_stop{false};
 
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int) {
+  g_stop.store(true);
+}
 
 int fail(const std::string& msg) {
   std::fprintf(stderr, "airlock-dataplane: %s\n", msg.c_str());
@@ -89,8 +91,9 @@ int main(int argc, char** argv) {
 
   uint32_t nb_workers = rte_lcore_count() - 1;
   if (nb_workers == 0) {
-    return fail("needs at least two lcores (e.g. -l 0,1): the main lcore runs handshakes and "
-                "timers, every other lcore is a worker");
+    return fail(
+        "needs at least two lcores (e.g. -l 0,1): the main lcore runs handshakes and "
+        "timers, every other lcore is a worker");
   }
   if (!rte_eth_dev_is_valid_port(cfg->port_id)) {
     return fail("no DPDK port " + std::to_string(cfg->port_id) +
@@ -100,15 +103,14 @@ int main(int argc, char** argv) {
   sodium_memzero(key->data(), key->size());
   if (!hub) return fail(error);
 
-  auto port = Port::open(PortConfig{cfg->port_id, static_cast<uint16_t>(nb_workers), 1024, 1024,
-                                    hub->pool()},
-                         &error);
+  auto port = Port::open(
+      PortConfig{cfg->port_id, static_cast<uint16_t>(nb_workers), 1024, 1024, hub->pool()}, &error);
   if (!port) return fail(error);
   hub->attach_port(port->id(), port->info().mac);
   hub->set_data_checksum(port->info().tx_udp_cksum_offload ? UdpChecksum::kOffload
                                                            : UdpChecksum::kNone);
-  SteeringResult steering = install_wireguard_steering(port->id(), cfg->address_be,
-                                                       cfg->listen_port, nb_workers);
+  SteeringResult steering =
+      install_wireguard_steering(port->id(), cfg->address_be, cfg->listen_port, nb_workers);
   hub->set_steering(steering.mode == SteeringMode::kHardware ? FlowSteering::kHardware
                                                              : FlowSteering::kSoftware);
   std::fprintf(stderr, "airlock-dataplane: flow steering %s%s%s\n",
@@ -138,8 +140,7 @@ int main(int argc, char** argv) {
                "airlock-dataplane: up on port %u (%s), %u worker(s), policy version %llu, "
                "control socket %s\n",
                port->id(), port->info().driver.c_str(), nb_workers,
-               static_cast<unsigned long long>(hub->policy_version()),
-               cfg->control_socket.c_str());
+               static_cast<unsigned long long>(hub->policy_version()), cfg->control_socket.c_str());
 
   while (!g_stop.load()) {
     hub->control_tick();

@@ -118,8 +118,8 @@ class IndexTable {
 
  private:
   std::unique_ptr<std::atomic<Keypair*>[]> entries_;
-  std::vector<uint32_t> full_index_;      // control-only: index currently held by each entry
-  std::vector<uint32_t> owner_;           // control-only: peer slot owning each entry, or ~0
+  std::vector<uint32_t> full_index_;  // control-only: index currently held by each entry
+  std::vector<uint32_t> owner_;       // control-only: peer slot owning each entry, or ~0
   uint32_t cursor_ = 1;
 };
 

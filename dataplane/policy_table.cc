@@ -25,7 +25,8 @@ Prefix to_dp_prefix(const airlock::policy::IpPrefix& p) {
   return out;
 }
 
-std::vector<std::string> strings_of(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* v) {
+std::vector<std::string> strings_of(
+    const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* v) {
   std::vector<std::string> out;
   if (v != nullptr) {
     for (const auto* s : *v) out.emplace_back(s->str());
@@ -33,7 +34,9 @@ std::vector<std::string> strings_of(const flatbuffers::Vector<flatbuffers::Offse
   return out;
 }
 
-std::string str_or_empty(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+std::string str_or_empty(const flatbuffers::String* s) {
+  return s ? s->str() : std::string();
+}
 
 struct Compiled {
   std::vector<uint32_t> slots;      // slot of policy peer i
@@ -75,8 +78,8 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
       slot = peers_.allocate(key);
       if (!slot) {
         roll_back();
-        *error = "peers[" + std::to_string(i) + "]: more than " +
-                 std::to_string(cfg_.max_peers) + " peers (--max-peers)";
+        *error = "peers[" + std::to_string(i) + "]: more than " + std::to_string(cfg_.max_peers) +
+                 " peers (--max-peers)";
         return false;
       }
       c.new_slots.push_back(*slot);
@@ -85,9 +88,9 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
     c.slots.push_back(*slot);
   }
 
-  auto allowed = AllowedIps::create(std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)),
-                                    std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)),
-                                    error);
+  auto allowed =
+      AllowedIps::create(std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)),
+                         std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)), error);
   if (!allowed) {
     roll_back();
     return false;
@@ -114,8 +117,8 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
     id.device = ident ? str_or_empty(ident->device()) : "";
     id.tags = ident ? strings_of(ident->tags()) : std::vector<std::string>{};
     id.groups = ident ? strings_of(ident->groups()) : std::vector<std::string>{};
-    id.public_key_b64 = airlock::policy::encode_key_base64(
-        airlock::policy::key_bytes(*p->public_key()));
+    id.public_key_b64 =
+        airlock::policy::encode_key_base64(airlock::policy::key_bytes(*p->public_key()));
     identities.push_back(std::move(id));
   }
 
@@ -155,8 +158,8 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
   for (size_t i = 0; i < n_peers; ++i) {
     configure_peer(c.slots[i], *root->peers()->Get(i), fresh.count(c.slots[i]) != 0);
   }
-  auto* snapshot = new PolicySnapshot{root->version(), std::move(*allowed), std::move(*acl),
-                                      rule_names};
+  auto* snapshot =
+      new PolicySnapshot{root->version(), std::move(*allowed), std::move(*acl), rule_names};
   PolicySnapshot* old = policy_.exchange(snapshot, std::memory_order_acq_rel);
   std::vector<uint32_t> removed;
   for (uint32_t s : active_slots_) {

@@ -65,8 +65,9 @@ uint32_t evaluate_timers(const TimerInputs& in, TimerState& s, const ProtocolTim
 
   bool keepalive_due =
       s.unacked_rx_since_ns != 0 && in.now_ns - s.unacked_rx_since_ns >= t.keepalive_timeout_ns;
-  bool persistent_due = in.persistent_keepalive_s != 0 && in.has_current &&
-                        in.now_ns - in.last_tx_auth_ns >= in.persistent_keepalive_s * 1'000'000'000ULL;
+  bool persistent_due =
+      in.persistent_keepalive_s != 0 && in.has_current &&
+      in.now_ns - in.last_tx_auth_ns >= in.persistent_keepalive_s * 1'000'000'000ULL;
   if (in.has_current && (keepalive_due || persistent_due)) {
     actions |= kTimerSendKeepalive;
     s.unacked_rx_since_ns = 0;

@@ -19,7 +19,7 @@ struct TimerInputs {
   uint64_t last_tx_data_ns = 0;
   uint64_t last_rx_auth_ns = 0;
   uint64_t last_tx_auth_ns = 0;
-  bool want_handshake = false;   // a worker dropped data for lack of a keypair
+  bool want_handshake = false;  // a worker dropped data for lack of a keypair
   bool endpoint_known = false;
   uint16_t persistent_keepalive_s = 0;
   uint64_t keys_derived_ns = 0;  // 0 = no key material held

@@ -98,8 +98,7 @@ void Worker::handle_burst(rte_mbuf** pkts, uint16_t n, uint64_t now) {
   }
 }
 
-void Worker::handle_chunk(rte_mbuf** pkts, uint16_t n, uint64_t now,
-                          const PolicySnapshot* policy) {
+void Worker::handle_chunk(rte_mbuf** pkts, uint16_t n, uint64_t now, const PolicySnapshot* policy) {
   for (uint16_t i = 0; i < n; ++i) take_frame(pkts[i], now, policy);
   decrypt_data(now, policy);
   classify_and_dispatch(policy, now);
@@ -190,9 +189,9 @@ void Worker::decrypt_data(uint64_t now, const PolicySnapshot* policy) {
     MessageDataHeader hdr;
     std::memcpy(&hdr, p.wg, sizeof(hdr));
     uint32_t ct_len = p.wg_len - static_cast<uint32_t>(sizeof(MessageDataHeader)) - kTagLen;
-    ops[i] = BatchCrypto::Op{p.wg + sizeof(MessageDataHeader), ct_len, p.kp->receive_key.data(),
-                             rte_le_to_cpu_64(hdr.counter),
-                             p.wg + sizeof(MessageDataHeader) + ct_len};
+    ops[i] =
+        BatchCrypto::Op{p.wg + sizeof(MessageDataHeader), ct_len, p.kp->receive_key.data(),
+                        rte_le_to_cpu_64(hdr.counter), p.wg + sizeof(MessageDataHeader) + ct_len};
   }
   crypto_->decrypt(std::span(ops.data(), n_data_), std::span(ok.data(), n_data_));
   uint16_t n = n_data_;
@@ -419,8 +418,8 @@ bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op, bool from_stagin
     drop(r.m, DropReason::kNoRoute);
     return false;
   }
-  Keypair* kp = from_staging || staged_by_slot_[r.peer_slot] == 0 ? usable_keypair(peer, now)
-                                                                   : nullptr;
+  Keypair* kp =
+      from_staging || staged_by_slot_[r.peer_slot] == 0 ? usable_keypair(peer, now) : nullptr;
   if (kp == nullptr) {
     peer.want_handshake.store(true, std::memory_order_relaxed);
     stage(r, now);
@@ -440,8 +439,8 @@ bool Worker::seal(Routed& r, uint64_t now, BatchCrypto::Op* op, bool from_stagin
   uint32_t padded = len >= mtu ? len : std::min<uint32_t>(mtu, (len + 15) & ~15u);
   uint8_t* tail = reinterpret_cast<uint8_t*>(
       rte_pktmbuf_append(r.m, static_cast<uint16_t>(padded - len + kTagLen)));
-  auto* hdr = reinterpret_cast<MessageDataHeader*>(
-      rte_pktmbuf_prepend(r.m, sizeof(MessageDataHeader)));
+  auto* hdr =
+      reinterpret_cast<MessageDataHeader*>(rte_pktmbuf_prepend(r.m, sizeof(MessageDataHeader)));
   if (tail == nullptr || hdr == nullptr || r.m->nb_segs != 1) {
     drop(r.m, DropReason::kMalformed);
     return false;
@@ -480,8 +479,8 @@ void Worker::encrypt_and_send(uint64_t now) {
   for (uint16_t i = 0; i < n; ++i) {
     Endpoint ep = hub_.peers().at(sealed[i].peer_slot).endpoint.load();
     UdpEndpoint to{ep.ipv4_be, ep.port_be, ep.mac};
-    if (!prepend_outer_headers(sealed[i].m, hub_.underlay(), hub_.listen_port_be(), to,
-                               ip_id_++, hub_.data_checksum())) {
+    if (!prepend_outer_headers(sealed[i].m, hub_.underlay(), hub_.listen_port_be(), to, ip_id_++,
+                               hub_.data_checksum())) {
       drop(sealed[i].m, DropReason::kMalformed);
       continue;
     }

@@ -58,8 +58,7 @@ class Worker {
   };
 
   void take_frame(rte_mbuf* m, uint64_t now, const PolicySnapshot* policy);
-  void queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now,
-                  const PolicySnapshot* policy);
+  void queue_data(rte_mbuf* m, const WireguardFrame& f, uint64_t now, const PolicySnapshot* policy);
   void handle_chunk(rte_mbuf** pkts, uint16_t n, uint64_t now, const PolicySnapshot* policy);
   void decrypt_data(uint64_t now, const PolicySnapshot* policy);
   bool accept_inner(DataPacket& p, uint64_t now, const PolicySnapshot* policy);
