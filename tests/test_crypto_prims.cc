@@ -3,6 +3,7 @@
 // RFC 7748 §6.1 (X25519), draft-irtf-cfrg-xchacha-03 App. A.3.1 (XChaCha20-Poly1305),
 // wireguard-go device/kdf_test.go (HMAC-BLAKE2s KDF) and wireguard.md §1.2 / §2.2.
 #include "dataplane/crypto_prims.h"
+#include "tests/hex.h"
 
 #include <gtest/gtest.h>
 
@@ -13,20 +14,8 @@
 namespace airlock::dp::crypto {
 namespace {
 
-std::vector<uint8_t> from_hex(std::string_view hex) {
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
-}
-
-Key key_from_hex(std::string_view hex) {
-  const auto bytes = from_hex(hex);
-  Key key{};
-  std::copy(bytes.begin(), bytes.end(), key.begin());
-  return key;
-}
+using test::from_hex;
+using test::key_from_hex;
 
 std::vector<uint8_t> bytes_of(std::string_view text) {
   return {text.begin(), text.end()};

@@ -1,6 +1,7 @@
 // Noise_IKpsk2 against the deterministic transcript of wireguard.md §2.2 (accepted by
 // wireguard-go), in both roles, with and without psk, plus the rejection rules of §1.4.
 #include "dataplane/noise.h"
+#include "tests/hex.h"
 
 #include <gtest/gtest.h>
 
@@ -15,20 +16,8 @@ namespace {
 
 using crypto::Key;
 
-std::vector<uint8_t> from_hex(std::string_view hex) {
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
-}
-
-Key key_from_hex(std::string_view hex) {
-  const auto bytes = from_hex(hex);
-  Key key{};
-  std::copy(bytes.begin(), bytes.end(), key.begin());
-  return key;
-}
+using test::from_hex;
+using test::key_from_hex;
 
 template <typename Message>
 std::vector<uint8_t> bytes_of(const Message& msg) {
