@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tests/eal_env.h"
+#include "tests/prefix.h"
 
 namespace airlock::dp {
 namespace {
@@ -22,17 +23,8 @@ constexpr uint8_t kIcmp = IPPROTO_ICMP;
 
 // ---- Packet and policy builders ---------------------------------------------------------------
 
-Prefix v4(const char* text, uint8_t len) {
-  Prefix prefix{4, {}, len};
-  EXPECT_EQ(inet_pton(AF_INET, text, prefix.addr.data()), 1) << text;
-  return prefix;
-}
-
-Prefix v6(const char* text, uint8_t len) {
-  Prefix prefix{6, {}, len};
-  EXPECT_EQ(inet_pton(AF_INET6, text, prefix.addr.data()), 1) << text;
-  return prefix;
-}
+using test::v4;
+using test::v6;
 
 void put16(uint8_t* at, uint16_t value) {
   at[0] = static_cast<uint8_t>(value >> 8);

@@ -10,21 +10,13 @@
 #include <vector>
 
 #include "tests/eal_env.h"
+#include "tests/prefix.h"
 
 namespace airlock::dp {
 namespace {
 
-Prefix v4(const char* text, uint8_t len) {
-  Prefix prefix{4, {}, len};
-  EXPECT_EQ(inet_pton(AF_INET, text, prefix.addr.data()), 1) << text;
-  return prefix;
-}
-
-Prefix v6(const char* text, uint8_t len) {
-  Prefix prefix{6, {}, len};
-  EXPECT_EQ(inet_pton(AF_INET6, text, prefix.addr.data()), 1) << text;
-  return prefix;
-}
+using test::v4;
+using test::v6;
 
 uint32_t addr4(const char* text) {
   uint32_t be = 0;
