@@ -173,7 +173,6 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
 
   std::vector<std::string_view> names(rule_names.begin(), rule_names.end());
   stats_->set_rule_names(root->version(), names);
-  for (uint32_t s : active_slots_) publish_peer_record(s);
   return true;
 }
 
@@ -217,7 +216,9 @@ void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fre
       }
     }
   }
+  // The counters' baseline is taken before the peer can carry traffic.
   if (fresh) stats_->clear_peer(slot);
+  publish_peer_record(slot);
   peer.active.store(true, std::memory_order_release);
 }
 
