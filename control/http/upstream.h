@@ -1,0 +1,80 @@
+// The gateway's client to providers: HTTP/1.1 over TCP or TLS (OpenSSL, certificate and host
+// name verified), pooled keep-alive connections per origin, and explicit timeouts for connect,
+// first byte and the idle gap between body chunks, but no total cap: a long stream lives as long
+// as it keeps sending. Responses are delivered chunk by chunk as they arrive.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "control/http/server.h"
+
+namespace airlock::control::http {
+
+// "https://api.anthropic.com", "http://127.0.0.1:8080/v1" (a path prefix is kept and
+// prepended to request targets).
+struct Url {
+  bool tls = false;
+  std::string host;
+  uint16_t port = 0;
+  std::string base_path;  // "" or "/prefix" without trailing '/'
+  static std::optional<Url> parse(std::string_view text, std::string* error = nullptr);
+  std::string origin() const;  // "https://host:port"
+};
+
+struct UpstreamOptions {
+  std::chrono::milliseconds connect_timeout{10'000};      // DNS + TCP + TLS handshake
+  std::chrono::milliseconds first_byte_timeout{600'000};  // request sent -> response header
+  std::chrono::milliseconds idle_timeout{300'000};        // between two body reads
+  size_t max_idle_per_origin = 64;
+  std::string ca_file;  // extra trust anchors (PEM); empty: the system store only
+};
+
+struct UpstreamResult {
+  enum class Error {
+    kNone,
+    kResolve,           // host name did not resolve
+    kConnect,           // refused / unreachable
+    kTls,               // handshake or certificate verification failed
+    kConnectTimeout,
+    kFirstByteTimeout,
+    kIdleTimeout,
+    kProtocol,          // malformed response
+    kCancelled,         // on_headers/on_body returned false
+    kClosed,            // upstream closed mid-response
+  };
+  Error error = Error::kNone;
+  std::string message;  // for logs and the request log; never contains header values
+  bool headers_received = false;
+};
+
+std::string_view upstream_error_name(UpstreamResult::Error error);
+
+// Called once with the response header; returning false cancels (the connection is closed).
+using OnHeaders = std::function<asio::awaitable<bool>(const ResponseHeader& header)>;
+// Called for each piece of the (de-chunked) body as it arrives; returning false cancels.
+using OnBody = std::function<asio::awaitable<bool>(std::string_view data)>;
+
+class UpstreamPool {
+ public:
+  static std::unique_ptr<UpstreamPool> create(asio::io_context& io, UpstreamOptions options,
+                                              std::string* error);
+  virtual ~UpstreamPool() = default;
+  // Sends `request` to `url` (its target is prefixed with url.base_path, Host is set, the
+  // body's Content-Length is set) on a pooled or new connection; a stale pooled connection
+  // that fails before any response byte is retried once on a fresh one.
+  virtual asio::awaitable<UpstreamResult> send(const Url& url, Request request, OnHeaders on_headers,
+                                               OnBody on_body) = 0;
+  virtual size_t idle_connections() const = 0;
+};
+
+}  // namespace airlock::control::http
