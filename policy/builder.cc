@@ -1,5 +1,6 @@
 #include "policy/builder.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace airlock::policy {
@@ -86,7 +87,7 @@ class BufferWriter {
     return CreateEndpoint(fbb_, full_prefix(address), parsed->port);
   }
 
-  Offset<Identity> identity(const PeerSpec& peer) {
+  Offset<IdentityTable> identity(const PeerSpec& peer) {
     const auto user = fbb_.CreateString(peer.user);
     const auto device = peer.device.empty() ? 0 : fbb_.CreateString(peer.device);
     return CreateIdentity(fbb_, user, device, strings(peer.tags), strings(peer.groups));
@@ -162,6 +163,20 @@ class BufferWriter {
 };
 
 }  // namespace
+
+std::optional<IpPrefix> prefix_of(const PrefixSpec& spec) {
+  if (const auto* text = std::get_if<std::string>(&spec)) return parse_prefix(*text);
+  const RawPrefix& raw = std::get<RawPrefix>(spec);
+  if ((raw.family != Family::V4 && raw.family != Family::V6) ||
+      raw.addr.size() != address_length(raw.family) || raw.len > max_prefix_length(raw.family)) {
+    return std::nullopt;
+  }
+  IpPrefix prefix{raw.family, {}, raw.len};
+  std::copy(raw.addr.begin(), raw.addr.end(), prefix.addr.begin());
+  // A prefix contains itself only when no host bits are set beyond its length.
+  if (!prefix_contains(prefix, prefix)) return std::nullopt;
+  return prefix;
+}
 
 PolicyBuilder& PolicyBuilder::version(uint64_t version) {
   version_ = version;

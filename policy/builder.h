@@ -32,6 +32,9 @@ using PrefixSpec = std::variant<std::string, RawPrefix>;
 // Endpoint text as parse_endpoint accepts it, or raw values.
 using EndpointSpec = std::variant<std::string, RawEndpoint>;
 
+// The prefix a spec denotes, or nullopt when it is not a valid prefix.
+std::optional<IpPrefix> prefix_of(const PrefixSpec& spec);
+
 struct PeerSpec {
   KeySpec public_key;
   std::optional<KeySpec> preshared_key;

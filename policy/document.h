@@ -44,8 +44,8 @@ struct ProviderSpec {
   ProviderKind kind = ProviderKind::kOpenAi;
   std::string base_url;             // "https://api.anthropic.com" or "http://127.0.0.1:8080"
   std::vector<std::string> models;  // globs of the models this provider serves, e.g. "claude-*"
-  // Where the central key comes from: "env:NAME" or "file:PATH". Never the key itself (a value
-  // of any other shape is an error). Absent: requests go without a key (local upstreams).
+  // JSON "key": where the central key comes from, "env:NAME" or "file:PATH". Never the key itself
+  // (a value of any other shape is an error). Absent: requests go without a key (local upstreams).
   std::optional<std::string> key_ref;
   bool passthrough = false;  // forward the client's own auth headers instead of the key
 };

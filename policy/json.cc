@@ -1,11 +1,17 @@
+// The one reader of the policy language: parse_document() and the legacy compile_policy_json()
+// share it and differ only in how they word an error.
 #include "policy/json.h"
 
 #include <algorithm>
 #include <initializer_list>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "policy/builder.h"
+#include "policy/document.h"
+#include "policy/locate.h"
+#include "policy/policy_tests.h"
 
 namespace airlock::policy {
 namespace {
@@ -17,10 +23,19 @@ constexpr uint8_t kProtoTcp = 6;
 constexpr uint8_t kProtoUdp = 17;
 constexpr uint8_t kProtoSctp = 132;
 
-std::nullopt_t fail(std::string* error, std::string message) {
-  if (error) *error = std::move(message);
-  return std::nullopt;
-}
+constexpr uint64_t kMaxLoggedBodyBytes = uint64_t{1} << 30;
+// Prices become picodollars per token: a millionth of a dollar per million tokens is the
+// smallest step that stays exact.
+constexpr size_t kMaxPriceDecimals = 6;
+
+// What went wrong and where: `path` and `message` make the text, `where` is the path whose line
+// is reported (a member that does not exist yet, say), `line` when it is already known.
+struct Problem {
+  std::string path;
+  std::string message;
+  std::string where;
+  int line = 0;
+};
 
 std::string member(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
@@ -30,8 +45,8 @@ std::string indexed(const std::string& path, size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
-std::string at(const std::string& path) {
-  return path.empty() ? "" : path + ": ";
+std::string quote(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
 }
 
 // nlohmann::json keeps the last of repeated keys; this parse callback finds them (with their path)
@@ -88,54 +103,131 @@ class DuplicateKeyFinder {
   std::optional<std::string> duplicate_;
 };
 
-// Converts parsed JSON into builder specs, checking everything whose error should name a JSON path
-// (the JSON field names differ from the schema's in places, e.g. "from" vs "sources").
-class JsonReader {
- public:
-  explicit JsonReader(std::string* error) : error_(error) {}
+// nlohmann's message without its exception prefix and position (the caller reports the line) and
+// without the "last read" excerpt, which may be part of a key.
+std::string parse_error_text(const json::exception& e) {
+  std::string text = e.what();
+  if (const size_t column = text.find("column "); column != std::string::npos) {
+    if (const size_t colon = text.find(": ", column); colon != std::string::npos) {
+      text.erase(0, colon + 2);
+    }
+  } else if (const size_t bracket = text.find("] "); bracket != std::string::npos) {
+    text.erase(0, bracket + 2);
+  }
+  if (const size_t excerpt = text.find("; last read"); excerpt != std::string::npos) {
+    text.erase(excerpt);
+  }
+  return text;
+}
 
-  std::optional<PolicyBuilder> policy(const json& root) {
-    if (!has_only_keys(root, "", {"version", "gateway", "peers", "rules"})) return std::nullopt;
-    PolicyBuilder builder;
+bool is_env_name(std::string_view name) {
+  const auto is_word = [](char c) {
+    return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  return !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
+         std::all_of(name.begin(), name.end(), is_word);
+}
+
+bool is_price_text(std::string_view text) {
+  const size_t point = text.find('.');
+  const std::string_view whole = text.substr(0, point);
+  const std::string_view fraction =
+      point == std::string_view::npos ? std::string_view("0") : text.substr(point + 1);
+  const auto digits = [](std::string_view part) {
+    return !part.empty() &&
+           std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  return digits(whole) && digits(fraction) && fraction.size() <= kMaxPriceDecimals;
+}
+
+// Splits "PROVIDER/REST" at the first '/'.
+std::optional<std::pair<std::string_view, std::string_view>> split_provider(std::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  return std::pair{text.substr(0, slash), text.substr(slash + 1)};
+}
+
+// Converts parsed JSON into a Document, checking everything whose error should name a JSON path
+// (the JSON field names differ from the schema's in places, e.g. "from" vs "sources").
+class DocumentReader {
+ public:
+  explicit DocumentReader(Problem* problem) : problem_(problem) {}
+
+  std::optional<Document> document(const json& root) {
+    if (!has_only_keys(root, "",
+                       {"version", "gateway", "peers", "groups", "rules", "providers", "grants",
+                        "prices", "request_log", "tests"})) {
+      return std::nullopt;
+    }
+    Document document;
     const json* version_json = required(root, "version", "");
     if (!version_json) return std::nullopt;
     const auto version = number(*version_json, "version", UINT64_MAX);
     if (!version) return std::nullopt;
-    builder.version(*version);
+    document.version = *version;
     if (const json* gateway = optional(root, "gateway")) {
-      const auto prefixes = prefix_list(*gateway, "gateway");
+      auto prefixes = prefix_list(*gateway, "gateway");
       if (!prefixes) return std::nullopt;
-      for (const PrefixSpec& prefix : *prefixes) builder.gateway(prefix);
+      for (const PrefixSpec& prefix : *prefixes) {
+        document.gateway.push_back(*parse_prefix(std::get<std::string>(prefix)));
+      }
     }
-    if (!each(root, "peers", [&](const json& item, const std::string& path) {
-          auto spec = peer(item, path);
-          if (spec) builder.add_peer(std::move(*spec));
-          return spec.has_value();
-        })) {
-      return std::nullopt;
-    }
-    if (!each(root, "rules", [&](const json& item, const std::string& path) {
-          auto spec = rule(item, path);
-          if (spec) builder.add_rule(std::move(*spec));
-          return spec.has_value();
-        })) {
-      return std::nullopt;
-    }
-    return builder;
+    PeerUniqueness uniqueness;
+    const bool read =
+        collect(root, "peers", &document.peers,
+                [&](const json& item, const std::string& path) -> std::optional<PeerSpec> {
+                  auto spec = peer(item, path);
+                  if (!spec || !unique_peer(*spec, path, document.peers.size(), uniqueness)) {
+                    return std::nullopt;
+                  }
+                  return spec;
+                }) &&
+        groups(root, &document.groups) &&
+        collect(root, "rules", &document.rules,
+                [&](const json& item, const std::string& path) { return rule(item, path); }) &&
+        collect(root, "providers", &document.providers,
+                [&](const json& item, const std::string& path) {
+                  return provider(item, path, document.providers);
+                }) &&
+        collect(root, "grants", &document.grants,
+                [&](const json& item, const std::string& path) {
+                  return grant(item, path, document.providers);
+                }) &&
+        prices(root, document.providers, &document.prices) &&
+        request_log(root, &document.request_log) &&
+        collect(root, "tests", &document.tests, [&](const json& item, const std::string& path) {
+          return test(item, path, document.providers);
+        });
+    if (!read) return std::nullopt;
+    return document;
   }
 
  private:
-  bool reject(std::string message) {
-    fail(error_, std::move(message));
+  // Each allowed-IPs prefix routes to exactly one peer and each key names exactly one peer
+  // (load_policy checks the same, but without the line).
+  struct PeerUniqueness {
+    std::map<Key, size_t> keys;
+    std::map<IpPrefix, size_t> prefixes;
+  };
+
+  bool reject(std::string path, std::string message, std::string where) {
+    *problem_ = {std::move(path), std::move(message), std::move(where), 0};
     return false;
+  }
+  bool reject(const std::string& path, std::string message) {
+    return reject(path, std::move(message), path);
+  }
+  std::nullopt_t fail(const std::string& path, std::string message) {
+    reject(path, std::move(message));
+    return std::nullopt;
   }
 
   bool has_only_keys(const json& object, const std::string& path,
                      std::initializer_list<std::string_view> allowed) {
-    if (!object.is_object()) return reject(at(path) + "expected an object");
+    if (!object.is_object()) return reject(path, "expected an object");
     for (const auto& [key, value] : object.items()) {
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-        return reject(at(path) + "unknown key \"" + key + "\"");
+        return reject(path, "unknown key " + quote(key), member(path, key));
       }
     }
     return true;
@@ -148,7 +240,7 @@ class JsonReader {
 
   const json* required(const json& object, std::string_view key, const std::string& path) {
     const json* value = optional(object, key);
-    if (!value) reject(member(path, key) + ": required");
+    if (!value) reject(member(path, key), "required");
     return value;
   }
 
@@ -158,20 +250,30 @@ class JsonReader {
     const json* array = optional(object, key);
     if (!array) return true;
     const std::string path = member("", key);
-    if (!array->is_array()) return reject(path + ": expected an array");
+    if (!array->is_array()) return reject(path, "expected an array");
     for (size_t i = 0; i < array->size(); ++i) {
       if (!visit((*array)[i], indexed(path, i))) return false;
     }
     return true;
   }
 
+  // Appends read(item, path) for each element of the optional array object[key].
+  template <typename Spec, typename Read>
+  bool collect(const json& object, std::string_view key, std::vector<Spec>* specs, Read read) {
+    return each(object, key, [&](const json& item, const std::string& path) {
+      std::optional<Spec> spec = read(item, path);
+      if (spec) specs->push_back(std::move(*spec));
+      return spec.has_value();
+    });
+  }
+
   std::optional<std::string> string(const json& value, const std::string& path) {
-    if (!value.is_string()) return fail(error_, path + ": expected a string");
+    if (!value.is_string()) return fail(path, "expected a string");
     return value.get<std::string>();
   }
 
   std::optional<std::vector<std::string>> string_list(const json& value, const std::string& path) {
-    if (!value.is_array()) return fail(error_, path + ": expected an array of strings");
+    if (!value.is_array()) return fail(path, "expected an array of strings");
     std::vector<std::string> strings;
     for (size_t i = 0; i < value.size(); ++i) {
       auto text = string(value[i], indexed(path, i));
@@ -183,17 +285,21 @@ class JsonReader {
 
   std::optional<uint64_t> number(const json& value, const std::string& path, uint64_t max) {
     if (!value.is_number_unsigned() || value.get<uint64_t>() > max) {
-      return fail(error_, path + ": expected an integer from 0 to " + std::to_string(max));
+      return fail(path, "expected an integer from 0 to " + std::to_string(max));
     }
     return value.get<uint64_t>();
+  }
+
+  std::optional<bool> boolean(const json& value, const std::string& path) {
+    if (!value.is_boolean()) return fail(path, "expected true or false");
+    return value.get<bool>();
   }
 
   std::optional<std::string> name(const json& value, const std::string& path) {
     auto text = string(value, path);
     if (text && !is_valid_name(*text)) {
-      return fail(error_, path + ": \"" + *text +
-                              "\" is not a valid name (non-empty printable ASCII without "
-                              "whitespace)");
+      return fail(path, quote(*text) +
+                            " is not a valid name (non-empty printable ASCII without whitespace)");
     }
     return text;
   }
@@ -207,12 +313,27 @@ class JsonReader {
     return names;
   }
 
+  // A non-empty list of selectors; `in_group` forbids "group:" (groups do not nest).
+  std::optional<std::vector<std::string>> selector_list(const json& value, const std::string& path,
+                                                        bool in_group) {
+    auto selectors = string_list(value, path);
+    if (!selectors) return std::nullopt;
+    if (selectors->empty() && !in_group) return fail(path, "empty (use [\"*\"] for everyone)");
+    std::string why;
+    for (size_t i = 0; i < selectors->size(); ++i) {
+      const std::string& selector = (*selectors)[i];
+      if (!is_valid_selector(selector, &why)) return fail(indexed(path, i), why);
+      if (in_group && selector.starts_with("group:")) {
+        return fail(indexed(path, i), quote(selector) + ": groups cannot contain groups");
+      }
+    }
+    return selectors;
+  }
+
   // Never echoes the text: it may be a preshared key.
   std::optional<std::string> key(const json& value, const std::string& path) {
     auto text = string(value, path);
-    if (text && !decode_key_base64(*text)) {
-      return fail(error_, path + ": not a base64-encoded 32-byte key");
-    }
+    if (text && !decode_key_base64(*text)) return fail(path, "not a base64-encoded 32-byte key");
     return text;
   }
 
@@ -222,10 +343,31 @@ class JsonReader {
     std::vector<PrefixSpec> prefixes;
     std::string why;
     for (size_t i = 0; i < texts->size(); ++i) {
-      if (!parse_prefix((*texts)[i], &why)) return fail(error_, indexed(path, i) + ": " + why);
+      if (!parse_prefix((*texts)[i], &why)) return fail(indexed(path, i), why);
       prefixes.emplace_back((*texts)[i]);
     }
     return prefixes;
+  }
+
+  // "tcp", "udp", "icmp", "any" (0) or a protocol number, as a JSON number or string.
+  std::optional<uint8_t> protocol(const json& value, const std::string& path) {
+    if (value.is_number_unsigned()) {
+      const auto number_value = number(value, path, UINT8_MAX);
+      if (!number_value) return std::nullopt;
+      return static_cast<uint8_t>(*number_value);
+    }
+    const auto text = string(value, path);
+    if (!text) return std::nullopt;
+    static const std::pair<std::string_view, uint8_t> kNames[] = {
+        {"any", 0}, {"icmp", kProtoIcmp}, {"tcp", kProtoTcp}, {"udp", kProtoUdp}};
+    for (const auto& [protocol_name, number_value] : kNames) {
+      if (*text == protocol_name) return number_value;
+    }
+    const auto number_value = parse_decimal(*text, UINT8_MAX);
+    if (!number_value) {
+      return fail(path, quote(*text) + " is not tcp, udp, icmp, any or a protocol number 0-255");
+    }
+    return static_cast<uint8_t>(*number_value);
   }
 
   std::optional<PeerSpec> peer(const json& value, const std::string& path) {
@@ -246,7 +388,7 @@ class JsonReader {
       auto text = string(*endpoint, endpoint_path);
       std::string why;
       if (!text) return std::nullopt;
-      if (!parse_endpoint(*text, &why)) return fail(error_, endpoint_path + ": " + why);
+      if (!parse_endpoint(*text, &why)) return fail(endpoint_path, why);
       spec.endpoint = std::move(*text);
     }
     if (const json* keepalive = optional(value, "persistent_keepalive")) {
@@ -292,6 +434,46 @@ class JsonReader {
     return true;
   }
 
+  bool unique_peer(const PeerSpec& spec, const std::string& path, size_t index,
+                   PeerUniqueness& uniqueness) {
+    const Key public_key = *decode_key_base64(std::get<std::string>(spec.public_key));
+    if (std::all_of(public_key.begin(), public_key.end(), [](uint8_t b) { return b == 0; })) {
+      return reject(member(path, "public_key"), "all-zero key");
+    }
+    const auto [key_it, key_is_new] = uniqueness.keys.try_emplace(public_key, index);
+    if (!key_is_new) {
+      return reject(member(path, "public_key"), "same key as " + indexed("peers", key_it->second));
+    }
+    for (size_t i = 0; i < spec.allowed_ips.size(); ++i) {
+      const IpPrefix prefix = *parse_prefix(std::get<std::string>(spec.allowed_ips[i]));
+      const auto [it, is_new] = uniqueness.prefixes.try_emplace(prefix, index);
+      if (!is_new) {
+        return reject(
+            indexed(member(path, "allowed_ips"), i),
+            format_prefix(prefix) + " is already assigned to " + indexed("peers", it->second));
+      }
+    }
+    return true;
+  }
+
+  bool groups(const json& root, std::vector<GroupSpec>* groups) {
+    const json* object = optional(root, "groups");
+    if (!object) return true;
+    if (!object->is_object()) return reject("groups", "expected an object");
+    for (const auto& [group_name, members] : object->items()) {
+      const std::string path = member("groups", group_name);
+      if (!is_valid_name(group_name)) {
+        return reject(path, quote(group_name) +
+                                " is not a valid group name (non-empty printable ASCII without "
+                                "whitespace)");
+      }
+      auto selectors = selector_list(members, path, /*in_group=*/true);
+      if (!selectors) return false;
+      groups->push_back({group_name, std::move(*selectors)});
+    }
+    return true;
+  }
+
   std::optional<RuleSpec> rule(const json& value, const std::string& path) {
     if (!has_only_keys(value, path, {"name", "from", "to", "proto", "ports", "action"})) {
       return std::nullopt;
@@ -302,28 +484,19 @@ class JsonReader {
       if (!text) return std::nullopt;
       spec.name = std::move(*text);
     }
-    if (!rule_sources(value, path, &spec) || !rule_destinations(value, path, &spec) ||
-        !rule_protocol(value, path, &spec) || !rule_ports(value, path, &spec) ||
-        !rule_action(value, path, &spec)) {
-      return std::nullopt;
-    }
-    return spec;
-  }
-
-  bool rule_sources(const json& value, const std::string& path, RuleSpec* spec) {
     const json* from = required(value, "from", path);
-    if (!from) return false;
-    const std::string from_path = member(path, "from");
-    auto sources = string_list(*from, from_path);
-    if (!sources) return false;
-    if (sources->empty()) return reject(from_path + ": empty (use [\"*\"] for any source)");
-    std::string why;
-    for (size_t i = 0; i < sources->size(); ++i) {
-      if (!is_valid_selector((*sources)[i], &why))
-        return reject(indexed(from_path, i) + ": " + why);
+    if (!from) return std::nullopt;
+    auto sources = selector_list(*from, member(path, "from"), /*in_group=*/false);
+    if (!sources) return std::nullopt;
+    spec.sources = std::move(*sources);
+    if (!rule_destinations(value, path, &spec)) return std::nullopt;
+    if (const json* proto = optional(value, "proto")) {
+      const auto number_value = protocol(*proto, member(path, "proto"));
+      if (!number_value) return std::nullopt;
+      spec.protocol = *number_value;
     }
-    spec->sources = std::move(*sources);
-    return true;
+    if (!rule_ports(value, path, &spec) || !rule_action(value, path, &spec)) return std::nullopt;
+    return spec;
   }
 
   bool rule_destinations(const json& value, const std::string& path, RuleSpec* spec) {
@@ -332,43 +505,14 @@ class JsonReader {
     const std::string to_path = member(path, "to");
     if (*to == json::array({"*"})) return true;  // an empty destination list means any
     if (to->is_array() && to->empty()) {
-      return reject(to_path + ": empty (use [\"*\"] for any destination)");
+      return reject(to_path, "empty (use [\"*\"] for any destination)");
     }
     if (to->is_array() && std::find(to->begin(), to->end(), json("*")) != to->end()) {
-      return reject(to_path + ": \"*\" must be the only destination");
+      return reject(to_path, "\"*\" must be the only destination");
     }
     auto prefixes = prefix_list(*to, to_path);
     if (!prefixes) return false;
     spec->destinations = std::move(*prefixes);
-    return true;
-  }
-
-  bool rule_protocol(const json& value, const std::string& path, RuleSpec* spec) {
-    const json* proto = optional(value, "proto");
-    if (!proto) return true;
-    const std::string proto_path = member(path, "proto");
-    if (proto->is_number_unsigned()) {
-      const auto number_value = number(*proto, proto_path, UINT8_MAX);
-      if (!number_value) return false;
-      spec->protocol = static_cast<uint8_t>(*number_value);
-      return true;
-    }
-    const auto text = string(*proto, proto_path);
-    if (!text) return false;
-    static const std::pair<std::string_view, uint8_t> kNames[] = {
-        {"any", 0}, {"icmp", kProtoIcmp}, {"tcp", kProtoTcp}, {"udp", kProtoUdp}};
-    for (const auto& [protocol_name, number_value] : kNames) {
-      if (*text == protocol_name) {
-        spec->protocol = number_value;
-        return true;
-      }
-    }
-    const auto number_value = parse_decimal(*text, UINT8_MAX);
-    if (!number_value) {
-      return reject(proto_path + ": \"" + *text +
-                    "\" is not tcp, udp, icmp, any or a protocol number 0-255");
-    }
-    spec->protocol = static_cast<uint8_t>(*number_value);
     return true;
   }
 
@@ -380,7 +524,7 @@ class JsonReader {
     const std::string ports_path = member(path, "ports");
     if (spec->protocol != kProtoTcp && spec->protocol != kProtoUdp &&
         spec->protocol != kProtoSctp) {
-      return reject(ports_path + ": only valid with proto tcp, udp or sctp (132)");
+      return reject(ports_path, "only valid with proto tcp, udp or sctp (132)");
     }
     if (ports->is_number_unsigned()) {
       const auto port = number(*ports, ports_path, UINT16_MAX);
@@ -396,7 +540,7 @@ class JsonReader {
     const auto high =
         dash == std::string_view::npos ? low : parse_decimal(range.substr(dash + 1), UINT16_MAX);
     if (!low || !high || *low > *high) {
-      return reject(ports_path + ": \"" + *text + "\" is not PORT or LOW-HIGH within 0-65535");
+      return reject(ports_path, quote(*text) + " is not PORT or LOW-HIGH within 0-65535");
     }
     spec->port_low = static_cast<uint16_t>(*low);
     spec->port_high = static_cast<uint16_t>(*high);
@@ -416,17 +560,344 @@ class JsonReader {
     } else if (*text == "drop") {
       spec->action = Action::Drop;
     } else {
-      return reject(action_path + ": \"" + *text + "\" is not forward, punt or drop");
+      return reject(action_path, quote(*text) + " is not forward, punt or drop");
     }
     return true;
   }
 
-  std::string* error_;
+  std::optional<ProviderSpec> provider(const json& value, const std::string& path,
+                                       const std::vector<ProviderSpec>& defined) {
+    if (!has_only_keys(value, path, {"name", "kind", "base_url", "models", "key", "passthrough"})) {
+      return std::nullopt;
+    }
+    ProviderSpec spec;
+    const json* name_json = required(value, "name", path);
+    if (!name_json) return std::nullopt;
+    const std::string name_path = member(path, "name");
+    auto provider_name = name(*name_json, name_path);
+    if (!provider_name) return std::nullopt;
+    if (provider_name->find('/') != std::string::npos) {
+      return fail(name_path, quote(*provider_name) + " must not contain '/'");
+    }
+    for (size_t i = 0; i < defined.size(); ++i) {
+      if (defined[i].name == *provider_name) {
+        return fail(name_path,
+                    quote(*provider_name) + " is already defined by " + indexed("providers", i));
+      }
+    }
+    spec.name = std::move(*provider_name);
+    const json* kind_json = required(value, "kind", path);
+    if (!kind_json) return std::nullopt;
+    const auto kind_text = string(*kind_json, member(path, "kind"));
+    if (!kind_text) return std::nullopt;
+    const auto kind = parse_provider_kind(*kind_text);
+    if (!kind) {
+      return fail(member(path, "kind"),
+                  quote(*kind_text) + " is not openai, anthropic, gemini or openai-compatible");
+    }
+    spec.kind = *kind;
+    if (!provider_url(value, path, &spec) || !provider_models(value, path, &spec) ||
+        !provider_auth(value, path, &spec)) {
+      return std::nullopt;
+    }
+    return spec;
+  }
+
+  // The URL is not echoed: credentials pasted into it must not reach a log.
+  bool provider_url(const json& value, const std::string& path, ProviderSpec* spec) {
+    const json* url_json = required(value, "base_url", path);
+    if (!url_json) return false;
+    const std::string url_path = member(path, "base_url");
+    auto url = string(*url_json, url_path);
+    if (!url) return false;
+    const std::string_view text = *url;
+    if (std::any_of(text.begin(), text.end(), [](char c) { return c <= ' ' || c > '~'; })) {
+      return reject(url_path, "must not contain whitespace, control or non-ASCII characters");
+    }
+    std::string_view rest;
+    if (text.starts_with("https://")) {
+      rest = text.substr(8);
+    } else if (text.starts_with("http://")) {
+      rest = text.substr(7);
+    } else {
+      return reject(url_path, "must start with http:// or https://");
+    }
+    const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+    if (authority.find('@') != std::string_view::npos) {
+      return reject(url_path, "must not carry credentials (use \"key\": \"env:NAME\")");
+    }
+    std::string_view host = authority;
+    std::string_view port;
+    if (authority.starts_with('[')) {
+      const size_t close = authority.find(']');
+      if (close == std::string_view::npos)
+        return reject(url_path, "has an unclosed '[' in its host");
+      host = authority.substr(1, close - 1);
+      const std::string_view after = authority.substr(close + 1);
+      if (!after.empty() && !after.starts_with(':'))
+        return reject(url_path, "has a malformed host");
+      if (!after.empty()) port = after.substr(1);
+      if (!after.empty() && port.empty()) return reject(url_path, "has an empty port");
+    } else if (const size_t colon = authority.find(':'); colon != std::string_view::npos) {
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+      if (port.empty()) return reject(url_path, "has an empty port");
+    }
+    if (host.empty()) return reject(url_path, "has no host");
+    if (!port.empty()) {
+      const auto number_value = parse_decimal(port, 65535);
+      if (!number_value || *number_value == 0) return reject(url_path, "has an invalid port");
+    }
+    spec->base_url = std::move(*url);
+    return true;
+  }
+
+  bool provider_models(const json& value, const std::string& path, ProviderSpec* spec) {
+    const json* models = required(value, "models", path);
+    if (!models) return false;
+    const std::string models_path = member(path, "models");
+    auto globs = string_list(*models, models_path);
+    if (!globs) return false;
+    if (globs->empty()) return reject(models_path, "empty (use [\"*\"] for every model)");
+    for (size_t i = 0; i < globs->size(); ++i) {
+      if ((*globs)[i].empty()) return reject(indexed(models_path, i), "empty model glob");
+    }
+    spec->models = std::move(*globs);
+    return true;
+  }
+
+  // key_ref is never echoed: a value of the wrong shape is most likely the key itself.
+  bool provider_auth(const json& value, const std::string& path, ProviderSpec* spec) {
+    if (const json* key_ref = optional(value, "key")) {
+      const std::string ref_path = member(path, "key");
+      if (!key_ref->is_string()) return reject(ref_path, "expected a string");
+      const std::string& ref = key_ref->get_ref<const std::string&>();
+      const bool is_env = ref.starts_with("env:") && is_env_name(std::string_view(ref).substr(4));
+      const bool is_file =
+          ref.starts_with("file:/") && ref.size() > 6 &&
+          std::none_of(ref.begin(), ref.end(), [](char c) { return c < ' ' || c == 0x7f; });
+      if (!is_env && !is_file) {
+        return reject(ref_path,
+                      "must be \"env:NAME\" or \"file:/absolute/path\" (the value is not shown: "
+                      "it may be a key)");
+      }
+      spec->key_ref = ref;
+    }
+    if (const json* passthrough = optional(value, "passthrough")) {
+      const auto flag = boolean(*passthrough, member(path, "passthrough"));
+      if (!flag) return false;
+      spec->passthrough = *flag;
+    }
+    if (spec->key_ref && spec->passthrough) {
+      return reject(path, "key and passthrough exclude each other", member(path, "key"));
+    }
+    return true;
+  }
+
+  bool known_provider(std::string_view provider_name, const std::vector<ProviderSpec>& defined,
+                      const std::string& path) {
+    if (std::any_of(defined.begin(), defined.end(),
+                    [&](const ProviderSpec& spec) { return spec.name == provider_name; })) {
+      return true;
+    }
+    std::string names;
+    for (const ProviderSpec& spec : defined) names += (names.empty() ? "" : ", ") + spec.name;
+    return reject(path, "no provider named " + quote(provider_name) +
+                            " (defined: " + (names.empty() ? "none" : names) + ")");
+  }
+
+  std::optional<GrantSpec> grant(const json& value, const std::string& path,
+                                 const std::vector<ProviderSpec>& providers) {
+    if (!has_only_keys(value, path, {"from", "models"})) return std::nullopt;
+    GrantSpec spec;
+    const json* from = required(value, "from", path);
+    if (!from) return std::nullopt;
+    auto selectors = selector_list(*from, member(path, "from"), /*in_group=*/false);
+    if (!selectors) return std::nullopt;
+    spec.from = std::move(*selectors);
+    const json* models = required(value, "models", path);
+    if (!models) return std::nullopt;
+    const std::string models_path = member(path, "models");
+    auto entries = string_list(*models, models_path);
+    if (!entries) return std::nullopt;
+    if (entries->empty()) return fail(models_path, "empty (use [\"*\"] for every model)");
+    for (size_t i = 0; i < entries->size(); ++i) {
+      const std::string& entry = (*entries)[i];
+      if (entry == "*") continue;
+      const std::string entry_path = indexed(models_path, i);
+      const auto parts = split_provider(entry);
+      if (!parts || parts->second.empty()) {
+        return fail(entry_path, quote(entry) + " is not \"PROVIDER/MODEL_GLOB\" or \"*\"");
+      }
+      if (!known_provider(parts->first, providers, entry_path)) return std::nullopt;
+    }
+    spec.models = std::move(*entries);
+    return spec;
+  }
+
+  bool prices(const json& root, const std::vector<ProviderSpec>& providers,
+              std::vector<PriceOverride>* overrides) {
+    const json* object = optional(root, "prices");
+    if (!object) return true;
+    if (!object->is_object()) return reject("prices", "expected an object");
+    for (const auto& [model_key, value] : object->items()) {
+      const std::string path = member("prices", model_key);
+      const auto parts = split_provider(model_key);
+      if (!parts || parts->second.empty()) {
+        return reject(path, quote(model_key) + " is not \"PROVIDER/MODEL\"");
+      }
+      if (!known_provider(parts->first, providers, path) ||
+          !has_only_keys(value, path,
+                         {"input", "output", "cache_read", "cache_write", "cache_write_1h"})) {
+        return false;
+      }
+      PriceOverride price;
+      price.provider = parts->first;
+      price.model = parts->second;
+      for (const auto& [field, target] :
+           {std::pair{"input", &price.input}, {"output", &price.output}}) {
+        const json* amount = required(value, field, path);
+        if (!amount) return false;
+        auto text = dollars(*amount, member(path, field));
+        if (!text) return false;
+        *target = std::move(*text);
+      }
+      for (const auto& [field, target] : {std::pair{"cache_read", &price.cache_read},
+                                          {"cache_write", &price.cache_write},
+                                          {"cache_write_1h", &price.cache_write_1h}}) {
+        const json* amount = optional(value, field);
+        if (!amount) continue;
+        *target = dollars(*amount, member(path, field));
+        if (!*target) return false;
+      }
+      overrides->push_back(std::move(price));
+    }
+    return true;
+  }
+
+  // Dollars per million tokens, kept as the decimal text so that it converts exactly.
+  std::optional<std::string> dollars(const json& value, const std::string& path) {
+    std::string text;
+    if (value.is_string()) {
+      text = value.get<std::string>();
+    } else if (value.is_number()) {
+      text = value.dump();
+    } else {
+      return fail(path, "expected dollars per million tokens as a number or a string");
+    }
+    if (!is_price_text(text)) {
+      return fail(path, quote(text) +
+                            " is not dollars per million tokens: non-negative digits with an "
+                            "optional decimal point and at most 6 decimals, e.g. \"3.75\"");
+    }
+    return text;
+  }
+
+  bool request_log(const json& root, RequestLogSpec* spec) {
+    const json* object = optional(root, "request_log");
+    if (!object) return true;
+    if (!has_only_keys(*object, "request_log", {"bodies", "max_body_bytes"})) return false;
+    if (const json* bodies = optional(*object, "bodies")) {
+      const auto flag = boolean(*bodies, "request_log.bodies");
+      if (!flag) return false;
+      spec->bodies = *flag;
+    }
+    if (const json* max = optional(*object, "max_body_bytes")) {
+      const auto bytes = number(*max, "request_log.max_body_bytes", kMaxLoggedBodyBytes);
+      if (!bytes) return false;
+      spec->max_body_bytes = *bytes;
+    }
+    return true;
+  }
+
+  std::optional<PolicyTestSpec> test(const json& value, const std::string& path,
+                                     const std::vector<ProviderSpec>& providers) {
+    if (!has_only_keys(value, path, {"from", "to", "proto", "port", "model", "expect"})) {
+      return std::nullopt;
+    }
+    PolicyTestSpec spec;
+    const json* from = required(value, "from", path);
+    if (!from) return std::nullopt;
+    const std::string from_path = member(path, "from");
+    auto selector = string(*from, from_path);
+    if (!selector) return std::nullopt;
+    std::string why;
+    if (!is_valid_selector(*selector, &why)) return fail(from_path, why);
+    spec.from = std::move(*selector);
+    const json* expect = required(value, "expect", path);
+    if (!expect) return std::nullopt;
+    const auto verdict = string(*expect, member(path, "expect"));
+    if (!verdict) return std::nullopt;
+    if (*verdict != "allow" && *verdict != "deny") {
+      return fail(member(path, "expect"), quote(*verdict) + " is not allow or deny");
+    }
+    spec.expect_allow = *verdict == "allow";
+    const json* model = optional(value, "model");
+    const json* to = optional(value, "to");
+    if (!model == !to) {
+      return fail(path, model ? "\"model\" and \"to\" exclude each other"
+                              : "needs \"to\" (a network assertion) or \"model\"");
+    }
+    if (model && !test_model(value, *model, path, providers, &spec)) return std::nullopt;
+    if (to && !test_flow(value, *to, path, &spec)) return std::nullopt;
+    return spec;
+  }
+
+  bool test_model(const json& value, const json& model, const std::string& path,
+                  const std::vector<ProviderSpec>& providers, PolicyTestSpec* spec) {
+    for (const char* field : {"proto", "port"}) {
+      if (optional(value, field)) return reject(member(path, field), "only valid with \"to\"");
+    }
+    const std::string model_path = member(path, "model");
+    auto text = string(model, model_path);
+    if (!text) return false;
+    const auto parts = split_provider(*text);
+    if (!parts || parts->second.empty()) {
+      return reject(model_path, quote(*text) + " is not \"PROVIDER/MODEL\"");
+    }
+    if (!known_provider(parts->first, providers, model_path)) return false;
+    spec->model = std::move(*text);
+    return true;
+  }
+
+  // A packet as the ACL sees it: one destination address, a protocol, and a port for TCP and UDP
+  // only (the data plane reads no other ports).
+  bool test_flow(const json& value, const json& to, const std::string& path, PolicyTestSpec* spec) {
+    const std::string to_path = member(path, "to");
+    const auto text = string(to, to_path);
+    if (!text) return false;
+    std::string why;
+    const auto address = parse_prefix(*text, &why);
+    if (!address) return reject(to_path, why);
+    if (address->len != max_prefix_length(address->family)) {
+      return reject(to_path, quote(*text) + " is not a single address");
+    }
+    spec->to = *address;
+    const json* proto = required(value, "proto", path);
+    if (!proto) return false;
+    const auto number_value = protocol(*proto, member(path, "proto"));
+    if (!number_value) return false;
+    if (*number_value == 0)
+      return reject(member(path, "proto"), "a packet has a protocol, not any");
+    spec->protocol = *number_value;
+    const bool has_ports = spec->protocol == kProtoTcp || spec->protocol == kProtoUdp;
+    const json* port = optional(value, "port");
+    if (!has_ports) {
+      if (port) return reject(member(path, "port"), "only valid with proto tcp or udp");
+      return true;
+    }
+    if (!port) return reject(member(path, "port"), "required with proto tcp or udp");
+    const auto port_number = number(*port, member(path, "port"), UINT16_MAX);
+    if (!port_number) return false;
+    spec->port = static_cast<uint16_t>(*port_number);
+    return true;
+  }
+
+  Problem* problem_;
 };
 
-}  // namespace
-
-std::optional<std::vector<uint8_t>> compile_policy_json(std::string_view text, std::string* error) {
+// Everything parse_document() does, with the problem left unworded.
+std::optional<Document> read_document(std::string_view text, Problem* problem) {
   DuplicateKeyFinder duplicates;
   json root;
   try {
@@ -437,12 +908,67 @@ std::optional<std::vector<uint8_t>> compile_policy_json(std::string_view text, s
         },
         /*allow_exceptions=*/true, /*ignore_comments=*/true);
   } catch (const json::parse_error& e) {
-    return fail(error, std::string("invalid JSON: ") + e.what());
+    *problem = {"", "invalid JSON: " + parse_error_text(e), "",
+                line_at_offset(text, e.byte > 0 ? e.byte - 1 : 0)};
+    return std::nullopt;
+  } catch (const json::exception& e) {
+    *problem = {"", "invalid JSON: " + parse_error_text(e), "", 0};
+    return std::nullopt;
   }
-  if (duplicates.duplicate()) return fail(error, *duplicates.duplicate() + ": duplicate key");
-  auto builder = JsonReader(error).policy(root);
-  if (!builder) return std::nullopt;
-  return builder->finish(error);
+  if (duplicates.duplicate()) {
+    *problem = {*duplicates.duplicate(), "duplicate key", *duplicates.duplicate(), 0};
+    return std::nullopt;
+  }
+  auto document = DocumentReader(problem).document(root);
+  if (!document) return std::nullopt;
+  // The reader checks what load_policy checks, so this only fails if the two drift apart; its
+  // error then starts with the buffer's field path.
+  std::string why;
+  auto compiled = compile(*document, &why);
+  if (!compiled) {
+    *problem = {"", why, why.substr(0, why.find(": ")), 0};
+    return std::nullopt;
+  }
+  detail::wipe(compiled->data(), compiled->size());
+  if (!document->tests.empty()) {
+    const SourceLines lines(text);
+    for (size_t i = 0; i < document->tests.size(); ++i) {
+      document->tests[i].line = lines.line_of(indexed("tests", i));
+    }
+    if (auto failure = run_policy_tests(*document)) {
+      *problem = {failure->path, failure->message, failure->path, failure->line};
+      return std::nullopt;
+    }
+  }
+  return document;
+}
+
+std::string path_and_message(const Problem& problem) {
+  return problem.path.empty() ? problem.message : problem.path + ": " + problem.message;
+}
+
+}  // namespace
+
+std::optional<Document> parse_document(std::string_view text, std::string_view file_name,
+                                       std::string* error) {
+  Problem problem;
+  auto document = read_document(text, &problem);
+  if (!document && error) {
+    const int line = problem.line > 0 ? problem.line : SourceLines(text).line_of(problem.where);
+    *error = std::string(file_name) + ":" + std::to_string(line) + ": " + path_and_message(problem);
+  }
+  return document;
+}
+
+// Errors stay "PATH: message" without a file and line, as before the document existed.
+std::optional<std::vector<uint8_t>> compile_policy_json(std::string_view text, std::string* error) {
+  Problem problem;
+  const auto document = read_document(text, &problem);
+  if (!document) {
+    if (error) *error = path_and_message(problem);
+    return std::nullopt;
+  }
+  return compile(*document, error);
 }
 
 }  // namespace airlock::policy

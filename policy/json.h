@@ -19,7 +19,9 @@ namespace airlock::policy {
 //                "action": "forward|punt|drop"}] }
 // Comments are allowed. Unknown and duplicate keys are errors, so a typo cannot silently widen a
 // policy. Errors name the JSON path, e.g. "peers[1].allowed_ips[0]: ...". The result passes
-// load_policy.
+// load_policy. The same reader as parse_document() (document.h), so every section of the
+// document is accepted and checked and its tests run; only the error wording (no file and line)
+// differs.
 std::optional<std::vector<uint8_t>> compile_policy_json(std::string_view text, std::string* error);
 
 }  // namespace airlock::policy

@@ -133,7 +133,7 @@ Problem names_problem(const OffsetVector<flatbuffers::String>* names, std::strin
   return std::nullopt;
 }
 
-Problem identity_problem(const Identity* identity) {
+Problem identity_problem(const IdentityTable* identity) {
   if (!identity || !identity->user() || identity->user()->size() == 0) {
     return "identity.user: missing or empty";
   }
@@ -277,6 +277,13 @@ std::optional<IpPrefix> parse_prefix(std::string_view text, std::string* error) 
 
 std::string format_prefix(const IpPrefix& prefix) {
   return format_address(prefix.family, prefix.addr) + "/" + std::to_string(prefix.len);
+}
+
+bool prefix_contains(const IpPrefix& prefix, const IpPrefix& address) {
+  if (prefix.family != address.family || prefix.len > address.len) return false;
+  IpPrefix narrowed = address;
+  narrowed.len = prefix.len;
+  return network_of(narrowed) == prefix;
 }
 
 std::optional<IpEndpoint> parse_endpoint(std::string_view text, std::string* error) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>  // boost/asio/awaitable.hpp (1.74) uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -27,10 +28,10 @@ using Response = beast::http::response<beast::http::string_body>;
 using ResponseHeader = beast::http::response_header<>;
 
 struct ServerOptions {
-  std::chrono::milliseconds header_timeout{30'000};    // from connection/previous response
-  std::chrono::milliseconds body_timeout{120'000};     // to read a whole request body
-  std::chrono::milliseconds keepalive_idle{120'000};   // idle keep-alive connection closed
-  std::chrono::milliseconds write_timeout{120'000};    // one write to a stalled client
+  std::chrono::milliseconds header_timeout{30'000};   // from connection/previous response
+  std::chrono::milliseconds body_timeout{120'000};    // to read a whole request body
+  std::chrono::milliseconds keepalive_idle{120'000};  // idle keep-alive connection closed
+  std::chrono::milliseconds write_timeout{120'000};   // one write to a stalled client
   size_t max_header_bytes = 64 * 1024;
   size_t max_body_bytes = 32u << 20;  // Anthropic's own limit
 };
@@ -64,17 +65,15 @@ class ResponseWriter {
   virtual bool client_gone() const = 0;
 };
 
-using Handler = std::function<asio::awaitable<void>(Request& request, BodyStatus body_status,
-                                                    const ClientInfo& client,
-                                                    ResponseWriter& writer)>;
+using Handler = std::function<asio::awaitable<void>(
+    Request& request, BodyStatus body_status, const ClientInfo& client, ResponseWriter& writer)>;
 
 class Server {
  public:
   // Binds and starts accepting on `io`. Port 0 picks a free port (see port()).
   static std::unique_ptr<Server> listen(asio::io_context& io,
                                         const asio::ip::tcp::endpoint& endpoint,
-                                        ServerOptions options, Handler handler,
-                                        std::string* error);
+                                        ServerOptions options, Handler handler, std::string* error);
   virtual ~Server() = default;
   virtual uint16_t port() const = 0;
   // Stops accepting; open connections finish their current request and close.

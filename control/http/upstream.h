@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>  // boost/asio/awaitable.hpp (1.74) uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -42,15 +43,15 @@ struct UpstreamOptions {
 struct UpstreamResult {
   enum class Error {
     kNone,
-    kResolve,           // host name did not resolve
-    kConnect,           // refused / unreachable
-    kTls,               // handshake or certificate verification failed
+    kResolve,  // host name did not resolve
+    kConnect,  // refused / unreachable
+    kTls,      // handshake or certificate verification failed
     kConnectTimeout,
     kFirstByteTimeout,
     kIdleTimeout,
-    kProtocol,          // malformed response
-    kCancelled,         // on_headers/on_body returned false
-    kClosed,            // upstream closed mid-response
+    kProtocol,   // malformed response
+    kCancelled,  // on_headers/on_body returned false
+    kClosed,     // upstream closed mid-response
   };
   Error error = Error::kNone;
   std::string message;  // for logs and the request log; never contains header values
@@ -72,8 +73,8 @@ class UpstreamPool {
   // Sends `request` to `url` (its target is prefixed with url.base_path, Host is set, the
   // body's Content-Length is set) on a pooled or new connection; a stale pooled connection
   // that fails before any response byte is retried once on a fresh one.
-  virtual asio::awaitable<UpstreamResult> send(const Url& url, Request request, OnHeaders on_headers,
-                                               OnBody on_body) = 0;
+  virtual asio::awaitable<UpstreamResult> send(const Url& url, Request request,
+                                               OnHeaders on_headers, OnBody on_body) = 0;
   virtual size_t idle_connections() const = 0;
 };
 

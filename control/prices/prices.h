@@ -28,7 +28,7 @@ struct Price {
 
 class PriceTable {
  public:
-  // The built-in table (see prices.cc for the list and its source).
+  // The built-in table (see builtin_prices.cc for the list and its source).
   static PriceTable builtin();
 
   // Merges a LiteLLM `model_prices_and_context_window.json` document: every entry with

@@ -20,8 +20,8 @@ using Picodollars = int64_t;
 inline constexpr Picodollars kPicodollarsPerDollar = 1'000'000'000'000;
 
 struct RequestRecord {
-  std::string id;         // "req_" + 24 lowercase hex digits, unique
-  int64_t time_ms = 0;    // arrival, Unix epoch milliseconds
+  std::string id;       // "req_" + 24 lowercase hex digits, unique
+  int64_t time_ms = 0;  // arrival, Unix epoch milliseconds
   // Identity, from the WireGuard peer that carried the connection.
   std::string user;
   std::string device;
@@ -93,6 +93,8 @@ class Store {
   // Blocks until every record appended before the call is durable. Called on shutdown.
   virtual void flush() = 0;
   // Readers see flushed records; each call flushes first so a caller reads its own writes.
+  // On failure these set *error and return nothing; an unknown `before_id` is such an error.
+  // A page carries every field but tool_calls and the bodies; request(id) returns all of them.
   virtual std::vector<RequestRecord> requests(const RequestQuery& query, std::string* error) = 0;
   virtual std::optional<RequestRecord> request(std::string_view id, std::string* error) = 0;
   virtual std::vector<UsageTotal> usage(const UsageQuery& query, std::string* error) = 0;

@@ -77,6 +77,8 @@ class RingTun {
   std::optional<uint32_t> peer_of(const IpAddress& address) const;
   RingTunCounters counters() const;
   const TunDevice& tun() const { return tun_; }
+  // For interface configuration (addresses, routes) only; the fd belongs to the pump thread.
+  TunDevice& tun() { return tun_; }
 
  private:
   RingTun(dp::PacketChannel channel, TunDevice tun, const RingTunOptions& options);

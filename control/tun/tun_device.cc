@@ -122,7 +122,8 @@ std::optional<IpPrefix> IpPrefix::parse(std::string_view text) {
   return IpPrefix{*address, static_cast<uint8_t>(length)};
 }
 
-std::optional<TunDevice> TunDevice::open(std::string_view name, std::string* error) {
+std::optional<TunDevice> TunDevice::open(std::string_view name, std::string* error,
+                                         bool multi_queue) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     *error = "tun: interface name must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters";
     return std::nullopt;
@@ -133,7 +134,7 @@ std::optional<TunDevice> TunDevice::open(std::string_view name, std::string* err
     return std::nullopt;
   }
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (multi_queue ? IFF_MULTI_QUEUE : 0));
   std::copy(name.begin(), name.end(), ifr.ifr_name);
   if (::ioctl(fd, TUNSETIFF, &ifr) < 0) {
     *error = errno_text("TUNSETIFF " + std::string(name), errno);

@@ -43,8 +43,11 @@ struct IpPrefix {
 class TunDevice {
  public:
   // Creates (or opens) the TUN interface `name` with IFF_TUN|IFF_NO_PI, so each read/write is
-  // exactly one IP packet; the fd is non-blocking.
-  static std::optional<TunDevice> open(std::string_view name, std::string* error);
+  // exactly one IP packet; the fd is non-blocking. With `multi_queue` every open of the same
+  // name adds one queue (IFF_MULTI_QUEUE), so each data-plane worker's channel gets its own fd
+  // and the kernel spreads return flows over them; all queues must be opened that way.
+  static std::optional<TunDevice> open(std::string_view name, std::string* error,
+                                       bool multi_queue = false);
 
   TunDevice(TunDevice&& other) noexcept;
   TunDevice& operator=(TunDevice&& other) noexcept;

@@ -1,4 +1,5 @@
-// airlock-policy-build IN.json OUT.alp   compile policy JSON into a checked policy buffer
+// airlock-policy-build IN.json OUT.alp   check policy JSON (and run its tests), compile it into a
+//                                        checked policy buffer
 // airlock-policy-build --check FILE.alp  check a compiled policy buffer
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "policy/json.h"
+#include "policy/document.h"
 #include "policy/policy.h"
 
 namespace airlock::policy {
@@ -90,8 +91,10 @@ int build(const std::string& in_path, const std::string& out_path) {
   if (!text) return error_exit(error);
   const WipedBytes wiped_text(std::move(*text));
   const auto json = wiped_text.span();
-  auto compiled = compile_policy_json(
-      std::string_view(reinterpret_cast<const char*>(json.data()), json.size()), &error);
+  const auto document = parse_document(
+      std::string_view(reinterpret_cast<const char*>(json.data()), json.size()), in_path, &error);
+  if (!document) return error_exit(error);
+  auto compiled = compile(*document, &error);
   if (!compiled) return error_exit(in_path + ": " + error);
   const WipedBytes wiped_policy(std::move(*compiled));
   const auto policy = load_policy(wiped_policy.span(), &error);

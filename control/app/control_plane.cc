@@ -1,0 +1,316 @@
+#include "control/app/control_plane.h"
+
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "control/admin/admin_api.h"
+#include "control/admin/policy_manager.h"
+#include "control/app/identity.h"
+#include "control/gateway/gateway.h"
+#include "control/prices/prices.h"
+#include "control/store/store.h"
+#include "control/tun/ring_tun.h"
+#include "control/tun/tun_device.h"
+#include "dataplane/stats.h"
+
+namespace airlock::control {
+namespace {
+
+namespace asio = boost::asio;
+using gateway::Gateway;
+using gateway::GatewayOptions;
+using gateway::IdentityLookup;
+using gateway::make_gateway_state;
+
+// The largest inner packet the data plane carries (its default --mtu); the kernel's TCP sizes
+// segments to it, so every reply fits a ring slot and the peer's tunnel.
+constexpr uint32_t kTunMtu = 1420;
+// Channels per data plane: one per worker, "<instance>-ring-<n>"; probing stops at the first gap.
+constexpr int kMaxChannels = 64;
+
+void log(const std::string& line) {
+  std::fprintf(stderr, "airlock-control: %s\n", line.c_str());
+}
+
+std::optional<std::string> read_text(const std::string& path, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read " + path;
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::optional<IpPrefix> to_tun_prefix(const policy::IpPrefix& prefix) {
+  return IpPrefix::parse(policy::format_prefix(prefix));
+}
+
+class ControlPlaneImpl final : public ControlPlane {
+ public:
+  explicit ControlPlaneImpl(const ControlOptions& options) : options_(options) {}
+
+  ~ControlPlaneImpl() override { shutdown(); }
+
+  bool start(std::string* error) {
+    return start_policy(error) && start_store(error) && start_prices(error) &&
+           start_punt_path(error) && start_gateway(error) && start_admin(error);
+  }
+
+  void run() override {
+    asio::signal_set signals(io_, SIGINT, SIGTERM);
+    signals.async_wait([this](const boost::system::error_code&, int) { begin_stop(); });
+    std::vector<std::thread> io_threads;
+    for (unsigned i = 1; i < options_.threads; ++i) io_threads.emplace_back([this] { io_.run(); });
+    io_.run();
+    for (std::thread& t : io_threads) t.join();
+    shutdown();
+  }
+
+ private:
+  bool start_policy(std::string* error) {
+    admin::PolicyManagerOptions pm_options;
+    pm_options.policy_path = options_.policy_file;
+    for (const std::string& instance : options_.instances) {
+      pm_options.data_planes.push_back({instance, admin::control_socket_path(instance)});
+    }
+    policies_ = std::make_unique<admin::PolicyManager>(std::move(pm_options));
+    if (!policies_->load(error)) return false;
+    if (!policies_->active()) {
+      *error = "no policy in " + options_.policy_file;
+      return false;
+    }
+    for (const std::string& message : policies_->ensure_pushed()) log(message);
+    return true;
+  }
+
+  bool start_store(std::string* error) {
+    const std::filesystem::path db(options_.db_path);
+    if (db.has_parent_path()) {
+      std::error_code ec;
+      std::filesystem::create_directories(db.parent_path(), ec);
+    }
+    store_ = open_sqlite_store(options_.db_path, error);
+    return store_ != nullptr;
+  }
+
+  bool start_prices(std::string* error) {
+    base_prices_ = PriceTable::builtin();
+    if (options_.prices_file.empty()) return true;
+    const auto text = read_text(options_.prices_file, error);
+    if (!text) return false;
+    const auto taken = base_prices_.import_litellm(*text, error);
+    if (!taken) {
+      *error = options_.prices_file + ": " + *error;
+      return false;
+    }
+    log("prices: " + std::to_string(*taken) + " entries from " + options_.prices_file);
+    return true;
+  }
+
+  // One TUN queue per data-plane channel, so each channel has its own pump thread and the
+  // kernel spreads reply flows across them.
+  bool start_punt_path(std::string* error) {
+    if (options_.no_dataplane) return true;
+    std::vector<PuntSource> sources;
+    for (const std::string& instance : options_.instances) {
+      auto stats = dp::StatsReader::open(instance + "-stats", error);
+      if (!stats) {
+        *error = "data plane " + instance + " (is it running?): " + *error;
+        return false;
+      }
+      stats_.push_back(std::make_unique<dp::StatsReader>(std::move(*stats)));
+      for (int n = 0; n < kMaxChannels; ++n) {
+        auto tun = TunDevice::open(options_.tun_name, error, /*multi_queue=*/true);
+        if (!tun) return false;
+        std::string attach_error;
+        auto ring = RingTun::attach(instance + "-ring-" + std::to_string(n), std::move(*tun),
+                                    RingTunOptions{}, &attach_error);
+        if (!ring) {
+          if (n > 0) break;
+          *error = "data plane " + instance + ": " + attach_error;
+          return false;
+        }
+        sources.push_back({ring.get(), stats_.back().get()});
+        rings_.push_back(std::move(ring));
+      }
+    }
+    TunDevice& tun = rings_.front()->tun();
+    if (!tun.set_mtu(kTunMtu, error) || !tun.set_up(error) ||
+        !configure_addresses(*policies_->active()->document, error)) {
+      return false;
+    }
+    resolver_ = std::make_unique<IdentityResolver>(std::move(sources), options_.local_peer);
+    for (auto& ring : rings_) {
+      pumps_.emplace_back([this, r = ring.get()] { r->run(stop_pumps_); });
+    }
+    log("punt path: " + std::to_string(rings_.size()) + " channel(s) on " + options_.tun_name);
+    return true;
+  }
+
+  // The gateway addresses live on the TUN; every peer's allowed IPs route back into it (the data
+  // plane drops a reply to an address the destination peer does not own).
+  bool configure_addresses(const policy::Document& document, std::string* error) {
+    TunDevice& tun = rings_.front()->tun();
+    for (const policy::IpPrefix& gateway : document.gateway) {
+      const auto prefix = to_tun_prefix(gateway);
+      if (!prefix || !tun.add_address(*prefix, error)) return false;
+    }
+    for (const policy::PeerSpec& peer : document.peers) {
+      for (const policy::PrefixSpec& spec : peer.allowed_ips) {
+        const auto* text = std::get_if<std::string>(&spec);
+        const auto prefix = text ? IpPrefix::parse(*text) : std::nullopt;
+        if (!prefix || !tun.add_route(*prefix, error)) return false;
+      }
+    }
+    return true;
+  }
+
+  bool start_gateway(std::string* error) {
+    if (!resolver_)
+      resolver_ =
+          std::make_unique<IdentityResolver>(std::vector<PuntSource>{}, options_.local_peer);
+    const auto active = policies_->active();
+    auto state = make_gateway_state(active->document, base_prices_, error);
+    if (!state) return false;
+    GatewayOptions gateway_options;
+    gateway_options.upstream.ca_file = options_.upstream_ca;
+    IdentityLookup lookup = [this](const asio::ip::address& remote) {
+      const auto policy = policies_->active();
+      return resolver_->resolve(*policy->document, remote);
+    };
+    gateway_ =
+        Gateway::create(io_, gateway_options, *store_, std::move(lookup), std::move(state), error);
+    if (!gateway_) return false;
+    if (!options_.no_dataplane) {
+      for (const policy::IpPrefix& prefix : active->document->gateway) {
+        asio::ip::address address;
+        if (prefix.family == policy::Family::V4) {
+          asio::ip::address_v4::bytes_type bytes;
+          std::copy_n(prefix.addr.begin(), 4, bytes.begin());
+          address = asio::ip::address_v4(bytes);
+        } else {
+          asio::ip::address_v6::bytes_type bytes;
+          std::copy_n(prefix.addr.begin(), 16, bytes.begin());
+          address = asio::ip::address_v6(bytes);
+        }
+        if (!gateway_->listen({address, options_.gateway_port}, error)) return false;
+        log("gateway listening on " + address.to_string() + ":" +
+            std::to_string(options_.gateway_port));
+      }
+    }
+    for (const auto& endpoint : options_.extra_listen) {
+      if (!gateway_->listen(endpoint, error)) return false;
+      log("gateway listening on " + endpoint.address().to_string() + ":" +
+          std::to_string(gateway_->port()));
+    }
+    policies_->add_listener([this](std::shared_ptr<const policy::Document> document) {
+      std::string why;
+      if (!rings_.empty() && !configure_addresses(*document, &why)) {
+        log("policy " + std::to_string(document->version) + ": routes: " + why);
+      }
+      auto next = make_gateway_state(document, base_prices_, &why);
+      if (!next) {
+        log("policy " + std::to_string(document->version) +
+            " is active but the gateway keeps the previous providers: " + why);
+        return;
+      }
+      gateway_->set_state(std::move(next));
+      log("policy " + std::to_string(document->version) + " active");
+    });
+    return true;
+  }
+
+  bool start_admin(std::string* error) {
+    admin::AdminOptions admin_options;
+    admin_options.listen = options_.admin_listen;
+    admin_options.hub.endpoint = options_.hub_endpoint;
+    if (!options_.hub_public_key_file.empty()) {
+      const auto key = read_text(options_.hub_public_key_file, error);
+      if (!key) return false;
+      admin_options.hub.public_key = key->substr(0, key->find_first_of("\r\n"));
+    }
+    if (!options_.instances.empty() && !options_.no_dataplane) {
+      admin_options.stats_instance = options_.instances.front();
+    }
+    admin_ = admin::AdminApi::start(io_, std::move(admin_options), *store_, *policies_, error);
+    if (!admin_) return false;
+    log("admin API on 127.0.0.1:" + std::to_string(admin_->port()));
+    resync_ = std::thread([this] { resync_loop(); });
+    return true;
+  }
+
+  // A data plane that restarted comes back without our policy; put it back.
+  void resync_loop() {
+    std::unique_lock lock(resync_mu_);
+    while (!resync_cv_.wait_for(lock, std::chrono::seconds(2), [this] { return stopping_; })) {
+      lock.unlock();
+      for (const std::string& message : policies_->ensure_pushed()) log(message);
+      lock.lock();
+    }
+  }
+
+  void begin_stop() {
+    if (admin_) admin_->stop();
+    if (gateway_) gateway_->stop();
+    {
+      std::lock_guard lock(resync_mu_);
+      stopping_ = true;
+    }
+    resync_cv_.notify_all();
+    io_.stop();
+  }
+
+  void shutdown() {
+    {
+      std::lock_guard lock(resync_mu_);
+      stopping_ = true;
+    }
+    resync_cv_.notify_all();
+    if (resync_.joinable()) resync_.join();
+    stop_pumps_ = true;
+    for (std::thread& t : pumps_) {
+      if (t.joinable()) t.join();
+    }
+    if (store_) store_->flush();
+  }
+
+  ControlOptions options_;
+  asio::io_context io_;
+  std::unique_ptr<admin::PolicyManager> policies_;
+  std::unique_ptr<Store> store_;
+  PriceTable base_prices_;
+  std::vector<std::unique_ptr<dp::StatsReader>> stats_;
+  std::vector<std::unique_ptr<RingTun>> rings_;
+  std::unique_ptr<IdentityResolver> resolver_;
+  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<admin::AdminApi> admin_;
+  std::atomic<bool> stop_pumps_{false};
+  std::vector<std::thread> pumps_;
+  std::mutex resync_mu_;
+  std::condition_variable resync_cv_;
+  bool stopping_ = false;
+  std::thread resync_;
+};
+
+}  // namespace
+
+std::unique_ptr<ControlPlane> ControlPlane::start(const ControlOptions& options,
+                                                  std::string* error) {
+  auto plane = std::make_unique<ControlPlaneImpl>(options);
+  if (!plane->start(error)) return nullptr;
+  return plane;
+}
+
+}  // namespace airlock::control

@@ -1,0 +1,45 @@
+#include "control/app/identity.h"
+
+namespace airlock::control {
+
+IpAddress to_ip_address(const boost::asio::ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return to_ip_address(
+        boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6()));
+  }
+  if (address.is_v4()) {
+    const auto bytes = address.to_v4().to_bytes();
+    return IpAddress::v4(std::span<const uint8_t, 4>(bytes.data(), 4));
+  }
+  const auto bytes = address.to_v6().to_bytes();
+  return IpAddress::v6(std::span<const uint8_t, 16>(bytes.data(), 16));
+}
+
+std::optional<policy::Key> IdentityResolver::key_of(const IpAddress& address) const {
+  for (const PuntSource& source : sources_) {
+    const std::optional<uint32_t> slot = source.ring->peer_of(address);
+    if (!slot || source.stats == nullptr) continue;
+    std::lock_guard lock(stats_mu_);
+    for (const dp::PeerSnapshot& peer : source.stats->snapshot().peers) {
+      if (peer.slot == *slot) return peer.record.public_key;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<policy::Identity> IdentityResolver::resolve(
+    const policy::Document& document, const boost::asio::ip::address& remote) const {
+  if (remote.is_loopback() && local_peer_) return document.identity_of_key(*local_peer_);
+  const IpAddress address = to_ip_address(remote);
+  const std::optional<policy::Key> key = key_of(address);
+  if (!key) return std::nullopt;
+  policy::IpPrefix host;
+  host.family = address.family == AF_INET6 ? policy::Family::V6 : policy::Family::V4;
+  std::copy_n(address.bytes.begin(), address.size(), host.addr.begin());
+  host.len = policy::max_prefix_length(host.family);
+  const std::optional<policy::Identity> routed = document.identity_of_address(host);
+  if (!routed || routed->public_key != *key) return std::nullopt;
+  return routed;
+}
+
+}  // namespace airlock::control

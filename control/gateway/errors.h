@@ -1,0 +1,40 @@
+// The gateway's own refusals and failures, written in the error format of the API the client
+// is speaking, so its SDK raises the usual exception with a readable message (the SDKs pick the
+// exception class from the HTTP status, and show the message).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "control/gateway/api.h"
+
+namespace airlock::control::gateway {
+
+enum class ErrorFormat { kOpenAi, kAnthropic, kGemini };
+
+// `anthropic_client`: the request carried anthropic-version or x-api-key, which decides the
+// format for the routes every provider shares (/v1/models, unknown paths).
+ErrorFormat error_format(ApiKind kind, bool anthropic_client);
+
+enum class GatewayError {
+  kUnknownPeer,          // 403: the connection is not from a known WireGuard peer
+  kUnknownRoute,         // 404
+  kBodyTooLarge,         // 413
+  kUnsupportedEncoding,  // 415: a Content-Encoding the gateway cannot decode
+  kBadEncoding,          // 400: a corrupt compressed body
+  kBadJson,              // 400
+  kMissingModel,         // 400
+  kWrongApi,             // 400: the model's provider does not speak this API
+  kUnknownModel,         // 404: no provider serves the model
+  kNotGranted,           // 403
+  kUpstreamFailed,       // 502: refused, unreachable, TLS or protocol failure
+  kUpstreamTimeout,      // 504
+};
+
+int error_status(GatewayError error);
+
+// OpenAI {"error":{"message","type","param","code"}}, Anthropic {"type":"error","error":{"type",
+// "message"}}, Gemini {"error":{"code","message","status"}}.
+std::string error_body(ErrorFormat format, GatewayError error, std::string_view message);
+
+}  // namespace airlock::control::gateway

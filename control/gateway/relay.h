@@ -1,0 +1,75 @@
+// The stream tap between a provider's response body and the client: bytes in, bytes out, piece
+// by piece as they arrive, while a copy is parsed for usage, tool calls and errors.
+//
+// Every byte reaches the client unchanged, with one exception: when the gateway injected
+// `stream_options.include_usage` into an OpenAI Chat request the client did not ask usage for,
+// the extra usage chunk the provider then sends is metered and removed, byte for byte, so the
+// client sees the stream it would have seen without the gateway. To know whether an event is
+// that chunk, the relay holds back the bytes of one event at a time (from its first field line
+// to its blank line); comments (keep-alives) outside an event are never held.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/metering/sse.h"
+#include "control/metering/usage.h"
+
+namespace airlock::control::gateway {
+
+struct RelayOptions {
+  Api api = Api::kOpenAiChat;         // how to meter
+  bool sse = false;                   // text/event-stream; otherwise one JSON body
+  bool strip_injected_usage = false;  // OpenAI Chat stream whose usage the gateway asked for
+  // A non-streamed body is metered on a copy of at most this many bytes (the relay itself never
+  // holds it); a larger body is relayed but not metered.
+  std::size_t max_body_copy = SseParser::kDefaultMaxEventBytes;
+};
+
+class Relay {
+ public:
+  explicit Relay(RelayOptions options);
+
+  // One piece of the upstream body; appends what the client gets now to `to_client`.
+  void feed(std::string_view upstream, std::string& to_client);
+  // The upstream body ended (or was cut): appends anything still held, meters a whole body.
+  void finish(std::string& to_client);
+
+  Usage usage() const { return meter_.usage(); }
+  std::vector<ToolCall> tool_calls() const { return meter_.tool_calls(); }
+  // The provider's error: mid-stream error event, failed response, or an error body.
+  const std::optional<std::string>& error() const { return meter_.error(); }
+  // Why usage could not be read (an SSE line over the parser's cap, a body over the copy cap).
+  const std::optional<std::string>& metering_error() const { return metering_error_; }
+
+ private:
+  enum class Line { kStart, kComment, kField };
+  enum class Sink { kClient, kHeld, kHeldComment, kDropped };
+
+  void feed_stripping(std::string_view upstream, std::string& to_client);
+  void feed_parser(std::string_view piece);
+  void release_held(std::string& to_client);
+  void route(Sink sink, std::string_view bytes, std::string& to_client);
+
+  RelayOptions options_;
+  UsageMeter meter_;
+  SseParser parser_;
+  std::optional<std::string> metering_error_;
+  std::string body_copy_;
+  bool body_copy_overflow_ = false;
+
+  // Stripping state: the event being held, where its comment lines are (released even when the
+  // event is dropped), the kind of line in progress, and where the CR that ended the previous
+  // piece went, because an LF right after it belongs to the same line end.
+  std::string held_;
+  std::string held_comments_;
+  bool holding_ = false;
+  Line line_ = Line::kStart;
+  std::optional<Sink> cr_sink_;
+  std::optional<SseEvent> dispatched_;
+};
+
+}  // namespace airlock::control::gateway

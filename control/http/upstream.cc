@@ -1,0 +1,434 @@
+#include "control/http/upstream.h"
+
+#include <array>
+#include <limits>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+namespace airlock::control::http {
+namespace {
+
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using beast::error_code;
+using Error = UpstreamResult::Error;
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// Providers put little in their headers, but a proxy in between may add cookies and traces.
+constexpr uint32_t kMaxResponseHeader = 256 * 1024;
+// One body read hands at most this much to on_body.
+constexpr size_t kPieceSize = 16 * 1024;
+
+auto with(error_code& ec) {
+  return asio::redirect_error(asio::use_awaitable, ec);
+}
+
+UpstreamResult failure(Error error, std::string message) {
+  UpstreamResult result;
+  result.error = error;
+  result.message = std::move(message);
+  return result;
+}
+
+std::string host_header(const Url& url) {
+  bool v6 = url.host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + url.host + "]" : url.host;
+  if (url.port != (url.tls ? 443 : 80)) host += ":" + std::to_string(url.port);
+  return host;
+}
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+struct Connection {
+  std::variant<PlainStream, TlsStream> stream;
+  template <class S, class... Args>
+  explicit Connection(std::in_place_type_t<S> type, Args&&... args)
+      : stream(type, std::forward<Args>(args)...) {}
+};
+
+struct PoolState {
+  PoolState(asio::io_context& io_context, UpstreamOptions pool_options)
+      : io(io_context), options(std::move(pool_options)), tls(ssl::context::tls_client) {}
+
+  std::unique_ptr<Connection> take(const std::string& origin) {
+    std::lock_guard lock(mutex);
+    auto it = idle.find(origin);
+    if (it == idle.end() || it->second.empty()) return nullptr;
+    // Most recently used first: the least likely to have been closed by the server.
+    std::unique_ptr<Connection> connection = std::move(it->second.back());
+    it->second.pop_back();
+    return connection;
+  }
+
+  void put(const std::string& origin, std::unique_ptr<Connection> connection) {
+    std::lock_guard lock(mutex);
+    auto& list = idle[origin];
+    if (list.size() < options.max_idle_per_origin) list.push_back(std::move(connection));
+  }
+
+  asio::io_context& io;
+  const UpstreamOptions options;
+  ssl::context tls;
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;
+};
+
+struct ConnectOutcome {
+  std::unique_ptr<Connection> connection;
+  UpstreamResult result;
+};
+
+// The resolver cannot interrupt a running getaddrinfo, so the resolve is left to finish on its
+// own and the deadline is a timer that whichever comes first wakes.
+struct ResolveRace {
+  explicit ResolveRace(const asio::any_io_executor& executor)
+      : resolver(executor), timer(executor) {}
+  tcp::resolver resolver;
+  asio::steady_timer timer;
+  bool done = false;
+  error_code ec;
+  tcp::resolver::results_type results;
+};
+
+std::string tls_failure_reason(SSL* ssl, const error_code& ec) {
+  long verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK) {
+    return std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
+  }
+  return ec.message();
+}
+
+// Runs on a strand of its own (see send_impl) so the timer and the resolve handler are serialised
+// with the coroutine whatever executor the caller uses.
+asio::awaitable<ConnectOutcome> connect(std::shared_ptr<PoolState> state, Url url) {
+  const auto deadline = std::chrono::steady_clock::now() + state->options.connect_timeout;
+  const std::string where = url.host + ":" + std::to_string(url.port);
+  auto executor = co_await asio::this_coro::executor;
+
+  auto race = std::make_shared<ResolveRace>(executor);
+  race->timer.expires_at(deadline);
+  race->resolver.async_resolve(
+      url.host, std::to_string(url.port),
+      asio::bind_executor(executor, [race](error_code ec, tcp::resolver::results_type results) {
+        race->done = true;
+        race->ec = ec;
+        race->results = std::move(results);
+        race->timer.cancel();
+      }));
+  error_code ec;
+  co_await race->timer.async_wait(with(ec));
+  if (!race->done) {
+    race->resolver.cancel();
+    co_return ConnectOutcome{nullptr,
+                             failure(Error::kConnectTimeout, "resolving " + where + " timed out")};
+  }
+  if (race->ec) {
+    co_return ConnectOutcome{
+        nullptr, failure(Error::kResolve, "resolving " + where + ": " + race->ec.message())};
+  }
+
+  PlainStream tcp_stream(state->io.get_executor());
+  tcp_stream.expires_at(deadline);
+  co_await tcp_stream.async_connect(race->results, with(ec));
+  if (ec == beast::error::timeout) {
+    co_return ConnectOutcome{
+        nullptr, failure(Error::kConnectTimeout, "connecting to " + where + " timed out")};
+  }
+  if (ec) {
+    co_return ConnectOutcome{
+        nullptr, failure(Error::kConnect, "connecting to " + where + ": " + ec.message())};
+  }
+  tcp_stream.socket().set_option(tcp::no_delay(true), ec);
+  if (!url.tls) {
+    co_return ConnectOutcome{
+        std::make_unique<Connection>(std::in_place_type<PlainStream>, std::move(tcp_stream)), {}};
+  }
+
+  auto connection = std::make_unique<Connection>(std::in_place_type<TlsStream>,
+                                                 std::move(tcp_stream), state->tls);
+  TlsStream& tls = std::get<TlsStream>(connection->stream);
+  SSL* ssl = tls.native_handle();
+  // OpenSSL checks the name during chain verification, so a mismatch is reported as a verify
+  // result with a precise reason. SNI is for host names only (RFC 6066).
+  bool name_set;
+  if (is_ip_literal(url.host)) {
+    name_set = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), url.host.c_str()) == 1;
+  } else {
+    name_set = SSL_set_tlsext_host_name(ssl, url.host.c_str()) == 1 &&
+               SSL_set1_host(ssl, url.host.c_str()) == 1;
+  }
+  if (!name_set) {
+    co_return ConnectOutcome{nullptr,
+                             failure(Error::kTls, "cannot set the TLS peer name for " + where)};
+  }
+  co_await tls.async_handshake(ssl::stream_base::client, with(ec));
+  if (ec == beast::error::timeout) {
+    co_return ConnectOutcome{
+        nullptr, failure(Error::kConnectTimeout, "TLS handshake with " + where + " timed out")};
+  }
+  if (ec) {
+    co_return ConnectOutcome{nullptr, failure(Error::kTls, "TLS handshake with " + where + ": " +
+                                                               tls_failure_reason(ssl, ec))};
+  }
+  co_return ConnectOutcome{std::move(connection), {}};
+}
+
+struct Attempt {
+  UpstreamResult result;
+  // Failed before any response byte on a connection that may simply have been stale.
+  bool retryable = false;
+  // Complete response on a keep-alive connection with nothing left over.
+  bool reusable = false;
+};
+
+bool is_http_error(const error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category();
+}
+
+bool is_close(const error_code& ec) {
+  return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+         ec == asio::error::eof || ec == asio::error::connection_reset ||
+         ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
+}
+
+template <class Stream>
+asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
+                                  const OnHeaders& on_headers, const OnBody& on_body,
+                                  const UpstreamOptions& options) {
+  Attempt attempt;
+  UpstreamResult& result = attempt.result;
+  auto& tcp_stream = beast::get_lowest_layer(stream);
+  error_code ec;
+
+  tcp_stream.expires_after(options.first_byte_timeout);
+  co_await http::async_write(stream, request, with(ec));
+  if (ec == beast::error::timeout) {
+    result = failure(Error::kFirstByteTimeout, "timed out sending the request");
+    co_return attempt;
+  }
+  if (ec) {
+    attempt.retryable = true;
+    result = failure(Error::kClosed, "sending the request: " + ec.message());
+    co_return attempt;
+  }
+
+  beast::flat_buffer buffer;
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  for (;;) {
+    parser.emplace();
+    parser->header_limit(kMaxResponseHeader);
+    // The body is handed on piece by piece, never held, so its size is not ours to cap. Not
+    // boost::none: Beast 1.74 compares a Content-Length against the empty optional and fails.
+    parser->body_limit(std::numeric_limits<uint64_t>::max());
+    if (request.method() == http::verb::head) parser->skip(true);
+    tcp_stream.expires_after(options.first_byte_timeout);
+    co_await http::async_read_header(stream, buffer, *parser, with(ec));
+    if (ec == beast::error::timeout) {
+      result = failure(Error::kFirstByteTimeout, "no response within the first-byte timeout");
+      co_return attempt;
+    }
+    if (ec && is_close(ec)) {
+      attempt.retryable = !parser->got_some() && buffer.size() == 0;
+      result =
+          failure(Error::kClosed, "upstream closed before the response header: " + ec.message());
+      co_return attempt;
+    }
+    if (ec) {
+      result = failure(is_http_error(ec) ? Error::kProtocol : Error::kClosed,
+                       "reading the response header: " + ec.message());
+      co_return attempt;
+    }
+    unsigned status = parser->get().result_int();
+    // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+    if (status / 100 != 1 || status == 101) break;
+  }
+  result.headers_received = true;
+  // co_await is kept out of compound conditions: GCC 12 miscompiles their temporaries.
+  const bool wanted = co_await on_headers(parser->get().base());
+  if (!wanted) {
+    result.error = Error::kCancelled;
+    result.message = "cancelled after the response header";
+    co_return attempt;
+  }
+
+  std::array<char, kPieceSize> piece;
+  while (!parser->is_done()) {
+    parser->get().body().data = piece.data();
+    parser->get().body().size = piece.size();
+    tcp_stream.expires_after(options.idle_timeout);
+    co_await http::async_read_some(stream, buffer, *parser, with(ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec == beast::error::timeout) {
+      result.error = Error::kIdleTimeout;
+      result.message = "response body stalled past the idle timeout";
+      co_return attempt;
+    }
+    if (ec) {
+      result.error = is_http_error(ec) && !is_close(ec) ? Error::kProtocol : Error::kClosed;
+      result.message = "reading the response body: " + ec.message();
+      co_return attempt;
+    }
+    const size_t n = piece.size() - parser->get().body().size;
+    if (n == 0) continue;
+    const std::string_view data(piece.data(), n);
+    const bool more = co_await on_body(data);
+    if (!more) {
+      result.error = Error::kCancelled;
+      result.message = "cancelled during the response body";
+      co_return attempt;
+    }
+  }
+  attempt.reusable =
+      parser->keep_alive() && request.keep_alive() && !parser->need_eof() && buffer.size() == 0;
+  co_return attempt;
+}
+
+asio::awaitable<Attempt> exchange_on(Connection& connection, const Request& request,
+                                     const OnHeaders& on_headers, const OnBody& on_body,
+                                     const UpstreamOptions& options) {
+  if (auto* tls = std::get_if<TlsStream>(&connection.stream)) {
+    co_return co_await exchange(*tls, request, on_headers, on_body, options);
+  }
+  co_return co_await exchange(std::get<PlainStream>(connection.stream), request, on_headers,
+                              on_body, options);
+}
+
+asio::awaitable<UpstreamResult> send_impl(std::shared_ptr<PoolState> state, Url url,
+                                          Request request, OnHeaders on_headers, OnBody on_body) {
+  std::string target = url.base_path + std::string(request.target());
+  if (target.empty()) target = "/";
+  request.target(target);
+  request.version(11);
+  request.set(http::field::host, host_header(url));
+  request.prepare_payload();
+  const std::string origin = url.origin();
+
+  for (bool retried = false;;) {
+    std::unique_ptr<Connection> connection;
+    if (!retried) connection = state->take(origin);
+    const bool reused = connection != nullptr;
+    if (!connection) {
+      auto strand = asio::make_strand(state->io);
+      ConnectOutcome outcome =
+          co_await asio::co_spawn(strand, connect(state, url), asio::use_awaitable);
+      if (!outcome.connection) co_return outcome.result;
+      connection = std::move(outcome.connection);
+    }
+    Attempt attempt =
+        co_await exchange_on(*connection, request, on_headers, on_body, state->options);
+    if (attempt.retryable && reused && !retried) {
+      retried = true;
+      continue;
+    }
+    if (attempt.reusable) state->put(origin, std::move(connection));
+    co_return attempt.result;
+  }
+}
+
+// send() must be awaited from a strand (as server handlers are) when the io_context has several
+// threads: a Beast stream's timeout handler runs on the caller's executor and must not race the
+// operation it cancels. Callbacks run on that same executor.
+class PoolImpl final : public UpstreamPool {
+ public:
+  explicit PoolImpl(std::shared_ptr<PoolState> state) : state_(std::move(state)) {}
+
+  asio::awaitable<UpstreamResult> send(const Url& url, Request request, OnHeaders on_headers,
+                                       OnBody on_body) override {
+    // The coroutine owns copies, so a send outlives neither the pool nor its arguments.
+    return send_impl(state_, url, std::move(request), std::move(on_headers), std::move(on_body));
+  }
+
+  size_t idle_connections() const override {
+    std::lock_guard lock(state_->mutex);
+    size_t count = 0;
+    for (const auto& [origin, list] : state_->idle) count += list.size();
+    return count;
+  }
+
+ private:
+  std::shared_ptr<PoolState> state_;
+};
+
+}  // namespace
+
+std::string_view upstream_error_name(UpstreamResult::Error error) {
+  switch (error) {
+    case Error::kNone:
+      return "none";
+    case Error::kResolve:
+      return "resolve";
+    case Error::kConnect:
+      return "connect";
+    case Error::kTls:
+      return "tls";
+    case Error::kConnectTimeout:
+      return "connect_timeout";
+    case Error::kFirstByteTimeout:
+      return "first_byte_timeout";
+    case Error::kIdleTimeout:
+      return "idle_timeout";
+    case Error::kProtocol:
+      return "protocol";
+    case Error::kCancelled:
+      return "cancelled";
+    case Error::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+std::unique_ptr<UpstreamPool> UpstreamPool::create(asio::io_context& io, UpstreamOptions options,
+                                                   std::string* error) {
+  auto state = std::make_shared<PoolState>(io, std::move(options));
+  SSL_CTX* ctx = state->tls.native_handle();
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+    if (error) *error = "cannot require TLS 1.2";
+    return nullptr;
+  }
+  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  if (SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn) != 0) {
+    if (error) *error = "cannot set ALPN";
+    return nullptr;
+  }
+  state->tls.set_verify_mode(ssl::verify_peer);
+  error_code ec;
+  state->tls.set_default_verify_paths(ec);
+  if (ec) {
+    if (error) *error = "loading the system trust store: " + ec.message();
+    return nullptr;
+  }
+  if (!state->options.ca_file.empty()) {
+    state->tls.load_verify_file(state->options.ca_file, ec);
+    if (ec) {
+      if (error) *error = "loading CA file " + state->options.ca_file + ": " + ec.message();
+      return nullptr;
+    }
+  }
+  return std::make_unique<PoolImpl>(std::move(state));
+}
+
+}  // namespace airlock::control::http
