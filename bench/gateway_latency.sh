@@ -23,9 +23,10 @@
 #   --gateway-cmd CMD                      started here; CMD runs under bash with {SIM_URL} and
 #                                          {LISTEN} (ADDR:PORT it must listen on) substituted,
 #                                          also exported as SIM_URL and GATEWAY_LISTEN
-#   airlock-control in the build dir, if its --help offers --gateway-listen: started as
-#                                          airlock-control --gateway-listen {LISTEN} $AIRLOCK_GATEWAY_ARGS
-#                                          (same substitutions)
+#   airlock-control in the build dir: started as a bare gateway (--no-dataplane, loopback
+#                                          clients attributed to one bench peer by --local-peer)
+#                                          with a policy that routes every model to the sim;
+#                                          $AIRLOCK_GATEWAY_ARGS are appended
 # Without any of these only direct and nginx are measured.
 #
 # Usage: bench/gateway_latency.sh [--build DIR] [--mode latency|memory|both] [--rounds N]
