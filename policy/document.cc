@@ -26,8 +26,8 @@ Key key_of(const KeySpec& spec) {
 
 // Group selectors cannot appear inside groups, so whether a peer is in one group never depends
 // on its other groups: a single pass in definition order resolves them all.
-Identity identity_of_peer(const Document& document, const PeerSpec& peer) {
-  Identity identity{peer.user, peer.device, peer.tags, peer.groups, key_of(peer.public_key)};
+Identity identity_of_peer(const Document& document, const PeerSpec& peer, const Key& key) {
+  Identity identity{peer.user, peer.device, peer.tags, peer.groups, key};
   for (const GroupSpec& group : document.groups) {
     if (contains(identity.groups, group.name)) continue;
     if (std::any_of(group.members.begin(), group.members.end(), [&](const std::string& selector) {
@@ -37,6 +37,10 @@ Identity identity_of_peer(const Document& document, const PeerSpec& peer) {
     }
   }
   return identity;
+}
+
+Identity identity_of_peer(const Document& document, const PeerSpec& peer) {
+  return identity_of_peer(document, peer, key_of(peer.public_key));
 }
 
 }  // namespace
@@ -80,7 +84,8 @@ std::optional<Identity> Document::identity_of_address(const IpPrefix& host_addre
 
 std::optional<Identity> Document::identity_of_key(const Key& public_key) const {
   for (const PeerSpec& peer : peers) {
-    if (key_of(peer.public_key) == public_key) return identity_of_peer(*this, peer);
+    // Decoding is the cost of a lookup: the match's key is not decoded a second time.
+    if (key_of(peer.public_key) == public_key) return identity_of_peer(*this, peer, public_key);
   }
   return std::nullopt;
 }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -89,6 +90,13 @@ class Client {
       if (n == 0) return true;
       if (n < 0) return errno == ECONNRESET;
     }
+  }
+
+  // Everything the server sends until it closes the connection.
+  std::string read_until_close() {
+    while (receive() > 0) {
+    }
+    return std::exchange(pending_, {});
   }
 
   // Closes with RST, the way a client that crashed or was killed goes away.
@@ -329,6 +337,45 @@ TEST_F(ServerTest, StreamedChunksReachClientBeforeTheNextIsWritten) {
   ASSERT_TRUE(response);
   EXPECT_TRUE(response->chunked());
   EXPECT_EQ(response->body(), "data: first\n\ndata: second\n\ndata: third\n\n");
+}
+
+TEST_F(ServerTest, LengthDelimitedStreamedResponseIsWholeAndKeepsConnection) {
+  start(
+      {},
+      [](Request&, BodyStatus, const ClientInfo&, ResponseWriter& writer) -> asio::awaitable<void> {
+        ResponseHeader header;
+        header.result(bhttp::status::ok);
+        header.set(bhttp::field::content_length, "11");
+        co_await writer.start(std::move(header));
+        co_await writer.chunk("hello ");
+        co_await writer.chunk("world");
+        co_await writer.finish();
+      });
+  Client client(server_->port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->result(), bhttp::status::ok);
+    EXPECT_FALSE(response->chunked());
+    EXPECT_EQ(response->body(), "hello world");
+  }
+}
+
+TEST_F(ServerTest, LengthDelimitedResponseWithoutBodyStillSendsHeaderThenCloses) {
+  start(
+      {},
+      [](Request&, BodyStatus, const ClientInfo&, ResponseWriter& writer) -> asio::awaitable<void> {
+        ResponseHeader header;
+        header.result(bhttp::status::ok);
+        header.set(bhttp::field::content_length, "5");
+        co_await writer.start(std::move(header));
+      });
+  Client client(server_->port());
+  ASSERT_TRUE(client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string received = client.read_until_close();
+  EXPECT_TRUE(received.starts_with("HTTP/1.1 200 OK\r\n")) << received;
+  EXPECT_NE(received.find("Content-Length: 5\r\n"), std::string::npos) << received;
 }
 
 TEST_F(ServerTest, ChunkReturnsFalseOnceClientIsGone) {

@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -182,9 +183,30 @@ class ConnectionWriter final : public ResponseWriter {
     keep_alive_ = keep_alive;
     http::response_serializer<http::empty_body> serializer{message};
     error_code ec;
+    if (mode_ == Mode::kLength && remaining_ != 0) {
+      // The body follows at once: holding the header until the first piece sends both in one
+      // write, so the client wakes once instead of twice for a small response.
+      while (!serializer.is_done() && !ec) {
+        serializer.next(ec, [&](error_code&, const auto& buffers) {
+          pending_header_ += beast::buffers_to_string(buffers);
+          serializer.consume(beast::buffer_bytes(buffers));
+        });
+      }
+      co_return !ec;
+    }
     stream_.expires_after(options_.write_timeout);
     co_await http::async_write_header(stream_, serializer, with(ec));
     co_return ok(ec);
+  }
+
+  // Sends a header start() held back whose body never came (the handler stopped short).
+  asio::awaitable<void> flush() {
+    if (pending_header_.empty() || gone_) co_return;
+    error_code ec;
+    stream_.expires_after(options_.write_timeout);
+    co_await asio::async_write(stream_, asio::buffer(pending_header_), with(ec));
+    pending_header_.clear();
+    ok(ec);
   }
 
   asio::awaitable<bool> chunk(std::string_view data) override {
@@ -204,6 +226,13 @@ class ConnectionWriter final : public ResponseWriter {
           co_return false;
         }
         remaining_ -= data.size();
+        if (!pending_header_.empty()) {
+          const std::array<asio::const_buffer, 2> buffers{asio::buffer(pending_header_),
+                                                          asio::buffer(data)};
+          co_await asio::async_write(stream_, buffers, with(ec));
+          pending_header_.clear();
+          break;
+        }
         co_await asio::async_write(stream_, asio::buffer(data), with(ec));
         break;
       case Mode::kUntilClose:
@@ -254,6 +283,7 @@ class ConnectionWriter final : public ResponseWriter {
   bool gone_ = false;
   Mode mode_ = Mode::kNoBody;
   uint64_t remaining_ = 0;
+  std::string pending_header_;
 };
 
 asio::awaitable<void> close_gracefully(beast::tcp_stream& stream) {
@@ -369,6 +399,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, std::shared_ptr<Connec
       if (!failure) failure = "wrote no response";
       co_await writer.write(plain_response(http::status::internal_server_error, "internal error"));
     }
+    co_await writer.flush();
     if (failure) {
       log_line("handler for %s %s %s%s%s", std::string(request.method_string()).c_str(),
                path_of(request).c_str(), failure, what.empty() ? "" : ": ", what.c_str());
