@@ -217,6 +217,28 @@ bool bind_params(sqlite3_stmt* stmt, const std::vector<Param>& params) {
   return true;
 }
 
+// The WHERE clauses the request and usage queries share, appended to `sql` with their values.
+void add_filters(const std::optional<std::string>& user, const std::optional<std::string>& model,
+                 const std::optional<int64_t>& since_ms, const std::optional<int64_t>& until_ms,
+                 std::string& sql, std::vector<Param>& params) {
+  if (user) {
+    sql += " AND user = ?";
+    params.emplace_back(*user);
+  }
+  if (model) {
+    sql += " AND model = ?";
+    params.emplace_back(*model);
+  }
+  if (since_ms) {
+    sql += " AND time_ms >= ?";
+    params.emplace_back(*since_ms);
+  }
+  if (until_ms) {
+    sql += " AND time_ms < ?";
+    params.emplace_back(*until_ms);
+  }
+}
+
 // The writing connection and its statements, prepared once at open.
 struct Writer {
   Db db;
@@ -269,22 +291,7 @@ class SqliteStore final : public Store {
 
     std::string sql = std::string("SELECT ") + kScalarColumns + " FROM requests WHERE 1";
     std::vector<Param> params;
-    if (query.user) {
-      sql += " AND user = ?";
-      params.emplace_back(*query.user);
-    }
-    if (query.model) {
-      sql += " AND model = ?";
-      params.emplace_back(*query.model);
-    }
-    if (query.since_ms) {
-      sql += " AND time_ms >= ?";
-      params.emplace_back(*query.since_ms);
-    }
-    if (query.until_ms) {
-      sql += " AND time_ms < ?";
-      params.emplace_back(*query.until_ms);
-    }
+    add_filters(query.user, query.model, query.since_ms, query.until_ms, sql, params);
     if (query.before_id) {
       const std::optional<int64_t> before_time = time_of(*query.before_id, error);
       if (!before_time) return {};
@@ -342,18 +349,7 @@ class SqliteStore final : public Store {
                       "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), "
                       "COALESCE(SUM(cost_picodollars), 0) FROM requests WHERE 1";
     std::vector<Param> params;
-    if (query.user) {
-      sql += " AND user = ?";
-      params.emplace_back(*query.user);
-    }
-    if (query.since_ms) {
-      sql += " AND time_ms >= ?";
-      params.emplace_back(*query.since_ms);
-    }
-    if (query.until_ms) {
-      sql += " AND time_ms < ?";
-      params.emplace_back(*query.until_ms);
-    }
+    add_filters(query.user, std::nullopt, query.since_ms, query.until_ms, sql, params);
     sql += " GROUP BY 1 ORDER BY 1";
 
     std::vector<UsageTotal> totals;

@@ -51,6 +51,20 @@ require_cmd() {
   done
 }
 
+# check NAME CMD...: runs one assertion, counting it in the caller's `passed` / `failed`; never
+# aborts the script.
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    echo "ok: $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL: $name"
+    failed=$((failed + 1))
+  fi
+}
+
 # wait_for TIMEOUT_SECONDS CMD [ARGS...]: polls CMD every 0.1 s until it succeeds.
 wait_for() {
   local timeout=$1

@@ -28,18 +28,6 @@ export AIRLOCK_TEST_ANTHROPIC_KEY=sk-ant-canary-2d8e6b4a90
 passed=0
 failed=0
 
-check() {  # check NAME CMD...: runs one assertion, never aborts the script
-  local name=$1
-  shift
-  if "$@"; then
-    echo "ok: $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL: $name"
-    failed=$((failed + 1))
-  fi
-}
-
 cleanup() {
   local status=$?
   for pid in ${control_pid:-} ${dp_pid:-} ${sim_pid:-}; do

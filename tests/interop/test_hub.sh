@@ -24,18 +24,6 @@ work=$(mktemp -d /tmp/airlock-interop.XXXXXX)
 passed=0
 failed=0
 
-check() {  # check NAME CMD...: runs one assertion, never aborts the script
-  local name=$1
-  shift
-  if "$@"; then
-    echo "ok: $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL: $name"
-    failed=$((failed + 1))
-  fi
-}
-
 stats_json() { "$dpctl" --instance "$instance" stats --json; }
 # drop COUNT of a reason, e.g. drop acl_deny
 drop() { stats_json | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['drops'].get('$1', 0))"; }
