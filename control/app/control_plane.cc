@@ -287,10 +287,13 @@ class ControlPlaneImpl final : public ControlPlane {
   }
 
   ControlOptions options_;
-  asio::io_context io_;
   std::unique_ptr<admin::PolicyManager> policies_;
   std::unique_ptr<Store> store_;
   PriceTable base_prices_;
+  // Declared after the store, so destroyed before it: requests still in flight at shutdown are
+  // destroyed with the io_context, and each writes its record to the store as it goes. Declared
+  // before the gateway and admin API, whose sockets must close while it still exists.
+  asio::io_context io_;
   std::vector<std::unique_ptr<dp::StatsReader>> stats_;
   std::vector<std::unique_ptr<RingTun>> rings_;
   std::unique_ptr<IdentityResolver> resolver_;
