@@ -62,12 +62,15 @@ void Hub::process_handshake_messages(uint64_t now) {
     } else {
       switch (static_cast<MessageType>(f.payload[0])) {
         case MessageType::kInitiation:
+          count_handshake(HandshakeEvent::kInitiationRx);
           handle_initiation(f, now);
           break;
         case MessageType::kResponse:
+          count_handshake(HandshakeEvent::kResponseRx);
           handle_response(f, now);
           break;
         case MessageType::kCookieReply:
+          count_handshake(HandshakeEvent::kCookieRx);
           handle_cookie_reply(f, now);
           break;
         default:
@@ -91,8 +94,10 @@ bool Hub::pass_load_checks(std::span<uint8_t> msg, uint32_t sender_index, const 
     crypto::random_bytes(nonce);
     MessageCookieReply reply;
     cookie_checker_->create_reply(reply, msg, sender_index, source, nonce, now);
-    send_message(std::span(reinterpret_cast<const uint8_t*>(&reply), sizeof(reply)),
-                 endpoint_of(f));
+    if (send_message(std::span(reinterpret_cast<const uint8_t*>(&reply), sizeof(reply)),
+                     endpoint_of(f))) {
+      count_handshake(HandshakeEvent::kCookieTx);
+    }
     count_control_drop(DropReason::kRateLimited);
     return false;
   }
@@ -143,7 +148,11 @@ void Hub::handle_initiation(const WireguardFrame& f, uint64_t now) {
   peer.cookie_maker->add_macs(std::span(reinterpret_cast<uint8_t*>(&resp), sizeof(resp)), now);
   peer.endpoint.store(endpoint_of(f));
   peer.last_rx_auth_ns.store(now, std::memory_order_relaxed);
-  send_message(std::span(reinterpret_cast<const uint8_t*>(&resp), sizeof(resp)), endpoint_of(f));
+  count_handshake(HandshakeEvent::kCompleted);
+  if (send_message(std::span(reinterpret_cast<const uint8_t*>(&resp), sizeof(resp)),
+                   endpoint_of(f))) {
+    count_handshake(HandshakeEvent::kResponseTx);
+  }
   peer.last_tx_auth_ns.store(now, std::memory_order_relaxed);
   // A response counts as our handshake for REKEY_TIMEOUT, as in the kernel and wireguard-go:
   // packets waiting for this peer must not make us cross-initiate while it confirms.
@@ -173,6 +182,7 @@ void Hub::handle_response(const WireguardFrame& f, uint64_t now) {
     count_control_drop(DropReason::kNoSession);
     return;
   }
+  count_handshake(HandshakeEvent::kCompleted);
   peer.endpoint.store(endpoint_of(f));
   peer.last_rx_auth_ns.store(now, std::memory_order_relaxed);
   note_handshake_complete(peer.timers);
@@ -252,7 +262,9 @@ void Hub::send_initiation(uint32_t slot, uint64_t now) {
     return;
   }
   peer.cookie_maker->add_macs(std::span(reinterpret_cast<uint8_t*>(&msg), sizeof(msg)), now);
-  send_message(std::span(reinterpret_cast<const uint8_t*>(&msg), sizeof(msg)), to);
+  if (send_message(std::span(reinterpret_cast<const uint8_t*>(&msg), sizeof(msg)), to)) {
+    count_handshake(HandshakeEvent::kInitiationTx);
+  }
   note_initiation_sent(peer.timers, now);
   peer.last_tx_auth_ns.store(now, std::memory_order_relaxed);
 }
@@ -299,11 +311,11 @@ void Hub::send_arp_request(uint32_t ipv4_be, uint64_t now) {
   if (rte_ring_sp_enqueue(control_tx_[0].get(), m) != 0) rte_pktmbuf_free(m);
 }
 
-void Hub::send_message(std::span<const uint8_t> msg, const Endpoint& to) {
+bool Hub::send_message(std::span<const uint8_t> msg, const Endpoint& to) {
   rte_mbuf* m = rte_pktmbuf_alloc(pool_.get());
   if (m == nullptr) {
     count_control_drop(DropReason::kTxFull);
-    return;
+    return false;
   }
   char* dst = rte_pktmbuf_append(m, static_cast<uint16_t>(msg.size()));
   std::memcpy(dst, msg.data(), msg.size());
@@ -312,7 +324,9 @@ void Hub::send_message(std::span<const uint8_t> msg, const Endpoint& to) {
       rte_ring_sp_enqueue(control_tx_[0].get(), m) != 0) {
     rte_pktmbuf_free(m);
     count_control_drop(DropReason::kTxFull);
+    return false;
   }
+  return true;
 }
 
 }  // namespace airlock::dp

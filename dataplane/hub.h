@@ -111,7 +111,8 @@ class Hub {
                         uint64_t now);
   void send_initiation(uint32_t slot, uint64_t now);
   void send_keepalive(uint32_t slot, uint64_t now);
-  void send_message(std::span<const uint8_t> msg, const Endpoint& to);
+  // False when the message could not be queued (counted as a tx_full drop).
+  bool send_message(std::span<const uint8_t> msg, const Endpoint& to);
   void learn_neighbor(rte_mbuf* arp);
   rte_ether_addr neighbor_mac(uint32_t ipv4_be) const;
   void send_arp_request(uint32_t ipv4_be, uint64_t now);
@@ -127,6 +128,7 @@ class Hub {
   void defer_retired();
   void reclaim_retired(bool wait);
   void count_control_drop(DropReason why) { stats_->worker(nb_workers_).count_drop(why); }
+  void count_handshake(HandshakeEvent event) { stats_->worker(nb_workers_).count_handshake(event); }
 
   // policy_table.cc
   void configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh);

@@ -23,6 +23,11 @@ constexpr std::array<std::string_view, kDropReasonCount> kDropReasonNames = {
     "handshake_queue_full", "rate_limited",    "ring_full",       "tx_full",
 };
 
+constexpr std::array<std::string_view, kHandshakeEventCount> kHandshakeEventNames = {
+    "initiation_rx", "initiation_tx", "response_rx", "response_tx",
+    "cookie_rx",     "cookie_tx",     "completed",
+};
+
 // A reader gives up on a record whose writer stays mid-write this long (it died there).
 constexpr int kSeqReadAttempts = 1000;
 
@@ -157,6 +162,7 @@ WorkerSnapshot read_worker(const WorkerCounters& c) {
   s.returned_packets = load_word(c.returned_packets);
   s.forwarded_packets = load_word(c.forwarded_packets);
   for (size_t r = 0; r < kDropReasonCount; ++r) s.drops[r] = load_word(c.drops[r]);
+  for (size_t e = 0; e < kHandshakeEventCount; ++e) s.handshakes[e] = load_word(c.handshakes[e]);
   return s;
 }
 
@@ -170,6 +176,7 @@ void add_to(WorkerSnapshot& total, const WorkerSnapshot& w) {
   total.returned_packets += w.returned_packets;
   total.forwarded_packets += w.forwarded_packets;
   for (size_t r = 0; r < kDropReasonCount; ++r) total.drops[r] += w.drops[r];
+  for (size_t e = 0; e < kHandshakeEventCount; ++e) total.handshakes[e] += w.handshakes[e];
 }
 
 uint64_t since(uint64_t now, uint64_t baseline) {
@@ -181,6 +188,11 @@ uint64_t since(uint64_t now, uint64_t baseline) {
 std::string_view drop_reason_name(DropReason reason) {
   const auto i = static_cast<size_t>(reason);
   return i < kDropReasonCount ? kDropReasonNames[i] : "unknown";
+}
+
+std::string_view handshake_event_name(HandshakeEvent event) {
+  const auto i = static_cast<size_t>(event);
+  return i < kHandshakeEventCount ? kHandshakeEventNames[i] : "unknown";
 }
 
 std::string_view flow_steering_name(FlowSteering steering) {
@@ -438,6 +450,14 @@ Json drops_json(const WorkerSnapshot& w) {
   return drops;
 }
 
+Json handshakes_json(const WorkerSnapshot& w) {
+  Json handshakes = Json::object();
+  for (size_t e = 0; e < kHandshakeEventCount; ++e) {
+    handshakes[std::string(handshake_event_name(static_cast<HandshakeEvent>(e)))] = w.handshakes[e];
+  }
+  return handshakes;
+}
+
 Json worker_json(const WorkerSnapshot& w) {
   return Json{{"rx_packets", w.rx_packets},
               {"rx_bytes", w.rx_bytes},
@@ -447,7 +467,8 @@ Json worker_json(const WorkerSnapshot& w) {
               {"punted_packets", w.punted_packets},
               {"returned_packets", w.returned_packets},
               {"forwarded_packets", w.forwarded_packets},
-              {"drops", drops_json(w)}};
+              {"drops", drops_json(w)},
+              {"handshakes", handshakes_json(w)}};
 }
 
 Json port_json(const PortSnapshot& p) {
@@ -495,6 +516,7 @@ std::string to_json(const StatsSnapshot& s) {
   }
   doc["total"] = worker_json(s.total);
   doc["drops"] = drops_json(s.total);
+  doc["handshakes"] = handshakes_json(s.total);
   Json& peers = doc["peers"] = Json::array();
   for (const PeerSnapshot& p : s.peers) peers.push_back(peer_json(p));
   Json& rules = doc["rules"] = Json::array();
@@ -536,6 +558,11 @@ std::string to_table(const StatsSnapshot& s) {
     if (s.total.drops[r] == 0) continue;
     append_line(out, "  %-22s %14" PRIu64, drop_reason_name(static_cast<DropReason>(r)).data(),
                 s.total.drops[r]);
+  }
+  append_line(out, "%s", "handshakes");
+  for (size_t e = 0; e < kHandshakeEventCount; ++e) {
+    append_line(out, "  %-22s %14" PRIu64,
+                handshake_event_name(static_cast<HandshakeEvent>(e)).data(), s.total.handshakes[e]);
   }
   append_line(out, "%-6s %-44s %-20s %-20s %-30s %12s %14s %12s %14s", "peer", "public_key", "user",
               "device", "endpoint", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes");

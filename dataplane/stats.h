@@ -46,12 +46,30 @@ inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCoun
 // Stable snake_case name used in JSON and tables, e.g. "bad_mac".
 std::string_view drop_reason_name(DropReason reason);
 
+// WireGuard handshake messages by direction, and completed handshakes. The control lcore does
+// every handshake, so it counts them in its own block (the one after the workers'). A message
+// counts as received once it reaches handshake processing, whether or not it then verifies.
+enum class HandshakeEvent : uint8_t {
+  kInitiationRx,
+  kInitiationTx,
+  kResponseRx,
+  kResponseTx,
+  kCookieRx,
+  kCookieTx,
+  kCompleted,  // a handshake installed a new session, as initiator or as responder
+  kCount
+};
+inline constexpr size_t kHandshakeEventCount = static_cast<size_t>(HandshakeEvent::kCount);
+
+// Stable snake_case name used in JSON, tables and metric labels, e.g. "initiation_rx".
+std::string_view handshake_event_name(HandshakeEvent event);
+
 enum class FlowSteering : uint64_t { kUnknown = 0, kHardware = 1, kSoftware = 2 };
 // "unknown", "hardware" or "software".
 std::string_view flow_steering_name(FlowSteering steering);
 
 inline constexpr uint64_t kStatsMagic = 0x31534154534b4c41;  // "ALKSTAS1" in memory order
-inline constexpr uint32_t kStatsLayoutVersion = 1;
+inline constexpr uint32_t kStatsLayoutVersion = 2;
 inline constexpr uint32_t kMaxStatsPorts = 4;
 inline constexpr uint32_t kMaxStatsWorkers = 256;
 inline constexpr uint32_t kMaxStatsPeers = 1u << 20;
@@ -97,6 +115,7 @@ struct alignas(64) WorkerCounters {
   uint64_t returned_packets;   // inner packets the control plane handed back for a peer
   uint64_t forwarded_packets;  // inner packets sent peer to peer
   std::array<uint64_t, kDropReasonCount> drops;
+  std::array<uint64_t, kHandshakeEventCount> handshakes;
 };
 
 struct PeerTraffic {
@@ -195,6 +214,9 @@ class WorkerStats {
   void count_punted(uint64_t n = 1) { bump(c_->punted_packets, n); }
   void count_returned(uint64_t n = 1) { bump(c_->returned_packets, n); }
   void count_forwarded(uint64_t n = 1) { bump(c_->forwarded_packets, n); }
+  void count_handshake(HandshakeEvent event, uint64_t n = 1) {
+    bump(c_->handshakes[static_cast<size_t>(event)], n);
+  }
   void count_peer_rx(uint32_t peer_slot, uint64_t bytes) {
     assert(peer_slot < peers_.size());
     bump(peers_[peer_slot].rx_packets);
@@ -279,6 +301,7 @@ struct WorkerSnapshot {
   uint64_t returned_packets = 0;
   uint64_t forwarded_packets = 0;
   std::array<uint64_t, kDropReasonCount> drops{};
+  std::array<uint64_t, kHandshakeEventCount> handshakes{};
 };
 
 struct PortSnapshot {
@@ -329,9 +352,11 @@ class StatsReader {
 //   "ports": [{"index", "ipackets", "opackets", "ibytes", "obytes", "imissed", "ierrors",
 //              "oerrors", "rx_nombuf", "flow_steering": "hardware"|"software"|"unknown"}],
 //   "workers": [{"index", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "loops",
-//                "punted_packets", "returned_packets", "forwarded_packets", "drops": {...}}],
+//                "punted_packets", "returned_packets", "forwarded_packets", "drops": {...},
+//                "handshakes": {"<event name>": count, ... every event}}],
 //   "total": {same fields as a worker, without "index"},
 //   "drops": {"<reason name>": count, ... every reason, summed over workers},
+//   "handshakes": {"<event name>": count, ... every event, summed over workers},
 //   "peers": [{"slot", "public_key" (standard base64), "user", "device",
 //              "endpoint": "1.2.3.4:51820" | "[2001:db8::1]:51820" | null,
 //              "last_handshake_unix_ns", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"}],

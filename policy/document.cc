@@ -43,6 +43,45 @@ Identity identity_of_peer(const Document& document, const PeerSpec& peer) {
   return identity_of_peer(document, peer, key_of(peer.public_key));
 }
 
+bool any_selects(const std::vector<std::string>& selectors, const Identity& identity) {
+  return std::any_of(selectors.begin(), selectors.end(), [&](const std::string& selector) {
+    return Document::selector_matches(selector, identity);
+  });
+}
+
+// An empty "from" (absent in the JSON) selects everyone.
+template <typename Spec>
+std::vector<const Spec*> applying_to(const std::vector<Spec>& specs, const Identity& identity) {
+  std::vector<const Spec*> result;
+  for (const Spec& spec : specs) {
+    if (spec.from.empty() || any_selects(spec.from, identity)) result.push_back(&spec);
+  }
+  return result;
+}
+
+void add_charges(const BudgetSpec& budget, const Identity& identity,
+                 std::vector<Document::BudgetCharge>* charges) {
+  const std::string prefix = budget.name + "|";
+  const auto charge = [&](std::string key) { charges->push_back({&budget, prefix + key}); };
+  switch (budget.scope) {
+    case BudgetScope::kUser:
+      charge("user:" + identity.user);
+      break;
+    case BudgetScope::kDevice:
+      charge("peer:" + encode_key_base64(identity.public_key));
+      break;
+    case BudgetScope::kTag:
+      for (const std::string& tag : identity.tags) charge("tag:" + tag);
+      break;
+    case BudgetScope::kGroup:
+      for (const std::string& group : identity.groups) charge("group:" + group);
+      break;
+    case BudgetScope::kShared:
+      charge("shared");
+      break;
+  }
+}
+
 }  // namespace
 
 std::string_view provider_kind_name(ProviderKind kind) {
@@ -105,6 +144,41 @@ const ProviderSpec* Document::provider_for_model(std::string_view model) const {
   return nullptr;
 }
 
+std::vector<Document::BudgetCharge> Document::budgets_for(const Identity& identity,
+                                                          std::string_view provider,
+                                                          std::string_view model) const {
+  std::vector<BudgetCharge> charges;
+  std::vector<std::string> charged;
+  for (const GrantSpec& grant : grants) {
+    if (!any_selects(grant.from, identity) || !lists_model(grant.models, provider, model)) continue;
+    for (const GrantBudget& entry : grant.budgets) {
+      if (contains(charged, entry.name)) continue;
+      if (!entry.models.empty() && !lists_model(entry.models, provider, model)) continue;
+      const auto budget = std::find_if(budgets.begin(), budgets.end(), [&](const BudgetSpec& spec) {
+        return spec.name == entry.name;
+      });
+      // parse_document() refuses unknown names; a Document built by hand may still have them.
+      if (budget == budgets.end()) continue;
+      charged.push_back(entry.name);
+      add_charges(*budget, identity, &charges);
+    }
+  }
+  return charges;
+}
+
+std::vector<const RateLimitSpec*> Document::rate_limits_for(const Identity& identity) const {
+  return applying_to(rate_limits, identity);
+}
+
+std::vector<const GuardrailSpec*> Document::guardrails_for(const Identity& identity) const {
+  return applying_to(guardrails, identity);
+}
+
+std::vector<const PreRequestHookSpec*> Document::pre_request_hooks_for(
+    const Identity& identity) const {
+  return applying_to(pre_request_hooks, identity);
+}
+
 bool Document::selector_matches(std::string_view selector, const Identity& identity) {
   if (selector == "*") return true;
   const size_t colon = selector.find(':');
@@ -135,6 +209,16 @@ std::optional<std::vector<uint8_t>> compile(const Document& document, std::strin
   }
   for (const RuleSpec& rule : document.rules) builder.add_rule(rule);
   return builder.finish(error);
+}
+
+bool lists_model(const std::vector<std::string>& entries, std::string_view provider,
+                 std::string_view model) {
+  return std::any_of(entries.begin(), entries.end(), [&](const std::string& entry) {
+    if (entry == "*") return true;
+    const size_t slash = entry.find('/');
+    return slash != std::string::npos && std::string_view(entry).substr(0, slash) == provider &&
+           glob_match(std::string_view(entry).substr(slash + 1), model);
+  });
 }
 
 // Backtracking to the last '*' suffices: a later '*' can absorb whatever an earlier one would

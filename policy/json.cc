@@ -2,11 +2,17 @@
 // share it and differ only in how they word an error.
 #include "policy/json.h"
 
+#include <hs/hs.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <initializer_list>
+#include <iterator>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "policy/builder.h"
 #include "policy/document.h"
@@ -27,6 +33,38 @@ constexpr uint64_t kMaxLoggedBodyBytes = uint64_t{1} << 30;
 // Prices become picodollars per token: a millionth of a dollar per million tokens is the
 // smallest step that stays exact.
 constexpr size_t kMaxPriceDecimals = 6;
+// Budgets are kept in picodollars.
+constexpr size_t kMaxDollarDecimals = 12;
+
+constexpr std::pair<std::string_view, BudgetScope> kBudgetScopes[] = {
+    {"user", BudgetScope::kUser},
+    {"device", BudgetScope::kDevice},
+    {"tag", BudgetScope::kTag},
+    {"group", BudgetScope::kGroup},
+    {"shared", BudgetScope::kShared}};
+constexpr std::pair<std::string_view, BudgetScope> kRateLimitScopes[] = {
+    {"user", BudgetScope::kUser}, {"device", BudgetScope::kDevice}};
+constexpr std::pair<std::string_view, BudgetWindow> kBudgetWindows[] = {
+    {"minute", BudgetWindow::kMinute}, {"hour", BudgetWindow::kHour},
+    {"day", BudgetWindow::kDay},       {"week", BudgetWindow::kWeek},
+    {"month", BudgetWindow::kMonth},   {"bucket", BudgetWindow::kBucket}};
+constexpr std::pair<std::string_view, uint32_t> kRefillPeriods[] = {
+    {"second", 1}, {"minute", 60}, {"hour", 3600}, {"day", 86400}};
+constexpr std::pair<std::string_view, PromptAction> kPromptActions[] = {
+    {"off", PromptAction::kOff},
+    {"flag", PromptAction::kFlag},
+    {"redact", PromptAction::kRedact},
+    {"block", PromptAction::kBlock}};
+constexpr std::pair<std::string_view, ResponseAction> kResponseActions[] = {
+    {"off", ResponseAction::kOff}, {"flag", ResponseAction::kFlag}, {"cut", ResponseAction::kCut}};
+// Whether a hook that cannot be reached lets the request through (PreRequestHookSpec::fail_open).
+constexpr std::pair<std::string_view, bool> kFailureActions[] = {{"allow", true}, {"deny", false}};
+constexpr std::string_view kBuiltinGuards[] = {"provider_keys", "private_keys", "cloud_credentials",
+                                               "personal_data", "dangerous_commands"};
+constexpr std::string_view kWebhookEvents[] = {
+    "request.completed", "tool.call",       "budget.threshold", "budget.exceeded",
+    "access.denied",     "guardrail.match", "policy.pushed"};
+constexpr uint64_t kMaxHookTimeoutMs = 60000;
 
 // What went wrong and where: `path` and `message` make the text, `where` is the path whose line
 // is reported (a member that does not exist yet, say), `line` when it is already known.
@@ -128,7 +166,8 @@ bool is_env_name(std::string_view name) {
          std::all_of(name.begin(), name.end(), is_word);
 }
 
-bool is_price_text(std::string_view text) {
+// Non-negative digits with an optional decimal point and at most `max_decimals` decimals.
+bool is_decimal_text(std::string_view text, size_t max_decimals) {
   const size_t point = text.find('.');
   const std::string_view whole = text.substr(0, point);
   const std::string_view fraction =
@@ -137,7 +176,7 @@ bool is_price_text(std::string_view text) {
     return !part.empty() &&
            std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
-  return digits(whole) && digits(fraction) && fraction.size() <= kMaxPriceDecimals;
+  return digits(whole) && digits(fraction) && fraction.size() <= max_decimals;
 }
 
 // Splits "PROVIDER/REST" at the first '/'.
@@ -145,6 +184,24 @@ std::optional<std::pair<std::string_view, std::string_view>> split_provider(std:
   const size_t slash = text.find('/');
   if (slash == std::string_view::npos) return std::nullopt;
   return std::pair{text.substr(0, slash), text.substr(slash + 1)};
+}
+
+// Hyperscan's own parser with the flags the gateway compiles with, so that a policy is not
+// accepted with a pattern the gateway cannot load. Hyperscan refuses patterns that match the
+// empty string (they would match everywhere); its parser does not, so that is checked here.
+std::optional<std::string> regex_problem(const std::string& expression, bool case_insensitive) {
+  if (expression.find('\0') != std::string::npos) return "contains a NUL character";
+  const unsigned flags = HS_FLAG_SOM_LEFTMOST | (case_insensitive ? HS_FLAG_CASELESS : 0u);
+  hs_expr_info_t* info = nullptr;
+  hs_compile_error_t* error = nullptr;
+  const hs_error_t status = hs_expression_info(expression.c_str(), flags, &info, &error);
+  const std::unique_ptr<hs_compile_error_t, decltype(&hs_free_compile_error)> owned_error(
+      error, &hs_free_compile_error);
+  // Allocated with Hyperscan's misc allocator, which is malloc unless the program sets another.
+  const std::unique_ptr<hs_expr_info_t, decltype(&std::free)> owned_info(info, &std::free);
+  if (status != HS_SUCCESS) return error ? std::string(error->message) : "not a valid expression";
+  if (info->min_width == 0) return "matches the empty string";
+  return std::nullopt;
 }
 
 // Converts parsed JSON into a Document, checking everything whose error should name a JSON path
@@ -156,7 +213,8 @@ class DocumentReader {
   std::optional<Document> document(const json& root) {
     if (!has_only_keys(root, "",
                        {"version", "gateway", "peers", "groups", "rules", "providers", "grants",
-                        "prices", "request_log", "tests"})) {
+                        "prices", "request_log", "tests", "budgets", "default_max_output_tokens",
+                        "rate_limits", "guardrails", "webhooks", "hooks"})) {
       return std::nullopt;
     }
     Document document;
@@ -189,12 +247,24 @@ class DocumentReader {
                 [&](const json& item, const std::string& path) {
                   return provider(item, path, document.providers);
                 }) &&
+        budgets(root, &document.budgets) &&
         collect(root, "grants", &document.grants,
                 [&](const json& item, const std::string& path) {
-                  return grant(item, path, document.providers);
+                  return grant(item, path, document.providers, document.budgets);
                 }) &&
         prices(root, document.providers, &document.prices) &&
         request_log(root, &document.request_log) &&
+        max_output_tokens(root, &document.default_max_output_tokens) &&
+        collect(
+            root, "rate_limits", &document.rate_limits,
+            [&](const json& item, const std::string& path) { return rate_limit(item, path); }) &&
+        collect(root, "guardrails", &document.guardrails,
+                [&](const json& item, const std::string& path) {
+                  return guardrail(item, path, document.guardrails);
+                }) &&
+        collect(root, "webhooks", &document.webhooks,
+                [&](const json& item, const std::string& path) { return webhook(item, path); }) &&
+        hooks(root, &document.pre_request_hooks) &&
         collect(root, "tests", &document.tests, [&](const json& item, const std::string& path) {
           return test(item, path, document.providers);
         });
@@ -284,10 +354,50 @@ class DocumentReader {
   }
 
   std::optional<uint64_t> number(const json& value, const std::string& path, uint64_t max) {
-    if (!value.is_number_unsigned() || value.get<uint64_t>() > max) {
-      return fail(path, "expected an integer from 0 to " + std::to_string(max));
+    return number(value, path, 0, max);
+  }
+
+  std::optional<uint64_t> number(const json& value, const std::string& path, uint64_t min,
+                                 uint64_t max) {
+    if (!value.is_number_unsigned() || value.get<uint64_t>() < min || value.get<uint64_t>() > max) {
+      return fail(path,
+                  "expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
     }
     return value.get<uint64_t>();
+  }
+
+  // One of `options` (by name), e.g. "unknown window "fortnight" (minute, hour, ...)".
+  template <typename T, size_t N>
+  std::optional<T> choice(const json& value, const std::string& path, std::string_view what,
+                          const std::pair<std::string_view, T> (&options)[N]) {
+    const auto text = string(value, path);
+    if (!text) return std::nullopt;
+    for (const auto& [option, result] : options) {
+      if (*text == option) return result;
+    }
+    std::string names;
+    for (const auto& option : options)
+      names += (names.empty() ? "" : ", ") + std::string(option.first);
+    return fail(path, "unknown " + std::string(what) + " " + quote(*text) + " (" + names + ")");
+  }
+
+  // A non-empty list of names from `known`.
+  template <size_t N>
+  std::optional<std::vector<std::string>> known_names(const json& value, const std::string& path,
+                                                      std::string_view what,
+                                                      const std::string_view (&known)[N]) {
+    auto names = string_list(value, path);
+    if (!names) return std::nullopt;
+    if (names->empty()) return fail(path, "empty");
+    for (size_t i = 0; i < names->size(); ++i) {
+      if (std::find(std::begin(known), std::end(known), (*names)[i]) != std::end(known)) continue;
+      std::string listed;
+      for (const std::string_view name : known)
+        listed += (listed.empty() ? "" : ", ") + std::string(name);
+      return fail(indexed(path, i),
+                  "unknown " + std::string(what) + " " + quote((*names)[i]) + " (" + listed + ")");
+    }
+    return names;
   }
 
   std::optional<bool> boolean(const json& value, const std::string& path) {
@@ -603,16 +713,23 @@ class DocumentReader {
     return spec;
   }
 
-  // The URL is not echoed: credentials pasted into it must not reach a log.
   bool provider_url(const json& value, const std::string& path, ProviderSpec* spec) {
     const json* url_json = required(value, "base_url", path);
     if (!url_json) return false;
-    const std::string url_path = member(path, "base_url");
-    auto url = string(*url_json, url_path);
+    auto url = http_url(*url_json, member(path, "base_url"), " (use \"key\": \"env:NAME\")");
     if (!url) return false;
+    spec->base_url = std::move(*url);
+    return true;
+  }
+
+  // The URL is not echoed: credentials pasted into it must not reach a log.
+  std::optional<std::string> http_url(const json& value, const std::string& url_path,
+                                      std::string_view credentials_hint) {
+    auto url = string(value, url_path);
+    if (!url) return std::nullopt;
     const std::string_view text = *url;
     if (std::any_of(text.begin(), text.end(), [](char c) { return c <= ' ' || c > '~'; })) {
-      return reject(url_path, "must not contain whitespace, control or non-ASCII characters");
+      return fail(url_path, "must not contain whitespace, control or non-ASCII characters");
     }
     std::string_view rest;
     if (text.starts_with("https://")) {
@@ -620,36 +737,33 @@ class DocumentReader {
     } else if (text.starts_with("http://")) {
       rest = text.substr(7);
     } else {
-      return reject(url_path, "must start with http:// or https://");
+      return fail(url_path, "must start with http:// or https://");
     }
     const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
     if (authority.find('@') != std::string_view::npos) {
-      return reject(url_path, "must not carry credentials (use \"key\": \"env:NAME\")");
+      return fail(url_path, "must not carry credentials" + std::string(credentials_hint));
     }
     std::string_view host = authority;
     std::string_view port;
     if (authority.starts_with('[')) {
       const size_t close = authority.find(']');
-      if (close == std::string_view::npos)
-        return reject(url_path, "has an unclosed '[' in its host");
+      if (close == std::string_view::npos) return fail(url_path, "has an unclosed '[' in its host");
       host = authority.substr(1, close - 1);
       const std::string_view after = authority.substr(close + 1);
-      if (!after.empty() && !after.starts_with(':'))
-        return reject(url_path, "has a malformed host");
+      if (!after.empty() && !after.starts_with(':')) return fail(url_path, "has a malformed host");
       if (!after.empty()) port = after.substr(1);
-      if (!after.empty() && port.empty()) return reject(url_path, "has an empty port");
+      if (!after.empty() && port.empty()) return fail(url_path, "has an empty port");
     } else if (const size_t colon = authority.find(':'); colon != std::string_view::npos) {
       host = authority.substr(0, colon);
       port = authority.substr(colon + 1);
-      if (port.empty()) return reject(url_path, "has an empty port");
+      if (port.empty()) return fail(url_path, "has an empty port");
     }
-    if (host.empty()) return reject(url_path, "has no host");
+    if (host.empty()) return fail(url_path, "has no host");
     if (!port.empty()) {
       const auto number_value = parse_decimal(port, 65535);
-      if (!number_value || *number_value == 0) return reject(url_path, "has an invalid port");
+      if (!number_value || *number_value == 0) return fail(url_path, "has an invalid port");
     }
-    spec->base_url = std::move(*url);
-    return true;
+    return url;
   }
 
   bool provider_models(const json& value, const std::string& path, ProviderSpec* spec) {
@@ -666,22 +780,10 @@ class DocumentReader {
     return true;
   }
 
-  // key_ref is never echoed: a value of the wrong shape is most likely the key itself.
   bool provider_auth(const json& value, const std::string& path, ProviderSpec* spec) {
     if (const json* key_ref = optional(value, "key")) {
-      const std::string ref_path = member(path, "key");
-      if (!key_ref->is_string()) return reject(ref_path, "expected a string");
-      const std::string& ref = key_ref->get_ref<const std::string&>();
-      const bool is_env = ref.starts_with("env:") && is_env_name(std::string_view(ref).substr(4));
-      const bool is_file =
-          ref.starts_with("file:/") && ref.size() > 6 &&
-          std::none_of(ref.begin(), ref.end(), [](char c) { return c < ' ' || c == 0x7f; });
-      if (!is_env && !is_file) {
-        return reject(ref_path,
-                      "must be \"env:NAME\" or \"file:/absolute/path\" (the value is not shown: "
-                      "it may be a key)");
-      }
-      spec->key_ref = ref;
+      spec->key_ref = secret_ref(*key_ref, member(path, "key"), "a key");
+      if (!spec->key_ref) return false;
     }
     if (const json* passthrough = optional(value, "passthrough")) {
       const auto flag = boolean(*passthrough, member(path, "passthrough"));
@@ -692,6 +794,25 @@ class DocumentReader {
       return reject(path, "key and passthrough exclude each other", member(path, "key"));
     }
     return true;
+  }
+
+  // Never echoed: a value of the wrong shape is most likely the secret itself (`what`, e.g.
+  // "a key").
+  std::optional<std::string> secret_ref(const json& value, const std::string& path,
+                                        std::string_view what) {
+    if (!value.is_string()) return fail(path, "expected a string");
+    const std::string& ref = value.get_ref<const std::string&>();
+    const bool is_env = ref.starts_with("env:") && is_env_name(std::string_view(ref).substr(4));
+    const bool is_file =
+        ref.starts_with("file:/") && ref.size() > 6 &&
+        std::none_of(ref.begin(), ref.end(), [](char c) { return c < ' ' || c == 0x7f; });
+    if (!is_env && !is_file) {
+      return fail(path,
+                  "must be \"env:NAME\" or \"file:/absolute/path\" (the value is not shown: "
+                  "it may be " +
+                      std::string(what) + ")");
+    }
+    return ref;
   }
 
   bool known_provider(std::string_view provider_name, const std::vector<ProviderSpec>& defined,
@@ -707,8 +828,9 @@ class DocumentReader {
   }
 
   std::optional<GrantSpec> grant(const json& value, const std::string& path,
-                                 const std::vector<ProviderSpec>& providers) {
-    if (!has_only_keys(value, path, {"from", "models"})) return std::nullopt;
+                                 const std::vector<ProviderSpec>& providers,
+                                 const std::vector<BudgetSpec>& budgets) {
+    if (!has_only_keys(value, path, {"from", "models", "budgets"})) return std::nullopt;
     GrantSpec spec;
     const json* from = required(value, "from", path);
     if (!from) return std::nullopt;
@@ -732,6 +854,393 @@ class DocumentReader {
       if (!known_provider(parts->first, providers, entry_path)) return std::nullopt;
     }
     spec.models = std::move(*entries);
+    if (const json* list = optional(value, "budgets")) {
+      const std::string budgets_path = member(path, "budgets");
+      if (!list->is_array()) return fail(budgets_path, "expected an array");
+      for (size_t i = 0; i < list->size(); ++i) {
+        auto entry = grant_budget((*list)[i], indexed(budgets_path, i), spec, providers, budgets);
+        if (!entry) return std::nullopt;
+        spec.budgets.push_back(std::move(*entry));
+      }
+    }
+    return spec;
+  }
+
+  // "NAME" or {"name": "NAME", "models": ["PROVIDER/MODEL_GLOB", ...]}.
+  std::optional<GrantBudget> grant_budget(const json& value, const std::string& path,
+                                          const GrantSpec& grant,
+                                          const std::vector<ProviderSpec>& providers,
+                                          const std::vector<BudgetSpec>& budgets) {
+    GrantBudget entry;
+    const json* name_json = &value;
+    std::string name_path = path;
+    if (!value.is_string() && !value.is_object()) {
+      return fail(path, "expected a budget name or {\"name\": ..., \"models\": [...]}");
+    }
+    if (value.is_object()) {
+      if (!has_only_keys(value, path, {"name", "models"})) return std::nullopt;
+      name_json = required(value, "name", path);
+      if (!name_json) return std::nullopt;
+      name_path = member(path, "name");
+    }
+    auto budget_name = string(*name_json, name_path);
+    if (!budget_name) return std::nullopt;
+    if (std::none_of(budgets.begin(), budgets.end(),
+                     [&](const BudgetSpec& spec) { return spec.name == *budget_name; })) {
+      std::string names;
+      for (const BudgetSpec& spec : budgets) names += (names.empty() ? "" : ", ") + spec.name;
+      return fail(name_path, "no budget named " + quote(*budget_name) +
+                                 " (defined: " + (names.empty() ? "none" : names) + ")");
+    }
+    entry.name = std::move(*budget_name);
+    const json* models = value.is_object() ? optional(value, "models") : nullptr;
+    if (!models) return entry;
+    const std::string models_path = member(path, "models");
+    auto globs = string_list(*models, models_path);
+    if (!globs) return std::nullopt;
+    if (globs->empty())
+      return fail(models_path, "empty (omit \"models\" for every model of the grant)");
+    const bool grants_everything =
+        std::find(grant.models.begin(), grant.models.end(), "*") != grant.models.end();
+    for (size_t i = 0; i < globs->size(); ++i) {
+      const std::string& glob = (*globs)[i];
+      const std::string glob_path = indexed(models_path, i);
+      const auto parts = split_provider(glob);
+      if (!parts || parts->second.empty()) {
+        return fail(glob_path, quote(glob) + " is not \"PROVIDER/MODEL_GLOB\"");
+      }
+      if (!known_provider(parts->first, providers, glob_path)) return std::nullopt;
+      // A restriction to a provider the grant does not cover would never charge anything.
+      if (!grants_everything &&
+          std::none_of(grant.models.begin(), grant.models.end(), [&](const std::string& granted) {
+            const auto granted_parts = split_provider(granted);
+            return granted_parts && granted_parts->first == parts->first;
+          })) {
+        return fail(glob_path,
+                    quote(glob) + ": the grant gives no model of provider " + quote(parts->first));
+      }
+    }
+    entry.models = std::move(*globs);
+    return entry;
+  }
+
+  bool budgets(const json& root, std::vector<BudgetSpec>* specs) {
+    const json* object = optional(root, "budgets");
+    if (!object) return true;
+    if (!object->is_object()) return reject("budgets", "expected an object");
+    for (const auto& [budget_name, value] : object->items()) {
+      const std::string path = member("budgets", budget_name);
+      // '|' separates the name in balance keys ("team|user:alice").
+      if (!is_valid_name(budget_name) || budget_name.find('|') != std::string::npos) {
+        return reject(path, quote(budget_name) +
+                                " is not a valid budget name (non-empty printable ASCII without "
+                                "whitespace or '|')");
+      }
+      auto spec = budget(value, path);
+      if (!spec) return false;
+      spec->name = budget_name;
+      specs->push_back(std::move(*spec));
+    }
+    return true;
+  }
+
+  std::optional<BudgetSpec> budget(const json& value, const std::string& path) {
+    if (!has_only_keys(value, path, {"per", "usd", "tokens", "window", "thresholds", "refill"})) {
+      return std::nullopt;
+    }
+    BudgetSpec spec;
+    if (const json* per = optional(value, "per")) {
+      const auto scope = choice(*per, member(path, "per"), "scope", kBudgetScopes);
+      if (!scope) return std::nullopt;
+      spec.scope = *scope;
+    }
+    if (const json* usd = optional(value, "usd")) {
+      spec.usd_picodollars = picodollars(*usd, member(path, "usd"));
+      if (!spec.usd_picodollars) return std::nullopt;
+    }
+    if (const json* tokens = optional(value, "tokens")) {
+      spec.tokens = number(*tokens, member(path, "tokens"), UINT64_MAX);
+      if (!spec.tokens) return std::nullopt;
+    }
+    if (!spec.usd_picodollars && !spec.tokens) return fail(path, "needs \"usd\" or \"tokens\"");
+    if (const json* window = optional(value, "window")) {
+      const auto parsed = choice(*window, member(path, "window"), "window", kBudgetWindows);
+      if (!parsed) return std::nullopt;
+      spec.window = *parsed;
+    }
+    const json* refill = optional(value, "refill");
+    const std::string refill_path = member(path, "refill");
+    if (spec.window == BudgetWindow::kBucket && !refill) {
+      return fail(refill_path, "required with \"window\": \"bucket\"");
+    }
+    if (spec.window != BudgetWindow::kBucket && refill) {
+      return fail(refill_path, "only valid with \"window\": \"bucket\"");
+    }
+    if (refill && !budget_refill(*refill, refill_path, &spec)) return std::nullopt;
+    if (const json* thresholds = optional(value, "thresholds")) {
+      if (!budget_thresholds(*thresholds, member(path, "thresholds"), &spec)) return std::nullopt;
+    }
+    return spec;
+  }
+
+  // A bucket refills what it limits: usd when it has a usd capacity, tokens when it has tokens.
+  bool budget_refill(const json& value, const std::string& path, BudgetSpec* spec) {
+    if (!has_only_keys(value, path, {"usd", "tokens", "every"})) return false;
+    const json* every = required(value, "every", path);
+    if (!every) return false;
+    const auto seconds = choice(*every, member(path, "every"), "period", kRefillPeriods);
+    if (!seconds) return false;
+    spec->refill_every_s = *seconds;
+    const json* usd = optional(value, "usd");
+    const json* tokens = optional(value, "tokens");
+    for (const auto& [field, amount, limited] :
+         {std::tuple{"usd", usd, spec->usd_picodollars.has_value()},
+          {"tokens", tokens, spec->tokens.has_value()}}) {
+      if (limited && !amount) {
+        return reject(member(path, field),
+                      "required (the budget has \"" + std::string(field) + "\")");
+      }
+      if (!limited && amount) {
+        return reject(member(path, field),
+                      "only valid when the budget has \"" + std::string(field) + "\"");
+      }
+    }
+    if (usd) {
+      const auto picos = picodollars(*usd, member(path, "usd"));
+      if (!picos) return false;
+      spec->refill_picodollars = *picos;
+    }
+    if (tokens) {
+      const auto count = number(*tokens, member(path, "tokens"), UINT64_MAX);
+      if (!count) return false;
+      spec->refill_tokens = *count;
+    }
+    return true;
+  }
+
+  bool budget_thresholds(const json& value, const std::string& path, BudgetSpec* spec) {
+    if (!value.is_array()) return reject(path, "expected an array of percentages");
+    spec->thresholds_percent.clear();
+    for (size_t i = 0; i < value.size(); ++i) {
+      const auto percent = number(value[i], indexed(path, i), 1, 100);
+      if (!percent) return false;
+      if (!spec->thresholds_percent.empty() && *percent <= spec->thresholds_percent.back()) {
+        return reject(indexed(path, i), std::to_string(*percent) + " does not follow " +
+                                            std::to_string(spec->thresholds_percent.back()) +
+                                            " (ascending)");
+      }
+      spec->thresholds_percent.push_back(static_cast<uint32_t>(*percent));
+    }
+    return true;
+  }
+
+  bool max_output_tokens(const json& root, uint64_t* tokens) {
+    const json* value = optional(root, "default_max_output_tokens");
+    if (!value) return true;
+    const auto count = number(*value, "default_max_output_tokens", 1, UINT32_MAX);
+    if (!count) return false;
+    *tokens = *count;
+    return true;
+  }
+
+  std::optional<RateLimitSpec> rate_limit(const json& value, const std::string& path) {
+    if (!has_only_keys(
+            value, path,
+            {"from", "per", "requests_per_minute", "tokens_per_minute", "concurrent_streams"})) {
+      return std::nullopt;
+    }
+    RateLimitSpec spec;
+    const json* from = required(value, "from", path);
+    if (!from) return std::nullopt;
+    auto selectors = selector_list(*from, member(path, "from"), /*in_group=*/false);
+    if (!selectors) return std::nullopt;
+    spec.from = std::move(*selectors);
+    if (const json* per = optional(value, "per")) {
+      const auto scope = choice(*per, member(path, "per"), "rate limit scope", kRateLimitScopes);
+      if (!scope) return std::nullopt;
+      spec.scope = *scope;
+    }
+    // Zero would refuse everything, which a grant already expresses; a limit is at least 1.
+    for (const auto& [field, target] : {std::pair{"requests_per_minute", &spec.requests_per_minute},
+                                        {"concurrent_streams", &spec.concurrent_streams}}) {
+      const json* limit = optional(value, field);
+      if (!limit) continue;
+      const auto count = number(*limit, member(path, field), 1, UINT32_MAX);
+      if (!count) return std::nullopt;
+      *target = static_cast<uint32_t>(*count);
+    }
+    if (const json* limit = optional(value, "tokens_per_minute")) {
+      spec.tokens_per_minute = number(*limit, member(path, "tokens_per_minute"), 1, UINT64_MAX);
+      if (!spec.tokens_per_minute) return std::nullopt;
+    }
+    if (!spec.requests_per_minute && !spec.tokens_per_minute && !spec.concurrent_streams) {
+      return fail(path, "needs requests_per_minute, tokens_per_minute or concurrent_streams");
+    }
+    return spec;
+  }
+
+  std::optional<GuardrailSpec> guardrail(const json& value, const std::string& path,
+                                         const std::vector<GuardrailSpec>& defined) {
+    if (!has_only_keys(value, path,
+                       {"name", "from", "builtin", "patterns", "prompt", "response"})) {
+      return std::nullopt;
+    }
+    GuardrailSpec spec;
+    const json* name_json = required(value, "name", path);
+    if (!name_json) return std::nullopt;
+    const std::string name_path = member(path, "name");
+    auto guardrail_name = name(*name_json, name_path);
+    if (!guardrail_name) return std::nullopt;
+    for (size_t i = 0; i < defined.size(); ++i) {
+      if (defined[i].name == *guardrail_name) {
+        return fail(name_path,
+                    quote(*guardrail_name) + " is already defined by " + indexed("guardrails", i));
+      }
+    }
+    spec.name = std::move(*guardrail_name);
+    if (const json* from = optional(value, "from")) {
+      auto selectors = selector_list(*from, member(path, "from"), /*in_group=*/false);
+      if (!selectors) return std::nullopt;
+      spec.from = std::move(*selectors);
+    }
+    if (const json* builtin = optional(value, "builtin")) {
+      auto names = known_names(*builtin, member(path, "builtin"), "builtin", kBuiltinGuards);
+      if (!names) return std::nullopt;
+      spec.builtin = std::move(*names);
+    }
+    if (const json* patterns = optional(value, "patterns")) {
+      const std::string patterns_path = member(path, "patterns");
+      if (!patterns->is_array()) return fail(patterns_path, "expected an array");
+      for (size_t i = 0; i < patterns->size(); ++i) {
+        auto pattern = guard_pattern((*patterns)[i], indexed(patterns_path, i), spec);
+        if (!pattern) return std::nullopt;
+        spec.patterns.push_back(std::move(*pattern));
+      }
+    }
+    if (spec.builtin.empty() && spec.patterns.empty()) {
+      return fail(path, "needs \"builtin\" or \"patterns\"");
+    }
+    if (const json* prompt = optional(value, "prompt")) {
+      const auto action = choice(*prompt, member(path, "prompt"), "action", kPromptActions);
+      if (!action) return std::nullopt;
+      spec.prompt = *action;
+    }
+    if (const json* response = optional(value, "response")) {
+      const auto action = choice(*response, member(path, "response"), "action", kResponseActions);
+      if (!action) return std::nullopt;
+      spec.response = *action;
+    }
+    return spec;
+  }
+
+  std::optional<GuardPattern> guard_pattern(const json& value, const std::string& path,
+                                            const GuardrailSpec& guardrail) {
+    if (!has_only_keys(value, path, {"name", "regex", "literal", "case_insensitive"})) {
+      return std::nullopt;
+    }
+    GuardPattern pattern;
+    const json* name_json = required(value, "name", path);
+    if (!name_json) return std::nullopt;
+    const std::string name_path = member(path, "name");
+    auto pattern_name = name(*name_json, name_path);
+    if (!pattern_name) return std::nullopt;
+    if (std::any_of(guardrail.patterns.begin(), guardrail.patterns.end(),
+                    [&](const GuardPattern& other) { return other.name == *pattern_name; })) {
+      return fail(name_path, quote(*pattern_name) + " is already a pattern of guardrail " +
+                                 quote(guardrail.name));
+    }
+    pattern.name = std::move(*pattern_name);
+    if (const json* flag = optional(value, "case_insensitive")) {
+      const auto parsed = boolean(*flag, member(path, "case_insensitive"));
+      if (!parsed) return std::nullopt;
+      pattern.case_insensitive = *parsed;
+    }
+    const json* regex = optional(value, "regex");
+    const json* literal = optional(value, "literal");
+    if (!regex == !literal) {
+      return fail(path, regex ? "\"regex\" and \"literal\" exclude each other"
+                              : "needs \"regex\" or \"literal\"");
+    }
+    pattern.literal = literal != nullptr;
+    const std::string expression_path = member(path, literal ? "literal" : "regex");
+    auto expression = string(literal ? *literal : *regex, expression_path);
+    if (!expression) return std::nullopt;
+    if (expression->empty()) return fail(expression_path, "empty");
+    if (!pattern.literal) {
+      if (auto problem = regex_problem(*expression, pattern.case_insensitive)) {
+        return fail(expression_path, "pattern " + quote(pattern.name) + " of guardrail " +
+                                         quote(guardrail.name) + ": " + *problem);
+      }
+    }
+    pattern.expression = std::move(*expression);
+    return pattern;
+  }
+
+  std::optional<WebhookSpec> webhook(const json& value, const std::string& path) {
+    if (!has_only_keys(value, path, {"url", "secret", "events"})) return std::nullopt;
+    WebhookSpec spec;
+    const json* url = required(value, "url", path);
+    if (!url) return std::nullopt;
+    auto parsed_url = http_url(*url, member(path, "url"), "");
+    if (!parsed_url) return std::nullopt;
+    spec.url = std::move(*parsed_url);
+    const json* secret = required(value, "secret", path);
+    if (!secret) return std::nullopt;
+    auto ref = secret_ref(*secret, member(path, "secret"), "a secret");
+    if (!ref) return std::nullopt;
+    spec.secret_ref = std::move(*ref);
+    if (const json* events = optional(value, "events")) {
+      auto names = known_names(*events, member(path, "events"), "event", kWebhookEvents);
+      if (!names) return std::nullopt;
+      spec.events = std::move(*names);
+    } else {
+      spec.events.assign(std::begin(kWebhookEvents), std::end(kWebhookEvents));
+    }
+    return spec;
+  }
+
+  bool hooks(const json& root, std::vector<PreRequestHookSpec>* specs) {
+    const json* object = optional(root, "hooks");
+    if (!object) return true;
+    if (!has_only_keys(*object, "hooks", {"pre_request"})) return false;
+    const json* list = optional(*object, "pre_request");
+    if (!list) return true;
+    const std::string list_path = "hooks.pre_request";
+    if (!list->is_array()) return reject(list_path, "expected an array");
+    for (size_t i = 0; i < list->size(); ++i) {
+      auto spec = pre_request_hook((*list)[i], indexed(list_path, i));
+      if (!spec) return false;
+      specs->push_back(std::move(*spec));
+    }
+    return true;
+  }
+
+  std::optional<PreRequestHookSpec> pre_request_hook(const json& value, const std::string& path) {
+    if (!has_only_keys(value, path, {"url", "from", "timeout_ms", "on_failure"})) {
+      return std::nullopt;
+    }
+    PreRequestHookSpec spec;
+    const json* url = required(value, "url", path);
+    if (!url) return std::nullopt;
+    auto parsed_url = http_url(*url, member(path, "url"), "");
+    if (!parsed_url) return std::nullopt;
+    spec.url = std::move(*parsed_url);
+    if (const json* from = optional(value, "from")) {
+      auto selectors = selector_list(*from, member(path, "from"), /*in_group=*/false);
+      if (!selectors) return std::nullopt;
+      spec.from = std::move(*selectors);
+    }
+    if (const json* timeout = optional(value, "timeout_ms")) {
+      const auto ms = number(*timeout, member(path, "timeout_ms"), 1, kMaxHookTimeoutMs);
+      if (!ms) return std::nullopt;
+      spec.timeout_ms = static_cast<uint32_t>(*ms);
+    }
+    if (const json* on_failure = optional(value, "on_failure")) {
+      const auto fail_open =
+          choice(*on_failure, member(path, "on_failure"), "action", kFailureActions);
+      if (!fail_open) return std::nullopt;
+      spec.fail_open = *fail_open;
+    }
     return spec;
   }
 
@@ -777,18 +1286,45 @@ class DocumentReader {
 
   // Dollars per million tokens, kept as the decimal text so that it converts exactly.
   std::optional<std::string> dollars(const json& value, const std::string& path) {
+    return decimal(value, path, "dollars per million tokens", kMaxPriceDecimals, "3.75");
+  }
+
+  // A dollar amount as exact picodollars, from its decimal text.
+  std::optional<int64_t> picodollars(const json& value, const std::string& path) {
+    const auto text = decimal(value, path, "dollars", kMaxDollarDecimals, "25.50");
+    if (!text) return std::nullopt;
+    // Whole dollars and the decimals padded to 12 are the picodollars' digits.
+    std::string digits = *text;
+    const size_t point = digits.find('.');
+    const size_t decimals = point == std::string::npos ? 0 : digits.size() - point - 1;
+    if (point != std::string::npos) digits.erase(point, 1);
+    digits.append(kMaxDollarDecimals - decimals, '0');
+    int64_t amount = 0;
+    for (const char digit : digits) {
+      if (__builtin_mul_overflow(amount, 10, &amount) ||
+          __builtin_add_overflow(amount, digit - '0', &amount)) {
+        return fail(path, quote(*text) + " exceeds the largest amount, 9223372.036854775807");
+      }
+    }
+    return amount;
+  }
+
+  // A decimal amount (of `what`), as a JSON string or number, kept as its text.
+  std::optional<std::string> decimal(const json& value, const std::string& path,
+                                     std::string_view what, size_t max_decimals,
+                                     std::string_view example) {
     std::string text;
     if (value.is_string()) {
       text = value.get<std::string>();
     } else if (value.is_number()) {
       text = value.dump();
     } else {
-      return fail(path, "expected dollars per million tokens as a number or a string");
+      return fail(path, "expected " + std::string(what) + " as a number or a string");
     }
-    if (!is_price_text(text)) {
-      return fail(path, quote(text) +
-                            " is not dollars per million tokens: non-negative digits with an "
-                            "optional decimal point and at most 6 decimals, e.g. \"3.75\"");
+    if (!is_decimal_text(text, max_decimals)) {
+      return fail(path, quote(text) + " is not " + std::string(what) +
+                            ": non-negative digits with an optional decimal point and at most " +
+                            std::to_string(max_decimals) + " decimals, e.g. " + quote(example));
     }
     return text;
   }
@@ -896,6 +1432,27 @@ class DocumentReader {
   Problem* problem_;
 };
 
+// The lines of what later messages point at. The text is scanned a second time only when the
+// document has such entries.
+void record_lines(std::string_view text, Document* document) {
+  if (document->tests.empty() && document->budgets.empty() && document->guardrails.empty()) return;
+  const SourceLines lines(text);
+  for (size_t i = 0; i < document->tests.size(); ++i) {
+    document->tests[i].line = lines.line_of(indexed("tests", i));
+  }
+  for (BudgetSpec& budget : document->budgets) {
+    budget.line = lines.line_of(member("budgets", budget.name));
+  }
+  for (size_t i = 0; i < document->guardrails.size(); ++i) {
+    GuardrailSpec& guardrail = document->guardrails[i];
+    const std::string path = indexed("guardrails", i);
+    guardrail.line = lines.line_of(path);
+    for (size_t j = 0; j < guardrail.patterns.size(); ++j) {
+      guardrail.patterns[j].line = lines.line_of(indexed(member(path, "patterns"), j));
+    }
+  }
+}
+
 // Everything parse_document() does, with the problem left unworded.
 std::optional<Document> read_document(std::string_view text, Problem* problem) {
   DuplicateKeyFinder duplicates;
@@ -930,11 +1487,8 @@ std::optional<Document> read_document(std::string_view text, Problem* problem) {
     return std::nullopt;
   }
   detail::wipe(compiled->data(), compiled->size());
+  record_lines(text, &*document);
   if (!document->tests.empty()) {
-    const SourceLines lines(text);
-    for (size_t i = 0; i < document->tests.size(); ++i) {
-      document->tests[i].line = lines.line_of(indexed("tests", i));
-    }
     if (auto failure = run_policy_tests(*document)) {
       *problem = {failure->path, failure->message, failure->path, failure->line};
       return std::nullopt;

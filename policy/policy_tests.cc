@@ -39,12 +39,7 @@ bool grant_gives(const GrantSpec& grant, const Identity& identity, std::string_v
       })) {
     return false;
   }
-  return std::any_of(grant.models.begin(), grant.models.end(), [&](const std::string& entry) {
-    if (entry == "*") return true;
-    const size_t slash = entry.find('/');
-    return slash != std::string::npos && std::string_view(entry).substr(0, slash) == provider &&
-           glob_match(std::string_view(entry).substr(slash + 1), model);
-  });
+  return lists_model(grant.models, provider, model);
 }
 
 std::string address_text(const IpPrefix& address) {

@@ -4,6 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <functional>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include <boost/beast/core/flat_buffer.hpp>
@@ -11,6 +15,8 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/budget/ledger.h"
+#include "control/events/outbox.h"
 #include "dataplane/stats.h"
 #include "tests/admin_test_util.h"
 #include "tests/http_test_util.h"
@@ -69,11 +75,13 @@ class AdminApiTest : public ::testing::Test {
     policies_ = std::make_unique<PolicyManager>(pm);
   }
 
-  void start(std::string stats_instance = "") {
+  void start(std::string stats_instance = "",
+             const std::function<void(AdminOptions&)>& configure = {}) {
     AdminOptions options;
     options.listen = {asio::ip::make_address("127.0.0.1"), 0};
     options.hub = {test_key(7), "198.51.100.1:51820", {}};
     options.stats_instance = std::move(stats_instance);
+    if (configure) configure(options);
     std::string error;
     api_ = AdminApi::start(io_.io(), options, *store_, *policies_, &error);
     ASSERT_NE(api_, nullptr) << error;
@@ -87,6 +95,13 @@ class AdminApiTest : public ::testing::Test {
 
   Reply call(bhttp::verb method, const std::string& target, const std::string& body = "",
              const std::vector<std::pair<bhttp::field, std::string>>& headers = {}) {
+    bhttp::response<bhttp::string_body> res = raw_call(method, target, body, headers);
+    EXPECT_EQ(res[bhttp::field::content_type], "application/json");
+    return {res.result_int(), json::parse(res.body())};
+  }
+  bhttp::response<bhttp::string_body> raw_call(
+      bhttp::verb method, const std::string& target, const std::string& body = "",
+      const std::vector<std::pair<bhttp::field, std::string>>& headers = {}) {
     asio::io_context io;
     boost::beast::tcp_stream stream(io);
     stream.connect({asio::ip::make_address("127.0.0.1"), api_->port()});
@@ -99,8 +114,7 @@ class AdminApiTest : public ::testing::Test {
     boost::beast::flat_buffer buffer;
     bhttp::response<bhttp::string_body> res;
     bhttp::read(stream, buffer, res);
-    EXPECT_EQ(res[bhttp::field::content_type], "application/json");
-    return {res.result_int(), json::parse(res.body())};
+    return res;
   }
   Reply get(const std::string& target) { return call(bhttp::verb::get, target); }
 
@@ -114,6 +128,7 @@ class AdminApiTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<FakeDataPlane> dp_;
   std::unique_ptr<PolicyManager> policies_;
+  std::unique_ptr<events::Outbox> outbox_;  // outlives the API that reads it
   http::testing::IoThreads io_;
   std::unique_ptr<AdminApi> api_;
 };
@@ -219,6 +234,76 @@ TEST_F(AdminApiTest, UsageTotalsWithExactCosts) {
   for (const json& row : by_day.body["usage"]) days.push_back(row["key"]);
   std::sort(days.begin(), days.end());
   EXPECT_EQ(days, (std::vector<std::string>{"2025-03-01", "2025-03-02"}));
+}
+
+TEST_F(AdminApiTest, SessionsAndToolCallsWithTheirResults) {
+  RequestRecord turn1 = record(1, "alice", "claude-sonnet-4-6", kMarch1, 1000);
+  turn1.session_id = "cc_6f1c2a9e";
+  turn1.tool_calls = {{"toolu_1", "Bash", R"({"command":"git status"})"},
+                      {"toolu_2", "Read", R"({"file_path":"/a"})"}};
+  RequestRecord turn2 = record(2, "alice", "claude-sonnet-4-6", kMarch1 + 5000, 500);
+  turn2.session_id = "cc_6f1c2a9e";
+  turn2.tool_results = {{"toolu_1", "Bash", "nothing to commit", false},
+                        {"toolu_2", "Read", "no such file", true}};
+  RequestRecord codex = record(3, "bob", "gpt-5.5", kMarch1 + 1000, {});
+  codex.session_id = "cx_0199";
+  codex.tool_calls = {{"call_1", "shell", R"({"command":["bash","-lc","ls"]})"}};
+  for (const RequestRecord& r : {turn1, turn2, codex}) store_->append(r);
+  start();
+
+  Reply all = get("/v1/admin/sessions");
+  ASSERT_EQ(all.status, 200u) << all.body;
+  ASSERT_EQ(all.body["sessions"].size(), 2u);
+  const json& cc = all.body["sessions"][0];
+  EXPECT_EQ(cc["id"], "cc_6f1c2a9e");
+  EXPECT_EQ(cc["user"], "alice");
+  EXPECT_EQ(cc["device"], "laptop");
+  EXPECT_EQ(cc["first"], "2025-03-01T00:00:00.000Z");
+  EXPECT_EQ(cc["last_ms"], kMarch1 + 5000);
+  EXPECT_EQ(cc["requests"], 2);
+  EXPECT_EQ(cc["tool_calls"], 2);
+  EXPECT_EQ(cc["input_tokens"], 200);
+  EXPECT_EQ(cc["cost_dollars"], "0.0000000015");
+  EXPECT_EQ(get("/v1/admin/sessions?user=bob&since=2025-03-01").body["sessions"].size(), 1u);
+  EXPECT_TRUE(get("/v1/admin/sessions?until=2025-02-28").body["sessions"].empty());
+
+  Reply calls = get("/v1/admin/tools?user=alice");
+  ASSERT_EQ(calls.status, 200u) << calls.body;
+  ASSERT_EQ(calls.body["tool_calls"].size(), 2u);
+  const json& bash = calls.body["tool_calls"][0];
+  EXPECT_EQ(bash["name"], "Bash");
+  EXPECT_EQ(bash["call_id"], "toolu_1");
+  EXPECT_EQ(bash["arguments"], R"({"command":"git status"})");
+  EXPECT_EQ(bash["session_id"], "cc_6f1c2a9e");
+  EXPECT_EQ(bash["time"], "2025-03-01T00:00:00.000Z");
+  EXPECT_EQ(bash["cursor"], turn1.id + ":0");
+  EXPECT_EQ(bash["result"]["content"], "nothing to commit");
+  EXPECT_EQ(bash["result"]["is_error"], false);
+  EXPECT_EQ(bash["result"]["request_id"], turn2.id);
+  EXPECT_EQ(calls.body["tool_calls"][1]["result"]["is_error"], true);
+  EXPECT_TRUE(calls.body["next_before"].is_null());
+
+  Reply page = get("/v1/admin/tools?limit=1&name=Read");
+  ASSERT_EQ(page.body["tool_calls"].size(), 1u);
+  ASSERT_EQ(page.body["next_before"], turn1.id + ":1");
+  EXPECT_TRUE(
+      get("/v1/admin/tools?name=Read&before=" + turn1.id + "%3A1").body["tool_calls"].empty());
+  EXPECT_EQ(get("/v1/admin/tools?session=cx_0199").body["tool_calls"][0]["user"], "bob");
+
+  // The request's own record carries its session and the results it sent.
+  Reply one = get("/v1/admin/requests/" + turn2.id);
+  EXPECT_EQ(one.body["session_id"], "cc_6f1c2a9e");
+  ASSERT_EQ(one.body["tool_results"].size(), 2u);
+  EXPECT_EQ(one.body["tool_results"][1]["content"], "no such file");
+
+  for (const char* target :
+       {"/v1/admin/tools?before=req_1", "/v1/admin/tools?before=req_1:x", "/v1/admin/tools?limit=0",
+        "/v1/admin/tools?tool=Bash", "/v1/admin/sessions?session=x",
+        "/v1/admin/sessions?limit=1001", "/v1/admin/sessions?since=soon"}) {
+    Reply bad = get(target);
+    EXPECT_EQ(bad.status, 400u) << target;
+    EXPECT_TRUE(bad.body["error"].is_string()) << target;
+  }
 }
 
 TEST_F(AdminApiTest, PolicyShowRedactsPresharedKeys) {
@@ -345,6 +430,329 @@ TEST_F(AdminApiTest, BrowserRequestsAreRefused) {
   Reply local =
       call(bhttp::verb::get, "/v1/admin/hub", "", {{bhttp::field::host, "localhost:9190"}});
   EXPECT_EQ(local.status, 200u);
+}
+
+policy::BudgetSpec budget_spec(std::string name, std::optional<Picodollars> usd,
+                               std::optional<uint64_t> tokens, policy::BudgetWindow window) {
+  policy::BudgetSpec spec;
+  spec.name = std::move(name);
+  spec.usd_picodollars = usd;
+  spec.tokens = tokens;
+  spec.window = window;
+  if (window == policy::BudgetWindow::kBucket) {
+    spec.refill_tokens = 1;
+    spec.refill_every_s = 3600;
+  }
+  return spec;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr Picodollars kCent = kPicodollarsPerDollar / 100;
+
+class AdminBudgetsTest : public AdminApiTest {
+ protected:
+  void SetUp() override {
+    AdminApiTest::SetUp();
+    std::string error;
+    ledger_ = budget::Ledger::open("", &error);
+    ASSERT_NE(ledger_, nullptr) << error;
+    ledger_->set_budgets(
+        {budget_spec("team", 10 * kPicodollarsPerDollar, std::nullopt, policy::BudgetWindow::kDay),
+         budget_spec("burst", std::nullopt, 5000, policy::BudgetWindow::kBucket)});
+    const int64_t now = now_ms();
+    // Alice's finished request cost $1.25 and 1000 tokens; one more of hers is still in flight.
+    const std::vector<budget::Charge> alice = {{"team", "team|user:alice"},
+                                               {"burst", "burst|user:alice"}};
+    auto done = ledger_->reserve(alice, {2 * kPicodollarsPerDollar, 3000}, now);
+    ASSERT_TRUE(std::holds_alternative<budget::Reservation>(done));
+    std::get<budget::Reservation>(done).settle({125 * kCent, 1000}, now);
+    auto in_flight = ledger_->reserve(alice, {50 * kCent, 200}, now);
+    ASSERT_TRUE(std::holds_alternative<budget::Reservation>(in_flight));
+    in_flight_ = std::move(std::get<budget::Reservation>(in_flight));
+    start("", [this](AdminOptions& options) { options.ledger = ledger_.get(); });
+  }
+  Reply post(const std::string& target, const json& body) {
+    return call(bhttp::verb::post, target, body.dump());
+  }
+
+  std::unique_ptr<budget::Ledger> ledger_;
+  budget::Reservation in_flight_;
+};
+
+TEST_F(AdminBudgetsTest, BalancesWithExactDollarsAndTokens) {
+  Reply all = get("/v1/admin/budgets");
+  ASSERT_EQ(all.status, 200u) << all.body;
+  ASSERT_EQ(all.body["budgets"].size(), 2u) << all.body;
+  const json& burst = all.body["budgets"][0];  // sorted by budget
+  EXPECT_EQ(burst["budget"], "burst");
+  EXPECT_EQ(burst["key"], "user:alice");
+  EXPECT_EQ(burst["window"], "bucket");
+  EXPECT_TRUE(burst["window_start"].is_null());
+  EXPECT_TRUE(burst["window_end"].is_null());
+  EXPECT_TRUE(burst["limit_usd"].is_null());
+  EXPECT_TRUE(burst["remaining_usd"].is_null());
+  EXPECT_EQ(burst["limit_tokens"], 5000);
+  EXPECT_EQ(burst["spent_tokens"], 1000);
+  EXPECT_EQ(burst["reserved_tokens"], 200);
+  EXPECT_EQ(burst["remaining_tokens"], 3800);
+
+  const json& team = all.body["budgets"][1];
+  EXPECT_EQ(team["budget"], "team");
+  EXPECT_EQ(team["key"], "user:alice");
+  EXPECT_EQ(team["window"], "day");
+  const std::string today = format_time(now_ms()).substr(0, 10);
+  EXPECT_EQ(team["window_start"], today + "T00:00:00.000Z");
+  const auto end = parse_time(team["window_end"].get<std::string>());
+  ASSERT_TRUE(end);
+  EXPECT_EQ(*end - *parse_time(today), 86'400'000);
+  EXPECT_EQ(team["limit_usd"], "10.00");
+  EXPECT_EQ(team["spent_usd"], "1.25");
+  EXPECT_EQ(team["reserved_usd"], "0.50");
+  EXPECT_EQ(team["remaining_usd"], "8.25");
+  EXPECT_TRUE(team["limit_tokens"].is_null());
+  EXPECT_TRUE(team["remaining_tokens"].is_null());
+
+  Reply team_only = get("/v1/admin/budgets?budget=team&key=user%3Aalice");
+  ASSERT_EQ(team_only.body["budgets"].size(), 1u);
+  EXPECT_EQ(team_only.body["budgets"][0]["budget"], "team");
+  EXPECT_EQ(get("/v1/admin/budgets?key=user:alice").body["budgets"].size(), 2u);
+  EXPECT_TRUE(get("/v1/admin/budgets?key=user:al").body["budgets"].empty());
+  EXPECT_TRUE(get("/v1/admin/budgets?budget=nothing").body["budgets"].empty());
+  EXPECT_EQ(get("/v1/admin/budgets?user=alice").status, 400u);
+}
+
+TEST_F(AdminBudgetsTest, AddFundsAndResetAnswerTheNewBalance) {
+  Reply added =
+      post("/v1/admin/budgets/add", {{"budget", "team"}, {"key", "user:alice"}, {"usd", "5.00"}});
+  ASSERT_EQ(added.status, 200u) << added.body;
+  EXPECT_EQ(added.body["spent_usd"], "-3.75");
+  EXPECT_EQ(added.body["remaining_usd"], "13.25");
+  // A number and the smallest step, a picodollar, convert exactly too.
+  Reply tiny = post("/v1/admin/budgets/add",
+                    {{"budget", "team"}, {"key", "user:alice"}, {"usd", "0.000000000001"}});
+  EXPECT_EQ(tiny.body["spent_usd"], "-3.750000000001");
+  Reply number =
+      post("/v1/admin/budgets/add", {{"budget", "team"}, {"key", "user:alice"}, {"usd", 0.1}});
+  EXPECT_EQ(number.body["spent_usd"], "-3.850000000001");
+
+  Reply tokens =
+      post("/v1/admin/budgets/add", {{"budget", "burst"}, {"key", "user:alice"}, {"tokens", 400}});
+  ASSERT_EQ(tokens.status, 200u) << tokens.body;
+  EXPECT_EQ(tokens.body["spent_tokens"], 600);
+
+  // A balance nobody has been charged to yet can be credited ahead of time.
+  Reply bob =
+      post("/v1/admin/budgets/add", {{"budget", "team"}, {"key", "user:bob"}, {"usd", "1"}});
+  ASSERT_EQ(bob.status, 200u) << bob.body;
+  EXPECT_EQ(bob.body["key"], "user:bob");
+  EXPECT_EQ(bob.body["remaining_usd"], "11.00");
+
+  Reply reset = post("/v1/admin/budgets/reset", {{"budget", "team"}, {"key", "user:alice"}});
+  ASSERT_EQ(reset.status, 200u) << reset.body;
+  EXPECT_EQ(reset.body["spent_usd"], "0.00");
+  EXPECT_EQ(reset.body["reserved_usd"], "0.50");  // in-flight requests keep their reservation
+  EXPECT_EQ(reset.body["remaining_usd"], "9.50");
+  const auto balances = ledger_->balances("team", "team|user:alice", now_ms());
+  ASSERT_EQ(balances.size(), 1u);
+  EXPECT_EQ(balances[0].spent_usd, 0);
+}
+
+TEST_F(AdminBudgetsTest, BadChangesAre400AndUnknownBudgets404) {
+  const auto status = [this](const std::string& action, const std::string& body) {
+    return call(bhttp::verb::post, "/v1/admin/budgets/" + action, body).status;
+  };
+  EXPECT_EQ(status("add", R"({"budget":"nothing","key":"user:alice","usd":"1"})"), 404u);
+  EXPECT_EQ(status("reset", R"({"budget":"nothing","key":"user:alice"})"), 404u);
+  for (const char* body : {
+           R"({"budget":"team","key":"user:alice"})",                // no amount
+           R"({"budget":"team","key":"user:alice","usd":"-1"})",     // a charge, not a credit
+           R"({"budget":"team","key":"user:alice","usd":"1.2.3"})",  //
+           R"({"budget":"team","key":"user:alice","usd":"0.0000000000001"})",  // below a picodollar
+           R"({"budget":"team","key":"user:alice","usd":"99999999999"})",      // overflows
+           R"({"budget":"team","key":"user:alice","usd":"$5"})",               //
+           R"({"budget":"team","key":"user:alice","tokens":-5})",              //
+           R"({"budget":"team","key":"user:alice","tokens":1.5})",             //
+           R"({"budget":"team","key":"alice","usd":"1"})",                     // not a balance key
+           R"({"budget":"team","usd":"1"})",                                   //
+           R"({"budget":"team","key":"user:alice","usd":"1","why":"x"})",      //
+           R"(["team"])",                                                      //
+           "not json",
+       }) {
+    EXPECT_EQ(status("add", body), 400u) << body;
+  }
+  EXPECT_EQ(status("reset", R"({"budget":"team","key":"user:alice","usd":"1"})"), 400u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/admin/budgets/add").status, 405u);
+  EXPECT_EQ(call(bhttp::verb::post, "/v1/admin/budgets").status, 405u);
+  // Nothing above changed the balance.
+  EXPECT_EQ(get("/v1/admin/budgets?budget=team").body["budgets"][0]["spent_usd"], "1.25");
+}
+
+// A webhook receiver on its own thread: answers every POST with 204.
+class HookReceiver {
+ public:
+  HookReceiver() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    thread_ = std::thread([this] {
+      while (!stopping_) {
+        asio::ip::tcp::socket socket(io_);
+        boost::system::error_code ec;
+        acceptor_.accept(socket, ec);
+        if (ec || stopping_) break;
+        boost::beast::flat_buffer buffer;
+        bhttp::request<bhttp::string_body> req;
+        bhttp::read(socket, buffer, req, ec);
+        if (ec) continue;
+        bhttp::response<bhttp::empty_body> res{bhttp::status::no_content, req.version()};
+        res.keep_alive(false);
+        bhttp::write(socket, res, ec);
+      }
+    });
+  }
+  ~HookReceiver() {
+    stopping_ = true;
+    asio::io_context io;
+    asio::ip::tcp::socket wake(io);
+    boost::system::error_code ec;
+    wake.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/hook";
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+bool eventually(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+TEST_F(AdminApiTest, WebhookDeliveriesNewestFirstWithStats) {
+  HookReceiver receiver;
+  // Nothing listens on the second URL: its deliveries are retried.
+  uint16_t closed = 0;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
+    closed = probe.local_endpoint().port();
+  }
+  const std::string dead_url = "http://127.0.0.1:" + std::to_string(closed) + "/dead";
+  events::OutboxOptions outbox_options;
+  outbox_options.first_retry = std::chrono::milliseconds(20);
+  outbox_options.max_retry = std::chrono::milliseconds(50);
+  outbox_options.stop_grace = std::chrono::milliseconds(100);
+  std::string error;
+  outbox_ = events::Outbox::open(dir_.file("outbox.db"), &error, outbox_options);
+  ASSERT_NE(outbox_, nullptr) << error;
+  std::vector<events::Subscription> hooks;
+  hooks.push_back({receiver.url(), Secret("whsec-test-secret"), {}});
+  hooks.push_back({dead_url, Secret("whsec-test-secret"), {}});
+  ASSERT_TRUE(outbox_->set_webhooks(std::move(hooks), &error)) << error;
+  const events::Event event = events::make_event(events::kBudgetExceeded, R"({"budget":"team"})");
+  outbox_->publish(event);
+  ASSERT_TRUE(eventually([&] {
+    std::string e;
+    events::DeliveryQuery retries;
+    retries.outcome = events::DeliveryOutcome::kRetry;
+    return outbox_->stats(&e).delivered == 1 && outbox_->deliveries(retries, &e).size() >= 2;
+  }));
+  start("", [this](AdminOptions& options) { options.outbox = outbox_.get(); });
+
+  Reply all = get("/v1/admin/webhooks");
+  ASSERT_EQ(all.status, 200u) << all.body;
+  EXPECT_EQ(all.body["stats"]["delivered"], 1);
+  EXPECT_EQ(all.body["stats"]["pending"], 1);
+  EXPECT_EQ(all.body["stats"]["failed"], 0);
+  EXPECT_EQ(all.body["stats"]["dropped"], 0);
+  const json& list = all.body["deliveries"];
+  ASSERT_GE(list.size(), 3u);
+  for (size_t i = 1; i < list.size(); ++i) EXPECT_GT(list[i - 1]["seq"], list[i]["seq"]);
+  EXPECT_EQ(all.body.dump().find("whsec-test-secret"), std::string::npos);
+
+  Reply delivered = get("/v1/admin/webhooks?outcome=delivered&event=" + event.id);
+  ASSERT_EQ(delivered.body["deliveries"].size(), 1u) << delivered.body;
+  const json& ok = delivered.body["deliveries"][0];
+  EXPECT_EQ(ok["event_id"], event.id);
+  EXPECT_EQ(ok["event_type"], "budget.exceeded");
+  EXPECT_EQ(ok["url"], receiver.url());
+  EXPECT_EQ(ok["attempt"], 1);
+  EXPECT_EQ(ok["status"], 204);
+  EXPECT_EQ(ok["outcome"], "delivered");
+  EXPECT_EQ(ok["error"], "");
+  EXPECT_EQ(ok["time"], format_time(ok["time_ms"].get<int64_t>()));
+
+  Reply retried = get("/v1/admin/webhooks?outcome=retry&limit=1");
+  ASSERT_EQ(retried.body["deliveries"].size(), 1u);
+  EXPECT_EQ(retried.body["deliveries"][0]["url"], dead_url);
+  EXPECT_EQ(retried.body["deliveries"][0]["status"], 0);
+  ASSERT_TRUE(retried.body["next_before"].is_number());
+  Reply older =
+      get("/v1/admin/webhooks?outcome=retry&limit=1&before=" + retried.body["next_before"].dump());
+  ASSERT_EQ(older.body["deliveries"].size(), 1u);
+  EXPECT_LT(older.body["deliveries"][0]["seq"], retried.body["deliveries"][0]["seq"]);
+  EXPECT_TRUE(get("/v1/admin/webhooks?event=evt_none").body["deliveries"].empty());
+  EXPECT_EQ(get("/v1/admin/webhooks?outcome=lost").status, 400u);
+  EXPECT_EQ(get("/v1/admin/webhooks?before=x").status, 400u);
+  EXPECT_EQ(get("/v1/admin/webhooks?limit=0").status, 400u);
+}
+
+TEST_F(AdminApiTest, MetricsAreServedAsPrometheusText) {
+  int scrapes = 0;
+  start("", [&](AdminOptions& options) {
+    options.metrics = [&scrapes] {
+      ++scrapes;
+      return std::string("# TYPE airlock_requests_total counter\nairlock_requests_total 3\n");
+    };
+  });
+  auto res = raw_call(bhttp::verb::get, "/metrics");
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res[bhttp::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(res.body(), "# TYPE airlock_requests_total counter\nairlock_requests_total 3\n");
+  EXPECT_EQ(scrapes, 1);
+  EXPECT_EQ(call(bhttp::verb::post, "/metrics").status, 405u);
+  EXPECT_EQ(get("/metrics?x=1").status, 400u);
+}
+
+TEST_F(AdminApiTest, BudgetsWebhooksAndMetricsNotEnabledAre404) {
+  start();
+  for (const char* target : {"/v1/admin/budgets", "/v1/admin/webhooks", "/metrics"}) {
+    Reply r = get(target);
+    EXPECT_EQ(r.status, 404u) << target;
+    EXPECT_NE(r.body["error"].get<std::string>().find("not enabled"), std::string::npos) << target;
+  }
+  Reply add = call(bhttp::verb::post, "/v1/admin/budgets/add",
+                   R"({"budget":"team","key":"user:alice","usd":"1"})");
+  EXPECT_EQ(add.status, 404u);
+  EXPECT_EQ(add.body["error"], "budgets are not enabled");
+}
+
+TEST_F(AdminApiTest, RequestRecordsListTheirGuardrailHits) {
+  RequestRecord r = record(1, "alice", "claude-sonnet-4-5", kMarch1, 1);
+  r.guardrail_hits = {{"secrets", "provider_keys/openai", "redact", "prompt"},
+                      {"shell", "rm-root", "cut", "response"}};
+  store_->append(r);
+  start();
+  Reply one = get("/v1/admin/requests/" + r.id);
+  ASSERT_EQ(one.status, 200u) << one.body;
+  EXPECT_EQ(one.body["guardrails"],
+            json::parse(R"([{"guardrail":"secrets","pattern":"provider_keys/openai",
+                              "action":"redact","where":"prompt"},
+                             {"guardrail":"shell","pattern":"rm-root","action":"cut",
+                              "where":"response"}])"));
+  EXPECT_EQ(get("/v1/admin/requests").body["requests"][0]["guardrails"].size(), 2u);
 }
 
 TEST(AdminApiListen, RefusesNonLoopbackAddresses) {

@@ -13,7 +13,9 @@
 
 #include "control/admin/admin_api.h"
 #include "control/admin/policy_text.h"
+#include "control/budget/ledger.h"
 #include "control/ctl/peer_add.h"
+#include "control/ctl/tool_summary.h"
 #include "tests/admin_test_util.h"
 #include "tests/http_test_util.h"
 
@@ -298,6 +300,40 @@ TEST(WgQuick, ConfigRoutesOnlyTheGateway) {
                 "PersistentKeepalive = 25\n");
 }
 
+TEST(ToolSummary, ShellToolsShowTheCommandItself) {
+  using ctl::tool_summary;
+  // Claude Code Bash, Gemini CLI run_shell_command.
+  EXPECT_EQ(tool_summary("Bash", R"({"command": "git status --short", "description": "Status"})"),
+            "git status --short");
+  EXPECT_EQ(tool_summary("run_shell_command", R"({"command":"ls -la src"})"), "ls -la src");
+  // Codex shell: the script of bash -lc; other argv joined, quoted where needed.
+  EXPECT_EQ(tool_summary("shell", R"({"command":["bash","-lc","grep -rn TODO src | head"],
+                                      "workdir":"/repo","timeout_ms":10000})"),
+            "grep -rn TODO src | head");
+  EXPECT_EQ(tool_summary("shell", R"({"command":["rg","-n","two words","src"]})"),
+            "rg -n 'two words' src");
+  EXPECT_EQ(tool_summary("shell_command", R"({"command":"cargo test","workdir":"/r"})"),
+            "cargo test");
+  EXPECT_EQ(tool_summary("exec_command", R"({"cmd":"npm run build","yield_time_ms":1000})"),
+            "npm run build");
+  EXPECT_EQ(tool_summary("local_shell", R"({"command":["ls","-la"],"env":{},"type":"exec"})"),
+            "ls -la");
+  EXPECT_EQ(tool_summary("shell", R"({"commands":["cd /repo","make"]})"), "cd /repo; make");
+  // A multi-line script stays one line.
+  EXPECT_EQ(tool_summary("Bash", R"({"command":"cd /repo\nmake\ttest"})"), "cd /repo\\nmake test");
+}
+
+TEST(ToolSummary, OtherToolsShowTheirArgumentsCut) {
+  using ctl::tool_summary;
+  EXPECT_EQ(tool_summary("Read", R"({"file_path":"/repo/a.cc"})"), R"({"file_path":"/repo/a.cc"})");
+  EXPECT_EQ(tool_summary("apply_patch", "*** Begin Patch\n*** Add File: a\n", 20),
+            "*** Begin Patch\\n...");
+  EXPECT_EQ(tool_summary("Bash", "{\"command\": \"ec", 100), "{\"command\": \"ec");
+  // Never cut inside a UTF-8 character.
+  EXPECT_EQ(tool_summary("Write", "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 6), "\xc3\xa9...");
+  EXPECT_EQ(tool_summary("Bash", R"({"command":"x"})", 100), "x");
+}
+
 // ---- The binary ----
 
 struct CliRun {
@@ -324,7 +360,7 @@ class AirlockctlTest : public ::testing::Test {
     return result;
   }
 
-  void start_control_plane() {
+  void start_control_plane(budget::Ledger* ledger = nullptr, events::Outbox* outbox = nullptr) {
     std::string error;
     store_ = open_sqlite_store(dir_.file("requests.db"), &error);
     ASSERT_NE(store_, nullptr) << error;
@@ -334,6 +370,8 @@ class AirlockctlTest : public ::testing::Test {
     admin::AdminOptions options;
     options.listen = {boost::asio::ip::make_address("127.0.0.1"), 0};
     options.hub = {test_key(7), "198.51.100.1:51820", {}};
+    options.ledger = ledger;
+    options.outbox = outbox;
     api_ = admin::AdminApi::start(io_.io(), options, *store_, *policies_, &error);
     ASSERT_NE(api_, nullptr) << error;
     admin_url_ = "http://127.0.0.1:" + std::to_string(api_->port());
@@ -461,6 +499,63 @@ TEST_F(AirlockctlTest, PolicyPushRejectionAndUsageErrors) {
   EXPECT_NE(bad_limit.err.find("limit"), std::string::npos);
 }
 
+TEST_F(AirlockctlTest, SessionsAndToolsTables) {
+  start_control_plane();
+  RequestRecord turn1;
+  turn1.id = "req_0000000000000000000000b1";
+  turn1.time_ms = 1'740'787'200'000;
+  turn1.user = "alice";
+  turn1.device = "laptop";
+  turn1.model = "claude-sonnet-4-6";
+  turn1.session_id = "cc_6f1c2a9e";
+  turn1.input_tokens = 900;
+  turn1.cost = 1'000'000'000'000;
+  turn1.tool_calls = {
+      {"toolu_1", "Bash", R"({"command":"rm -rf build && make","description":"x"})"},
+      {"toolu_2", "Read", R"({"file_path":"/repo/main.cc"})"}};
+  RequestRecord turn2 = turn1;
+  turn2.id = "req_0000000000000000000000b2";
+  turn2.time_ms += 4000;
+  turn2.tool_calls.clear();
+  turn2.tool_results = {{"toolu_1", "Bash", "ok", false}, {"toolu_2", "Read", "ENOENT", true}};
+  RequestRecord codex;
+  codex.id = "req_0000000000000000000000c1";
+  codex.time_ms = 1'740'787'201'000;
+  codex.user = "bob";
+  codex.session_id = "cx_0199";
+  codex.tool_calls = {{"call_1", "shell", R"({"command":["bash","-lc","pytest -x"]})"}};
+  for (const RequestRecord& r : {turn1, turn2, codex}) store_->append(r);
+
+  CliRun sessions = run("sessions");
+  ASSERT_EQ(sessions.exit_code, 0) << sessions.err;
+  EXPECT_EQ(sessions.out.rfind("SESSION ", 0), 0u) << sessions.out;
+  EXPECT_NE(sessions.out.find("cc_6f1c2a9e  alice"), std::string::npos) << sessions.out;
+  EXPECT_NE(sessions.out.find("2.00"), std::string::npos) << sessions.out;
+  EXPECT_EQ(run("sessions --user bob").out.find("alice"), std::string::npos);
+
+  CliRun tools = run("tools --user alice");
+  ASSERT_EQ(tools.exit_code, 0) << tools.err;
+  EXPECT_EQ(tools.out.rfind("TIME ", 0), 0u) << tools.out;
+  const size_t bash = tools.out.find("Bash  ok      rm -rf build && make");
+  const size_t read = tools.out.find(R"(Read  error   {"file_path":"/repo/main.cc"})");
+  EXPECT_NE(bash, std::string::npos) << tools.out;
+  EXPECT_NE(read, std::string::npos) << tools.out;
+  EXPECT_LT(bash, read);
+  EXPECT_NE(tools.out.find("2025-03-01T00:00:00.000Z  alice  cc_6f1c2a9e"), std::string::npos)
+      << tools.out;
+  EXPECT_EQ(tools.out.find("pytest"), std::string::npos);
+
+  CliRun codex_tools = run("tools --session cx_0199 --name shell");
+  EXPECT_NE(codex_tools.out.find("shell  -       pytest -x"), std::string::npos) << codex_tools.out;
+  CliRun paged = run("tools --user alice --limit 1");
+  EXPECT_NE(paged.err.find("more: --before req_0000000000000000000000b1:1"), std::string::npos)
+      << paged.err;
+  CliRun as_json = run("--json tools --name Read");
+  EXPECT_EQ(nlohmann::json::parse(as_json.out)["tool_calls"][0]["result"]["content"], "ENOENT");
+  EXPECT_EQ(run("tools --model x").exit_code, 2);
+  EXPECT_EQ(run("sessions --session x").exit_code, 2);
+}
+
 TEST_F(AirlockctlTest, RequestsAndUsageTables) {
   start_control_plane();
   RequestRecord r;
@@ -489,6 +584,117 @@ TEST_F(AirlockctlTest, RequestsAndUsageTables) {
   CliRun usage_json = run("--json usage");
   EXPECT_EQ(nlohmann::json::parse(usage_json.out)["usage"][0]["cost_picodollars"],
             2'500'000'000'000);
+}
+
+TEST_F(AirlockctlTest, BudgetListAddAndReset) {
+  std::string error;
+  auto ledger = budget::Ledger::open("", &error);
+  ASSERT_NE(ledger, nullptr) << error;
+  policy::BudgetSpec team;
+  team.name = "team";
+  team.usd_picodollars = 10 * kPicodollarsPerDollar;
+  team.tokens = 100000;
+  ledger->set_budgets({team});
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const std::vector<budget::Charge> alice = {{"team", "team|user:alice"}};
+  auto reserved = ledger->reserve(alice, {kPicodollarsPerDollar, 5000}, now);
+  ASSERT_TRUE(std::holds_alternative<budget::Reservation>(reserved));
+  std::get<budget::Reservation>(reserved).settle({kPicodollarsPerDollar / 4, 1200}, now);
+  start_control_plane(ledger.get());
+
+  CliRun list = run("budget list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out.rfind("BUDGET  KEY         WINDOW-END  ", 0), 0u) << list.out;
+  EXPECT_NE(list.out.find("team    user:alice  "), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("T00:00:00.000Z  $0.25, 1200 tok  $10.00, 100000 tok  $0.00, 0 tok  "
+                          "$9.75, 98800 tok\n"),
+            std::string::npos)
+      << list.out;
+  EXPECT_EQ(run("budget list --key user:bob").out.find("alice"), std::string::npos);
+
+  CliRun added = run("budget add team user:alice --usd 5.5 --tokens 200");
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  EXPECT_NE(added.out.find("-$5.25, 1000 tok  $10.00, 100000 tok  $0.00, 0 tok  $15.25, 99000 tok"),
+            std::string::npos)
+      << added.out;
+  CliRun as_json = run("--json budget list --budget team");
+  ASSERT_EQ(as_json.exit_code, 0) << as_json.err;
+  auto parsed = nlohmann::json::parse(as_json.out);
+  EXPECT_EQ(parsed["budgets"][0]["spent_usd"], "-5.25");
+  EXPECT_EQ(parsed["budgets"][0]["remaining_tokens"], 99000);
+
+  CliRun reset = run("--json budget reset team user:alice");
+  ASSERT_EQ(reset.exit_code, 0) << reset.err;
+  EXPECT_EQ(nlohmann::json::parse(reset.out)["spent_usd"], "0.00");
+
+  CliRun unknown = run("budget add nothing user:alice --usd 1");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no budget \"nothing\""), std::string::npos) << unknown.err;
+  EXPECT_EQ(run("budget add team user:alice --usd 1.2.3").exit_code, 1);
+  EXPECT_EQ(run("budget add team alice --usd 1").exit_code, 1);
+  EXPECT_EQ(run("budget add team user:alice").exit_code, 2);  // no amount
+  EXPECT_EQ(run("budget add team user:alice --tokens lots").exit_code, 2);
+  EXPECT_EQ(run("budget add team --usd 1").exit_code, 2);  // no KEY
+  EXPECT_EQ(run("budget reset team user:alice --usd 1").exit_code, 2);
+  EXPECT_EQ(run("budget list --user alice").exit_code, 2);
+  EXPECT_EQ(run("budget").exit_code, 2);
+  EXPECT_EQ(ledger->balances("team", "team|user:alice", now)[0].spent_usd, 0);
+}
+
+TEST_F(AirlockctlTest, WebhooksTableAndStats) {
+  std::string error;
+  uint16_t closed = 0;
+  {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor probe(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    closed = probe.local_endpoint().port();
+  }
+  const std::string url = "http://127.0.0.1:" + std::to_string(closed) + "/hook";
+  events::OutboxOptions options;
+  options.first_retry = std::chrono::milliseconds(20);
+  options.max_retry = std::chrono::milliseconds(50);
+  options.stop_grace = std::chrono::milliseconds(100);
+  auto outbox = events::Outbox::open(dir_.file("outbox.db"), &error, options);
+  ASSERT_NE(outbox, nullptr) << error;
+  std::vector<events::Subscription> hooks;
+  hooks.push_back({url, Secret("whsec-test-secret"), {}});
+  ASSERT_TRUE(outbox->set_webhooks(std::move(hooks), &error)) << error;
+  const events::Event event = events::make_event(events::kPolicyPushed, R"({"version":2})");
+  outbox->publish(event);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (outbox->deliveries({}, &error).size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  start_control_plane(nullptr, outbox.get());
+
+  CliRun hooks_run = run("webhooks --event " + event.id + " --outcome retry --limit 2");
+  ASSERT_EQ(hooks_run.exit_code, 0) << hooks_run.err;
+  EXPECT_EQ(hooks_run.out.rfind("TIME ", 0), 0u) << hooks_run.out;
+  EXPECT_NE(hooks_run.out.find(event.id + "  policy.pushed  " + url), std::string::npos)
+      << hooks_run.out;
+  EXPECT_NE(hooks_run.out.find("-       retry"), std::string::npos) << hooks_run.out;
+  EXPECT_NE(hooks_run.out.find("deliveries: 1 pending, 0 delivered, 0 failed; 0 events dropped\n"),
+            std::string::npos)
+      << hooks_run.out;
+  EXPECT_NE(hooks_run.err.find("more: --before "), std::string::npos) << hooks_run.err;
+  CliRun as_json = run("--json webhooks --limit 1");
+  ASSERT_EQ(as_json.exit_code, 0) << as_json.err;
+  EXPECT_EQ(nlohmann::json::parse(as_json.out)["deliveries"][0]["event_id"], event.id);
+  EXPECT_EQ(run("webhooks --outcome lost").exit_code, 1);
+  EXPECT_EQ(run("webhooks --user alice").exit_code, 2);
+  EXPECT_EQ(run("webhooks extra").exit_code, 2);
+  if (api_) api_->stop();
+  io_.join();  // the API goes before the outbox it reads
+}
+
+TEST_F(AirlockctlTest, BudgetsAndWebhooksNotEnabledAreRejected) {
+  start_control_plane();
+  CliRun budgets = run("budget list");
+  EXPECT_EQ(budgets.exit_code, 1);
+  EXPECT_EQ(budgets.err, "airlockctl: budgets are not enabled\n");
+  EXPECT_EQ(run("webhooks").exit_code, 1);
 }
 
 }  // namespace

@@ -77,14 +77,49 @@ std::string full_document() {
      "models": ["*"], "passthrough": true}
   ],
   "grants": [
-    {"from": ["group:eng"], "models": ["anthropic/claude-sonnet-*", "openai/gpt-5*"]},
-    {"from": ["tag:ci"], "models": ["local/*"]}
+    {"from": ["group:eng"], "models": ["anthropic/claude-sonnet-*", "openai/gpt-5*"],
+     "budgets": ["team", {"name": "sonnet", "models": ["anthropic/claude-sonnet-4-*"]}, "pool"]},
+    {"from": ["tag:ci"], "models": ["local/*"], "budgets": ["ci", "builders", "team"]}
   ],
   "prices": {
     "anthropic/claude-sonnet-4-5": {"input": "3", "output": 15, "cache_read": 0.3,
                                     "cache_write": "3.75", "cache_write_1h": "6"}
   },
   "request_log": {"bodies": true, "max_body_bytes": 4096},
+  "budgets": {
+    "team": {"per": "user", "usd": "25.5", "tokens": 2000000, "window": "day",
+             "thresholds": [50, 90]},
+    "sonnet": {"per": "device", "usd": 5, "window": "bucket",
+               "refill": {"usd": "0.000000000001", "every": "hour"}},
+    "ci": {"per": "tag", "tokens": 100000, "window": "month"},
+    "builders": {"per": "group", "usd": 100.25, "window": "week"},
+    "pool": {"per": "shared", "usd": "2000"}
+  },
+  "default_max_output_tokens": 8192,
+  "rate_limits": [
+    {"from": ["group:builders"], "per": "device", "requests_per_minute": 60,
+     "tokens_per_minute": 200000, "concurrent_streams": 4},
+    {"from": ["*"], "requests_per_minute": 600}
+  ],
+  "guardrails": [
+    {"name": "secrets", "builtin": ["provider_keys", "private_keys"],
+     "patterns": [
+       {"name": "aws-key", "regex": "AKIA[0-9A-Z]{16}"},
+       {"name": "rm-root", "literal": "rm -rf /", "case_insensitive": true}
+     ],
+     "prompt": "redact", "response": "cut"},
+    {"name": "ci-only", "from": ["tag:ci"], "builtin": ["dangerous_commands"]}
+  ],
+  "webhooks": [
+    {"url": "https://hooks.example/airlock", "secret": "env:AIRLOCK_HOOK_SECRET",
+     "events": ["budget.exceeded", "guardrail.match"]},
+    {"url": "http://127.0.0.1:9000/all", "secret": "file:/etc/airlock/hook.secret"}
+  ],
+  "hooks": {"pre_request": [
+    {"url": "http://127.0.0.1:7000/check", "from": ["group:eng"], "timeout_ms": 300,
+     "on_failure": "allow"},
+    {"url": "https://policy.example/check"}
+  ]},
   "tests": [
     {"from": "user:alice", "to": "100.80.1.9", "proto": "tcp", "port": 22, "expect": "allow"},
     {"from": "tag:ci", "to": "100.80.0.2", "proto": "tcp", "port": 22, "expect": "deny"},
@@ -247,7 +282,7 @@ TEST(Document, GrantsDefaultDeny) {
   no_grants.grants.clear();
   EXPECT_FALSE(no_grants.model_granted(alice, "anthropic", "claude-sonnet-4-5"));
   Document everything = document;
-  everything.grants = {GrantSpec{{"user:bob"}, {"*"}}};
+  everything.grants = {GrantSpec{{"user:bob"}, {"*"}, {}}};
   EXPECT_TRUE(everything.model_granted(bob, "openai", "anything"));
   EXPECT_FALSE(everything.model_granted(alice, "openai", "gpt-5"));
 }
@@ -628,6 +663,383 @@ TEST(PolicyTests, EvaluateFlowMatchesPortsOnlyForTcpAndUdp) {
   const FlowVerdict verdict = evaluate_flow(document, alice, address("100.80.1.9"), 132, 9);
   EXPECT_TRUE(verdict.allowed());
   EXPECT_EQ(verdict.rule, 0u);
+}
+
+TEST(Document, ParsesBudgetsLimitsGuardrailsAndHooks) {
+  const std::string text = full_document();
+  const Document document = parsed(text);
+
+  // The budgets object is read in key order.
+  ASSERT_EQ(document.budgets.size(), 5u);
+  const auto budget = [&](const std::string& name) -> const BudgetSpec& {
+    const auto it = std::find_if(document.budgets.begin(), document.budgets.end(),
+                                 [&](const BudgetSpec& spec) { return spec.name == name; });
+    EXPECT_NE(it, document.budgets.end()) << name;
+    return *it;
+  };
+  const BudgetSpec& team = budget("team");
+  EXPECT_EQ(team.scope, BudgetScope::kUser);
+  EXPECT_EQ(team.usd_picodollars, 25'500'000'000'000);
+  EXPECT_EQ(team.tokens, 2'000'000u);
+  EXPECT_EQ(team.window, BudgetWindow::kDay);
+  EXPECT_EQ(team.thresholds_percent, (std::vector<uint32_t>{50, 90}));
+  EXPECT_EQ(team.line, line_of(text, "\"team\": {"));
+  const BudgetSpec& sonnet = budget("sonnet");
+  EXPECT_EQ(sonnet.scope, BudgetScope::kDevice);
+  EXPECT_EQ(sonnet.usd_picodollars, 5'000'000'000'000);
+  EXPECT_FALSE(sonnet.tokens);
+  EXPECT_EQ(sonnet.window, BudgetWindow::kBucket);
+  EXPECT_EQ(sonnet.refill_picodollars, 1);  // the twelfth decimal is kept exactly
+  EXPECT_EQ(sonnet.refill_tokens, 0u);
+  EXPECT_EQ(sonnet.refill_every_s, 3600u);
+  EXPECT_EQ(sonnet.thresholds_percent, (std::vector<uint32_t>{50, 80, 100}));
+  EXPECT_EQ(budget("ci").scope, BudgetScope::kTag);
+  EXPECT_EQ(budget("ci").window, BudgetWindow::kMonth);
+  EXPECT_FALSE(budget("ci").usd_picodollars);
+  EXPECT_EQ(budget("builders").scope, BudgetScope::kGroup);
+  EXPECT_EQ(budget("builders").usd_picodollars, 100'250'000'000'000);
+  EXPECT_EQ(budget("pool").scope, BudgetScope::kShared);
+  EXPECT_EQ(budget("pool").window, BudgetWindow::kDay);
+
+  ASSERT_EQ(document.grants[0].budgets.size(), 3u);
+  EXPECT_EQ(document.grants[0].budgets[0].name, "team");
+  EXPECT_TRUE(document.grants[0].budgets[0].models.empty());
+  EXPECT_EQ(document.grants[0].budgets[1].name, "sonnet");
+  EXPECT_EQ(document.grants[0].budgets[1].models,
+            std::vector<std::string>{"anthropic/claude-sonnet-4-*"});
+  EXPECT_EQ(document.default_max_output_tokens, 8192u);
+
+  ASSERT_EQ(document.rate_limits.size(), 2u);
+  EXPECT_EQ(document.rate_limits[0].scope, BudgetScope::kDevice);
+  EXPECT_EQ(document.rate_limits[0].requests_per_minute, 60u);
+  EXPECT_EQ(document.rate_limits[0].tokens_per_minute, 200'000u);
+  EXPECT_EQ(document.rate_limits[0].concurrent_streams, 4u);
+  EXPECT_EQ(document.rate_limits[1].scope, BudgetScope::kUser);
+  EXPECT_FALSE(document.rate_limits[1].tokens_per_minute);
+
+  ASSERT_EQ(document.guardrails.size(), 2u);
+  const GuardrailSpec& secrets = document.guardrails[0];
+  EXPECT_EQ(secrets.name, "secrets");
+  EXPECT_TRUE(secrets.from.empty());
+  EXPECT_EQ(secrets.builtin, (std::vector<std::string>{"provider_keys", "private_keys"}));
+  EXPECT_EQ(secrets.prompt, PromptAction::kRedact);
+  EXPECT_EQ(secrets.response, ResponseAction::kCut);
+  EXPECT_EQ(secrets.line, line_of(text, "{\"name\": \"secrets\""));
+  ASSERT_EQ(secrets.patterns.size(), 2u);
+  EXPECT_EQ(secrets.patterns[0].name, "aws-key");
+  EXPECT_EQ(secrets.patterns[0].expression, "AKIA[0-9A-Z]{16}");
+  EXPECT_FALSE(secrets.patterns[0].literal);
+  EXPECT_FALSE(secrets.patterns[0].case_insensitive);
+  EXPECT_EQ(secrets.patterns[0].line, line_of(text, "\"aws-key\""));
+  EXPECT_TRUE(secrets.patterns[1].literal);
+  EXPECT_TRUE(secrets.patterns[1].case_insensitive);
+  EXPECT_EQ(secrets.patterns[1].expression, "rm -rf /");
+  EXPECT_EQ(secrets.patterns[1].line, line_of(text, "\"rm-root\""));
+  EXPECT_EQ(document.guardrails[1].from, std::vector<std::string>{"tag:ci"});
+  EXPECT_EQ(document.guardrails[1].prompt, PromptAction::kBlock);
+  EXPECT_EQ(document.guardrails[1].response, ResponseAction::kFlag);
+
+  ASSERT_EQ(document.webhooks.size(), 2u);
+  EXPECT_EQ(document.webhooks[0].url, "https://hooks.example/airlock");
+  EXPECT_EQ(document.webhooks[0].secret_ref, "env:AIRLOCK_HOOK_SECRET");
+  EXPECT_EQ(document.webhooks[0].events,
+            (std::vector<std::string>{"budget.exceeded", "guardrail.match"}));
+  EXPECT_EQ(document.webhooks[1].secret_ref, "file:/etc/airlock/hook.secret");
+  EXPECT_EQ(document.webhooks[1].events.size(), 7u);  // absent: every event
+
+  ASSERT_EQ(document.pre_request_hooks.size(), 2u);
+  EXPECT_EQ(document.pre_request_hooks[0].url, "http://127.0.0.1:7000/check");
+  EXPECT_EQ(document.pre_request_hooks[0].timeout_ms, 300u);
+  EXPECT_TRUE(document.pre_request_hooks[0].fail_open);
+  EXPECT_EQ(document.pre_request_hooks[1].timeout_ms, 500u);
+  EXPECT_FALSE(document.pre_request_hooks[1].fail_open);
+  EXPECT_TRUE(document.pre_request_hooks[1].from.empty());
+
+  // The data plane's buffer does not change with the control plane's sections.
+  std::string error;
+  EXPECT_TRUE(compile_policy_json(text, &error)) << error;
+}
+
+TEST(Document, DefaultsOfTheControlPlaneSections) {
+  const Document document = parsed(R"({"version": 1})");
+  EXPECT_TRUE(document.budgets.empty());
+  EXPECT_EQ(document.default_max_output_tokens, 4096u);
+  EXPECT_TRUE(document.rate_limits.empty());
+  EXPECT_TRUE(document.guardrails.empty());
+  EXPECT_TRUE(document.webhooks.empty());
+  EXPECT_TRUE(document.pre_request_hooks.empty());
+}
+
+TEST(Document, BudgetsForFollowTheScopeAndTheModelRestriction) {
+  const Document document = parsed(full_document());
+  const auto identities = document.identities();
+  const Identity& alice = identities[0];  // groups eng, admins; no tags
+  const Identity& bob = identities[1];    // tag ci, group builders
+  const auto keys = [&](const Identity& identity, std::string_view provider,
+                        std::string_view model) {
+    std::vector<std::string> result;
+    for (const auto& charge : document.budgets_for(identity, provider, model)) {
+      EXPECT_EQ(charge.balance_key.substr(0, charge.balance_key.find('|')), charge.budget->name);
+      result.push_back(charge.balance_key);
+    }
+    return result;
+  };
+  EXPECT_EQ(keys(alice, "anthropic", "claude-sonnet-4-5"),
+            (std::vector<std::string>{"team|user:alice", "sonnet|peer:" + key_text(0xa1),
+                                      "pool|shared"}));
+  // "sonnet" is restricted to claude-sonnet-4-*; the grant itself gives more.
+  EXPECT_EQ(keys(alice, "anthropic", "claude-sonnet-3-7"),
+            (std::vector<std::string>{"team|user:alice", "pool|shared"}));
+  EXPECT_EQ(keys(alice, "openai", "gpt-5"),
+            (std::vector<std::string>{"team|user:alice", "pool|shared"}));
+  EXPECT_TRUE(keys(alice, "local", "llama-3").empty());  // no grant, no budget
+  EXPECT_EQ(keys(bob, "local", "llama-3"),
+            (std::vector<std::string>{"ci|tag:ci", "builders|group:builders", "team|user:bob"}));
+  EXPECT_TRUE(keys(bob, "anthropic", "claude-sonnet-4-5").empty());
+
+  // One charge per tag and per group the caller has.
+  Identity tagged = bob;
+  tagged.tags.push_back("gpu");
+  tagged.groups.push_back("night-shift");
+  EXPECT_EQ(keys(tagged, "local", "llama-3"),
+            (std::vector<std::string>{"ci|tag:ci", "ci|tag:gpu", "builders|group:builders",
+                                      "builders|group:night-shift", "team|user:bob"}));
+
+  // Two peers with the same device name keep separate per-device balances.
+  Identity other_laptop = alice;
+  other_laptop.public_key = filled_key(0x77);
+  EXPECT_EQ(keys(other_laptop, "anthropic", "claude-sonnet-4-5")[1],
+            "sonnet|peer:" + key_text(0x77));
+
+  // A budget named by several matching grants is charged once, in grant order; a per-tag budget
+  // charges nothing to a caller without tags.
+  Document overlapping = document;
+  overlapping.grants.push_back(GrantSpec{{"*"}, {"*"}, {{"ci", {}}, {"team", {}}}});
+  std::vector<std::string> overlapping_keys;
+  for (const auto& charge : overlapping.budgets_for(alice, "openai", "gpt-5")) {
+    overlapping_keys.push_back(charge.balance_key);
+  }
+  EXPECT_EQ(overlapping_keys, (std::vector<std::string>{"team|user:alice", "pool|shared"}));
+}
+
+TEST(Document, LimitsGuardrailsAndHooksForAnIdentity) {
+  const Document document = parsed(full_document());
+  const auto identities = document.identities();
+  const Identity& alice = identities[0];
+  const Identity& bob = identities[1];
+  EXPECT_EQ(document.rate_limits_for(alice),
+            std::vector<const RateLimitSpec*>{&document.rate_limits[1]});
+  EXPECT_EQ(
+      document.rate_limits_for(bob),
+      (std::vector<const RateLimitSpec*>{&document.rate_limits[0], &document.rate_limits[1]}));
+  // No "from": everyone.
+  EXPECT_EQ(document.guardrails_for(alice),
+            std::vector<const GuardrailSpec*>{&document.guardrails[0]});
+  EXPECT_EQ(document.guardrails_for(bob),
+            (std::vector<const GuardrailSpec*>{&document.guardrails[0], &document.guardrails[1]}));
+  EXPECT_EQ(document.pre_request_hooks_for(alice),
+            (std::vector<const PreRequestHookSpec*>{&document.pre_request_hooks[0],
+                                                    &document.pre_request_hooks[1]}));
+  EXPECT_EQ(document.pre_request_hooks_for(bob),
+            std::vector<const PreRequestHookSpec*>{&document.pre_request_hooks[1]});
+}
+
+TEST(DocumentErrors, BudgetsAndGrantBudgets) {
+  const std::string base = full_document();
+  const std::string not_dollars =
+      " is not dollars: non-negative digits with an optional decimal point and at most 12 "
+      "decimals, e.g. \"25.50\"";
+  const struct {
+    std::string from, to, needle, expected;
+  } cases[] = {
+      {"\"window\": \"day\"", "\"window\": \"fortnight\"", "fortnight",
+       "budgets.team.window: unknown window \"fortnight\" (minute, hour, day, week, month, "
+       "bucket)"},
+      {"\"per\": \"user\"", "\"per\": \"team\"", "\"per\": \"team\"",
+       "budgets.team.per: unknown scope \"team\" (user, device, tag, group, shared)"},
+      {"\"pool\": {\"per\": \"shared\", \"usd\": \"2000\"}", "\"pool\": {\"per\": \"shared\"}",
+       "\"pool\": {", "budgets.pool: needs \"usd\" or \"tokens\""},
+      {"\"pool\": {", "\"\": {", "\"\": {",
+       "budgets.: \"\" is not a valid budget name (non-empty printable ASCII without whitespace "
+       "or '|')"},
+      {"\"pool\": {", "\"po|ol\": {", "po|ol",
+       "budgets.po|ol: \"po|ol\" is not a valid budget name (non-empty printable ASCII without "
+       "whitespace or '|')"},
+      {"\"window\": \"month\"", "\"windows\": \"month\"", "windows",
+       "budgets.ci: unknown key \"windows\""},
+      {"\"window\": \"month\"", "\"window\": \"bucket\"", "\"ci\": {",
+       "budgets.ci.refill: required with \"window\": \"bucket\""},
+      {"\"usd\": 5, \"window\": \"bucket\"", "\"usd\": 5, \"window\": \"hour\"", "\"refill\"",
+       "budgets.sonnet.refill: only valid with \"window\": \"bucket\""},
+      {"\"every\": \"hour\"", "\"every\": \"fortnight\"", "fortnight",
+       "budgets.sonnet.refill.every: unknown period \"fortnight\" (second, minute, hour, day)"},
+      {"\"refill\": {\"usd\": \"0.000000000001\", ", "\"refill\": {", "\"refill\"",
+       "budgets.sonnet.refill.usd: required (the budget has \"usd\")"},
+      {"\"every\": \"hour\"", "\"every\": \"hour\", \"tokens\": 5", "\"refill\"",
+       "budgets.sonnet.refill.tokens: only valid when the budget has \"tokens\""},
+      {"[50, 90]", "[90, 50]", "[90, 50]",
+       "budgets.team.thresholds[1]: 50 does not follow 90 (ascending)"},
+      {"[50, 90]", "[50, 50]", "[50, 50]",
+       "budgets.team.thresholds[1]: 50 does not follow 50 (ascending)"},
+      {"[50, 90]", "[0, 50]", "[0, 50]",
+       "budgets.team.thresholds[0]: expected an integer from 1 to 100"},
+      {"[50, 90]", "[50, 101]", "[50, 101]",
+       "budgets.team.thresholds[1]: expected an integer from 1 to 100"},
+      {"\"usd\": \"25.5\"", "\"usd\": \"-1\"", "\"-1\"", "budgets.team.usd: \"-1\"" + not_dollars},
+      {"\"usd\": \"25.5\"", "\"usd\": \"0.0000000000001\"", "0.0000000000001",
+       "budgets.team.usd: \"0.0000000000001\"" + not_dollars},
+      {"\"usd\": \"25.5\"", "\"usd\": \"9223372.036854775808\"", "9223372",
+       "budgets.team.usd: \"9223372.036854775808\" exceeds the largest amount, "
+       "9223372.036854775807"},
+      {"\"usd\": \"25.5\"", "\"usd\": \"9223372.036854775807\"", "", ""},
+      {"\"tokens\": 100000", "\"tokens\": \"100000\"", "\"100000\"",
+       "budgets.ci.tokens: expected an integer from 0 to 18446744073709551615"},
+      {"\"budgets\": [\"ci\", ", "\"budgets\": [\"cj\", ", "\"cj\"",
+       "grants[1].budgets[0]: no budget named \"cj\" (defined: builders, ci, pool, sonnet, "
+       "team)"},
+      {"\"name\": \"sonnet\"", "\"name\": \"sonet\"", "sonet",
+       "grants[0].budgets[1].name: no budget named \"sonet\" (defined: builders, ci, pool, "
+       "sonnet, team)"},
+      {", \"pool\"]}", ", 5]}", ", 5]",
+       "grants[0].budgets[2]: expected a budget name or {\"name\": ..., \"models\": [...]}"},
+      {"\"name\": \"sonnet\", ", "", "\"models\": [\"anthropic/claude-sonnet-4-*\"]",
+       "grants[0].budgets[1].name: required"},
+      {"\"anthropic/claude-sonnet-4-*\"", "\"antropic/claude-sonnet-4-*\"", "antropic",
+       "grants[0].budgets[1].models[0]: no provider named \"antropic\" (defined: anthropic, "
+       "openai, local)"},
+      {"\"anthropic/claude-sonnet-4-*\"", "\"*\"", "\"name\": \"sonnet\"",
+       "grants[0].budgets[1].models[0]: \"*\" is not \"PROVIDER/MODEL_GLOB\""},
+      {"\"anthropic/claude-sonnet-4-*\"", "\"local/llama-*\"", "local/llama",
+       "grants[0].budgets[1].models[0]: \"local/llama-*\": the grant gives no model of provider "
+       "\"local\""},
+      {"\"models\": [\"anthropic/claude-sonnet-4-*\"]", "\"models\": []", "\"models\": []",
+       "grants[0].budgets[1].models: empty (omit \"models\" for every model of the grant)"},
+      {"\"default_max_output_tokens\": 8192", "\"default_max_output_tokens\": 0",
+       "default_max_output_tokens",
+       "default_max_output_tokens: expected an integer from 1 to "
+       "4294967295"},
+  };
+  for (const auto& c : cases) {
+    const std::string text = replaced(base, c.from, c.to);
+    if (c.expected.empty()) {
+      parsed(text);
+      continue;
+    }
+    EXPECT_EQ(parse_error(text), at_line(line_of(text, c.needle)) + c.expected) << c.to;
+  }
+}
+
+TEST(DocumentErrors, RateLimitsGuardrailsWebhooksAndHooks) {
+  const std::string base = full_document();
+  const struct {
+    std::string from, to, needle, expected;
+  } cases[] = {
+      {"\"per\": \"device\", \"requests_per_minute\"", "\"per\": \"tag\", \"requests_per_minute\"",
+       "\"per\": \"tag\", \"requests",
+       "rate_limits[0].per: unknown rate limit scope \"tag\" (user, device)"},
+      {"{\"from\": [\"*\"], \"requests_per_minute\": 600}", "{\"from\": [\"*\"]}",
+       "{\"from\": [\"*\"]}",
+       "rate_limits[1]: needs requests_per_minute, tokens_per_minute or concurrent_streams"},
+      {"\"requests_per_minute\": 600", "\"requests_per_minute\": 0", "\"requests_per_minute\": 0",
+       "rate_limits[1].requests_per_minute: expected an integer from 1 to 4294967295"},
+      {"{\"from\": [\"*\"], \"requests_per_minute\": 600}", "{\"requests_per_minute\": 600}",
+       "{\"requests_per_minute\": 600}", "rate_limits[1].from: required"},
+      {"\"name\": \"ci-only\"", "\"name\": \"secrets\"", "\"from\": [\"tag:ci\"], \"builtin\"",
+       "guardrails[1].name: \"secrets\" is already defined by guardrails[0]"},
+      {"\"name\": \"ci-only\"", "\"name\": \"\"", "\"name\": \"\"",
+       "guardrails[1].name: \"\" is not a valid name (non-empty printable ASCII without "
+       "whitespace)"},
+      {"\"dangerous_commands\"", "\"shell\"", "\"shell\"",
+       "guardrails[1].builtin[0]: unknown builtin \"shell\" (provider_keys, private_keys, "
+       "cloud_credentials, personal_data, dangerous_commands)"},
+      {", \"builtin\": [\"dangerous_commands\"]}", "}", "\"ci-only\"",
+       "guardrails[1]: needs \"builtin\" or \"patterns\""},
+      {"\"literal\": \"rm -rf /\"", "\"literal\": \"rm -rf /\", \"regex\": \"rm\"", "\"rm-root\"",
+       "guardrails[0].patterns[1]: \"regex\" and \"literal\" exclude each other"},
+      {"\"literal\": \"rm -rf /\", ", "", "\"rm-root\"",
+       "guardrails[0].patterns[1]: needs \"regex\" or \"literal\""},
+      {"\"literal\": \"rm -rf /\"", "\"literal\": \"\"", "\"rm-root\"",
+       "guardrails[0].patterns[1].literal: empty"},
+      {"{\"name\": \"aws-key\", ", "{", "AKIA", "guardrails[0].patterns[0].name: required"},
+      {"\"name\": \"rm-root\"", "\"name\": \"aws-key\"", "\"literal\"",
+       "guardrails[0].patterns[1].name: \"aws-key\" is already a pattern of guardrail "
+       "\"secrets\""},
+      {"\"case_insensitive\": true", "\"case_insensitive\": 1", "case_insensitive",
+       "guardrails[0].patterns[1].case_insensitive: expected true or false"},
+      {"\"prompt\": \"redact\"", "\"prompt\": \"mask\"", "\"mask\"",
+       "guardrails[0].prompt: unknown action \"mask\" (off, flag, redact, block)"},
+      {"\"response\": \"cut\"", "\"response\": \"redact\"", "\"response\"",
+       "guardrails[0].response: unknown action \"redact\" (off, flag, cut)"},
+      {"\"https://hooks.example/airlock\"", "\"ftp://hooks.example\"",
+       "ftp:", "webhooks[0].url: must start with http:// or https://"},
+      {"\"https://hooks.example/airlock\"", "\"https://hooks.example:0/airlock\"", ":0/",
+       "webhooks[0].url: has an invalid port"},
+      {"\"secret\": \"env:AIRLOCK_HOOK_SECRET\",", "", "\"https://hooks.example/airlock\"",
+       "webhooks[0].secret: required"},
+      {"\"budget.exceeded\"", "\"budget.exhausted\"", "\"budget.exhausted\"",
+       "webhooks[0].events[0]: unknown event \"budget.exhausted\" (request.completed, tool.call, "
+       "budget.threshold, budget.exceeded, access.denied, guardrail.match, policy.pushed)"},
+      {"[\"budget.exceeded\", \"guardrail.match\"]", "[]", "\"events\": []",
+       "webhooks[0].events: empty"},
+      {"\"hooks\": {\"pre_request\"", "\"hooks\": {\"post_request\"", "post_request",
+       "hooks: unknown key \"post_request\""},
+      {"\"timeout_ms\": 300", "\"timeout_ms\": 60001", "60001",
+       "hooks.pre_request[0].timeout_ms: expected an integer from 1 to 60000"},
+      {"\"timeout_ms\": 300", "\"timeout_ms\": 0", "\"timeout_ms\": 0",
+       "hooks.pre_request[0].timeout_ms: expected an integer from 1 to 60000"},
+      {"\"timeout_ms\": 300", "\"timeout_ms\": 60000", "", ""},
+      {"\"on_failure\": \"allow\"", "\"on_failure\": \"ignore\"", "ignore",
+       "hooks.pre_request[0].on_failure: unknown action \"ignore\" (allow, deny)"},
+      {"\"https://policy.example/check\"", "\"policy.example/check\"", "\"policy.example/check\"",
+       "hooks.pre_request[1].url: must start with http:// or https://"},
+      {"\"from\": [\"group:eng\"], \"timeout_ms\"", "\"from\": [], \"timeout_ms\"",
+       "\"from\": [], \"timeout_ms\"",
+       "hooks.pre_request[0].from: empty (use [\"*\"] for everyone)"},
+  };
+  for (const auto& c : cases) {
+    const std::string text = replaced(base, c.from, c.to);
+    if (c.expected.empty()) {
+      parsed(text);
+      continue;
+    }
+    EXPECT_EQ(parse_error(text), at_line(line_of(text, c.needle)) + c.expected) << c.to;
+  }
+}
+
+TEST(DocumentErrors, RegexesAreCheckedByHyperscan) {
+  const std::string base = full_document();
+  std::string text = replaced(base, "\"AKIA[0-9A-Z]{16}\"", "\"AKIA([0-9A-Z]{16}\"");
+  EXPECT_EQ(parse_error(text), at_line(line_of(text, "AKIA")) +
+                                   "guardrails[0].patterns[0].regex: pattern \"aws-key\" of "
+                                   "guardrail \"secrets\": Missing close parenthesis for group "
+                                   "started at index 4.");
+  // Hyperscan refuses patterns that match everywhere; so does the policy.
+  text = replaced(base, "\"AKIA[0-9A-Z]{16}\"", "\"(AKIA)?\"");
+  EXPECT_EQ(parse_error(text), at_line(line_of(text, "(AKIA)?")) +
+                                   "guardrails[0].patterns[0].regex: pattern \"aws-key\" of "
+                                   "guardrail \"secrets\": matches the empty string");
+  // A literal is not a regex: its metacharacters are plain text.
+  parsed(replaced(base, "\"rm -rf /\"", "\"rm -rf (\""));
+  // Case-insensitive regexes are checked with the caseless flag.
+  parsed(replaced(base, "{\"name\": \"aws-key\", \"regex\": \"AKIA[0-9A-Z]{16}\"}",
+                  "{\"name\": \"aws-key\", \"regex\": \"akia[0-9a-z]{16}\", "
+                  "\"case_insensitive\": true}"));
+}
+
+TEST(DocumentErrors, WebhookSecretIsNeverEchoed) {
+  const std::string secret = "whsec_0123456789abcdefghijklmnop";
+  const std::string text =
+      replaced(full_document(), "\"env:AIRLOCK_HOOK_SECRET\"", "\"" + secret + "\"");
+  const std::string error = parse_error(text);
+  EXPECT_EQ(error, at_line(line_of(text, secret)) +
+                       "webhooks[0].secret: must be \"env:NAME\" or \"file:/absolute/path\" (the "
+                       "value is not shown: it may be a secret)");
+  EXPECT_EQ(error.find("whsec"), std::string::npos);
+  const std::string credentials = replaced(full_document(), "\"https://hooks.example/airlock\"",
+                                           "\"https://hook:s3cret@hooks.example/airlock\"");
+  const std::string url_error = parse_error(credentials);
+  EXPECT_EQ(url_error, at_line(line_of(credentials, "s3cret")) +
+                           "webhooks[0].url: must not carry credentials");
 }
 
 TEST(SourceLines, LocatesValuesAndFallsBackToTheEnclosingOne) {

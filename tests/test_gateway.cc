@@ -329,7 +329,7 @@ class GatewayTest : public ::testing::Test {
          std::nullopt},
     };
     document->grants = {
-        {{"user:alice"}, {"openai/gpt-5*", "anthropic/claude-sonnet-*", "gemini/*", "dead/*"}}};
+        {{"user:alice"}, {"openai/gpt-5*", "anthropic/claude-sonnet-*", "gemini/*", "dead/*"}, {}}};
     document->request_log.bodies = true;
     state_ = make_gateway_state(document, PriceTable::builtin(), &error);
     ASSERT_TRUE(state_) << error;

@@ -22,8 +22,8 @@ policy::Document document() {
   openai.models = {"gpt-5.5", "gpt-5-mini", "claude-sonnet-4-5", "gpt-5.5", "gpt-?"};
   d.providers = {anthropic, openai};
   d.grants = {
-      {{"user:alice"}, {"anthropic/claude-sonnet-*", "openai/*"}},
-      {{"group:ops"}, {"*"}},
+      {{"user:alice"}, {"anthropic/claude-sonnet-*", "openai/*"}, {}},
+      {{"group:ops"}, {"*"}, {}},
   };
   return d;
 }

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -87,6 +88,14 @@ struct Fixture {
     w1.count_peer_rx(2, 50);
     w1.count_rule_hit(1, 2);
     w1.count_rule_hit(3, 9);  // an unnamed rule: counted but not shown
+    w0.count_handshake(HandshakeEvent::kInitiationRx, 3);
+    w0.count_handshake(HandshakeEvent::kResponseTx, 2);
+    w0.count_handshake(HandshakeEvent::kCompleted, 2);
+    w1.count_handshake(HandshakeEvent::kInitiationTx);
+    w1.count_handshake(HandshakeEvent::kResponseRx);
+    w1.count_handshake(HandshakeEvent::kCompleted);
+    w1.count_handshake(HandshakeEvent::kCookieTx, 4);
+    w1.count_handshake(HandshakeEvent::kCookieRx, 5);
   }
 };
 
@@ -109,6 +118,20 @@ std::string check_populated(const StatsSnapshot& s) {
   bad += expect(s.total.drops[static_cast<size_t>(DropReason::kBadMac)] == 5, "bad_mac");
   bad += expect(s.total.drops[static_cast<size_t>(DropReason::kReplay)] == 1, "replay");
   bad += expect(s.workers.size() == 2 && s.workers[1].rx_packets == 5, "worker 1 rx");
+  const auto handshakes = [&](HandshakeEvent e) { return s.total.handshakes[size_t(e)]; };
+  bad += expect(handshakes(HandshakeEvent::kInitiationRx) == 3 &&
+                    handshakes(HandshakeEvent::kInitiationTx) == 1,
+                "initiations");
+  bad += expect(
+      handshakes(HandshakeEvent::kResponseRx) == 1 && handshakes(HandshakeEvent::kResponseTx) == 2,
+      "responses");
+  bad += expect(
+      handshakes(HandshakeEvent::kCookieRx) == 5 && handshakes(HandshakeEvent::kCookieTx) == 4,
+      "cookie replies");
+  bad += expect(handshakes(HandshakeEvent::kCompleted) == 3, "completed");
+  bad += expect(
+      s.workers.size() == 2 && s.workers[1].handshakes[size_t(HandshakeEvent::kCompleted)] == 1,
+      "worker 1 completed");
   bad += expect(s.peers.size() == 2, "peers");
   if (s.peers.size() == 2) {
     bad += expect(s.peers[0].slot == 2 && s.peers[0].traffic.rx_packets == 2 &&
@@ -205,6 +228,17 @@ TEST(Stats, JsonHasDocumentedFieldsAndValues) {
   EXPECT_EQ(doc["drops"]["replay"], 1);
   EXPECT_EQ(doc["drops"]["tx_full"], 0);
 
+  const std::vector<std::string> events = {"initiation_rx", "initiation_tx", "response_rx",
+                                           "response_tx",   "cookie_rx",     "cookie_tx",
+                                           "completed"};
+  ASSERT_EQ(doc["handshakes"].size(), events.size());
+  for (const std::string& e : events) EXPECT_TRUE(doc["handshakes"].contains(e)) << e;
+  EXPECT_EQ(doc["handshakes"]["initiation_rx"], 3);
+  EXPECT_EQ(doc["handshakes"]["cookie_rx"], 5);
+  EXPECT_EQ(doc["handshakes"]["completed"], 3);
+  EXPECT_EQ(doc["total"]["handshakes"]["response_tx"], 2);
+  EXPECT_EQ(doc["workers"][1]["handshakes"]["cookie_tx"], 4);
+
   ASSERT_EQ(doc["ports"].size(), 1u);
   EXPECT_EQ(doc["ports"][0]["index"], 0);
   EXPECT_EQ(doc["ports"][0]["obytes"], 9000);
@@ -241,6 +275,9 @@ TEST(Stats, TableNamesPeersAndRules) {
   EXPECT_NE(table.find("192.0.2.7:51820"), std::string::npos) << table;
   EXPECT_NE(table.find("deny-rest"), std::string::npos) << table;
   EXPECT_NE(table.find("bad_mac"), std::string::npos) << table;
+  EXPECT_NE(table.find("handshakes"), std::string::npos) << table;
+  EXPECT_TRUE(std::regex_search(table, std::regex("\n +initiation_rx +3\n"))) << table;
+  EXPECT_TRUE(std::regex_search(table, std::regex("\n +completed +3\n"))) << table;
 }
 
 TEST(Stats, RefusesRegionWithBadMagic) {
@@ -265,6 +302,14 @@ TEST(Stats, RefusesOtherLayoutVersionAndInconsistentSize) {
   header.layout_version = kStatsLayoutVersion + 1;
   EXPECT_FALSE(StatsReader::open(name, &error));
   EXPECT_NE(error.find("layout version"), std::string::npos) << error;
+
+  // A region from before the handshake counters: its worker blocks are laid out differently.
+  header.layout_version = 1;
+  EXPECT_FALSE(StatsReader::open(name, &error));
+  EXPECT_NE(
+      error.find("layout version 1, this reader needs " + std::to_string(kStatsLayoutVersion)),
+      std::string::npos)
+      << error;
 
   header.layout_version = kStatsLayoutVersion;
   header.max_peers = 1000;

@@ -143,6 +143,11 @@ RequestRecord full_record() {
   r.ttfb_us = 250'000;
   r.duration_us = 9'876'543;
   r.error = "upstream: overloaded_error: Overloaded";
+  r.session_id = "cc_6f1c2a9e-0b7d-4c1e-9a53-2f8e1d4b7c60";
+  r.guardrail_hits = {{"secrets", "provider_keys/openai", "redact", "prompt"},
+                      {"shell", "dangerous_commands/rm_rf", "cut", "response"}};
+  r.tool_results = {{"toolu_0", "Bash", "On branch main", false},
+                    {"toolu_9", "", R"([{"type":"text","text":"no such file"}])", true}};
   r.tool_calls = {{"toolu_1", "shell", R"({"command":["ls"]})"},
                   {"toolu_2", "apply_patch", "*** Begin Patch\n(cut"},
                   {"toolu_3", "empty", ""}};
@@ -176,11 +181,14 @@ void expect_scalars_equal(const RequestRecord& got, const RequestRecord& want) {
   EXPECT_EQ(got.ttfb_us, want.ttfb_us);
   EXPECT_EQ(got.duration_us, want.duration_us);
   EXPECT_EQ(got.error, want.error);
+  EXPECT_EQ(got.session_id, want.session_id);
+  EXPECT_EQ(got.guardrail_hits, want.guardrail_hits);
 }
 
 void expect_equal(const RequestRecord& got, const RequestRecord& want) {
   expect_scalars_equal(got, want);
   EXPECT_EQ(got.tool_calls, want.tool_calls);
+  EXPECT_EQ(got.tool_results, want.tool_results);
   EXPECT_EQ(got.request_body, want.request_body);
   EXPECT_EQ(got.response_body, want.response_body);
 }
@@ -252,7 +260,250 @@ TEST(Store, RoundTripsEveryField) {
   ASSERT_EQ(page.size(), 1u);
   expect_scalars_equal(page[0], want);
   EXPECT_TRUE(page[0].tool_calls.empty());
+  EXPECT_TRUE(page[0].tool_results.empty());
   EXPECT_FALSE(page[0].request_body.has_value());
+}
+
+RequestRecord in_session(int n, int64_t time_ms, std::string user, std::string session) {
+  RequestRecord r = minimal(n, time_ms, std::move(user));
+  r.device = "laptop";
+  r.session_id = std::move(session);
+  r.input_tokens = 100;
+  r.output_tokens = 10;
+  r.cost = 1000;
+  return r;
+}
+
+struct Sessions {
+  SessionQuery q;
+  Sessions& user(std::string v) {
+    q.user = std::move(v);
+    return *this;
+  }
+  Sessions& since(int64_t v) {
+    q.since_ms = v;
+    return *this;
+  }
+  Sessions& until(int64_t v) {
+    q.until_ms = v;
+    return *this;
+  }
+  Sessions& limit(uint32_t v) {
+    q.limit = v;
+    return *this;
+  }
+  operator SessionQuery() const { return q; }
+};
+
+struct Tools {
+  ToolCallQuery q;
+  Tools& user(std::string v) {
+    q.user = std::move(v);
+    return *this;
+  }
+  Tools& session(std::string v) {
+    q.session = std::move(v);
+    return *this;
+  }
+  Tools& name(std::string v) {
+    q.name = std::move(v);
+    return *this;
+  }
+  Tools& since(int64_t v) {
+    q.since_ms = v;
+    return *this;
+  }
+  Tools& before(ToolCallCursor v) {
+    q.before = std::move(v);
+    return *this;
+  }
+  Tools& limit(uint32_t v) {
+    q.limit = v;
+    return *this;
+  }
+  operator ToolCallQuery() const { return q; }
+};
+
+std::vector<SessionSummary> sessions(Store& store, SessionQuery query) {
+  std::string error;
+  auto found = store.sessions(query, &error);
+  EXPECT_EQ(error, "");
+  return found;
+}
+
+std::vector<ToolCallRow> tools(Store& store, ToolCallQuery query) {
+  std::string error;
+  auto rows = store.tool_calls(query, &error);
+  EXPECT_EQ(error, "");
+  return rows;
+}
+
+std::vector<std::string> call_ids(const std::vector<ToolCallRow>& rows) {
+  std::vector<std::string> ids;
+  for (const auto& row : rows) ids.push_back(row.call.id);
+  return ids;
+}
+
+// An agent's turns: the model asks for tools in one response, the client sends the results in
+// the next request.
+void append_agent_turns(Store& store) {
+  RequestRecord t1 = in_session(1, 1000, "alice", "cc_s1");
+  t1.tool_calls = {{"toolu_1", "Bash", R"({"command":"git status"})"},
+                   {"toolu_2", "Read", R"({"file_path":"/a"})"}};
+  RequestRecord t2 = in_session(2, 2000, "alice", "cc_s1");
+  t2.tool_results = {{"toolu_1", "Bash", "clean", false}, {"toolu_2", "Read", "missing", true}};
+  t2.tool_calls = {{"toolu_3", "Bash", R"({"command":"make"})"}};
+  // Another user's session in between, reusing a call id: never matched to alice's call.
+  RequestRecord other = in_session(3, 2500, "bob", "cx_b1");
+  other.tool_calls = {{"call_9", "shell", R"({"command":["bash","-lc","ls"]})"}};
+  other.tool_results = {{"toolu_3", "", "bob's output", false}};
+  // Gemini calls without ids: matched by name within the session.
+  RequestRecord g1 = in_session(4, 3000, "alice", "fp_0011223344556677");
+  g1.tool_calls = {{"", "run_shell_command", R"({"command":"ls"})"}};
+  RequestRecord g2 = in_session(5, 3100, "alice", "fp_0011223344556677");
+  g2.tool_results = {{"", "run_shell_command", R"({"output":"a"})", false}};
+  RequestRecord unsessioned = minimal(6, 3200, "alice");
+  for (RequestRecord* r : {&t1, &t2, &other, &g1, &g2, &unsessioned}) store.append(*r);
+}
+
+TEST(Store, SessionsSummariseEachSessionLatestFirst) {
+  TempDir dir;
+  auto store = open_ok(dir.file("log.db"));
+  append_agent_turns(*store);
+
+  const auto all = sessions(*store, {});
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].id, "fp_0011223344556677");
+  EXPECT_EQ(all[1].id, "cx_b1");
+  const SessionSummary& cc = all[2];
+  EXPECT_EQ(cc.id, "cc_s1");
+  EXPECT_EQ(cc.user, "alice");
+  EXPECT_EQ(cc.device, "laptop");
+  EXPECT_EQ(cc.first_ms, 1000);
+  EXPECT_EQ(cc.last_ms, 2000);
+  EXPECT_EQ(cc.requests, 2u);
+  EXPECT_EQ(cc.tool_calls, 3u);
+  EXPECT_EQ(cc.input_tokens, 200u);
+  EXPECT_EQ(cc.output_tokens, 20u);
+  EXPECT_EQ(cc.cost, 2000);
+
+  // A window picks sessions active in it; their totals still cover the whole session.
+  const auto late = sessions(*store, Sessions().user("alice").since(1500).until(2600));
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late[0].id, "cc_s1");
+  EXPECT_EQ(late[0].requests, 2u);
+  EXPECT_EQ(late[0].first_ms, 1000);
+
+  EXPECT_EQ(sessions(*store, Sessions().user("bob")).size(), 1u);
+  EXPECT_EQ(sessions(*store, Sessions().limit(1)).size(), 1u);
+}
+
+TEST(Store, ToolCallsCarryTheResultFromTheNextRequest) {
+  TempDir dir;
+  auto store = open_ok(dir.file("log.db"));
+  append_agent_turns(*store);
+
+  const auto rows = tools(*store, Tools().user("alice"));
+  // alice's Claude Code session first (its first call is the oldest), in time order.
+  EXPECT_EQ(call_ids(rows), (std::vector<std::string>{"toolu_1", "toolu_2", "toolu_3", ""}));
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].position.request_id, id_for(1));
+  EXPECT_EQ(rows[0].position.seq, 0u);
+  EXPECT_EQ(rows[1].position.seq, 1u);
+  EXPECT_EQ(rows[0].time_ms, 1000);
+  EXPECT_EQ(rows[0].session_id, "cc_s1");
+  EXPECT_EQ(rows[0].device, "laptop");
+  EXPECT_EQ(rows[0].model, "gpt-5.5");
+  EXPECT_EQ(rows[0].call.arguments, R"({"command":"git status"})");
+  ASSERT_TRUE(rows[0].result.has_value());
+  EXPECT_EQ(rows[0].result->content, "clean");
+  EXPECT_FALSE(rows[0].result->is_error);
+  EXPECT_EQ(rows[0].result_request_id, id_for(2));
+  EXPECT_EQ(rows[0].result_time_ms, 2000);
+  ASSERT_TRUE(rows[1].result.has_value());
+  EXPECT_EQ(rows[1].result->content, "missing");
+  EXPECT_TRUE(rows[1].result->is_error);
+  // bob's result for a call id alice also used is not hers; hers has not arrived yet.
+  EXPECT_FALSE(rows[2].result.has_value());
+  ASSERT_TRUE(rows[3].result.has_value());
+  EXPECT_EQ(rows[3].result->content, R"({"output":"a"})");
+
+  EXPECT_EQ(call_ids(tools(*store, Tools().name("Bash"))),
+            (std::vector<std::string>{"toolu_1", "toolu_3"}));
+  EXPECT_EQ(call_ids(tools(*store, Tools().session("cx_b1"))),
+            (std::vector<std::string>{"call_9"}));
+  EXPECT_EQ(call_ids(tools(*store, Tools().since(2000).user("alice"))),
+            (std::vector<std::string>{"toolu_3", ""}));
+
+  // Paging backwards from the oldest call of a page reaches every call once.
+  const auto newest = tools(*store, Tools().user("alice").limit(2));
+  EXPECT_EQ(call_ids(newest), (std::vector<std::string>{"toolu_3", ""}));
+  const auto older = tools(*store, Tools().user("alice").limit(2).before({id_for(2), 0}));
+  EXPECT_EQ(call_ids(older), (std::vector<std::string>{"toolu_1", "toolu_2"}));
+  EXPECT_TRUE(tools(*store, Tools().user("alice").before({id_for(1), 0})).empty());
+
+  std::string error;
+  EXPECT_TRUE(store->tool_calls(Tools().before({"req_nope", 0}), &error).empty());
+  EXPECT_EQ(error, "unknown before_id");
+}
+
+TEST(Store, UpgradesAVersion1DatabaseInPlace) {
+  TempDir dir;
+  const std::string path = dir.file("log.db");
+  {
+    // The version 1 schema and a row as the previous release wrote them.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v1 = R"sql(
+      CREATE TABLE requests (id TEXT PRIMARY KEY NOT NULL, time_ms INTEGER NOT NULL,
+        user TEXT NOT NULL, device TEXT NOT NULL, tags TEXT NOT NULL, user_groups TEXT NOT NULL,
+        peer_key TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, api TEXT NOT NULL,
+        status INTEGER NOT NULL, streamed INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+        usage_complete INTEGER NOT NULL, client_disconnected INTEGER NOT NULL,
+        cost_picodollars INTEGER, ttfb_us INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+        error TEXT NOT NULL, request_body BLOB, response_body BLOB);
+      CREATE INDEX requests_time ON requests (time_ms, id);
+      CREATE TABLE tool_calls (request_id TEXT NOT NULL REFERENCES requests (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL, call_id TEXT NOT NULL, name TEXT NOT NULL, arguments TEXT NOT NULL,
+        PRIMARY KEY (request_id, seq)) WITHOUT ROWID;
+      INSERT INTO requests VALUES ('req_old', 500, 'carol', 'box', '[]', '[]', 'k', 'openai',
+        'gpt-5', 'openai.responses', 200, 1, 1, 2, 0, 0, 0, 1, 0, NULL, 5, 9, '', NULL, NULL);
+      INSERT INTO tool_calls VALUES ('req_old', 0, 'call_old', 'shell', '{}');
+      PRAGMA user_version = 1;)sql";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto store = open_ok(path);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "2");
+  std::string error;
+  const auto old = store->request("req_old", &error);
+  ASSERT_TRUE(old.has_value()) << error;
+  EXPECT_EQ(old->user, "carol");
+  EXPECT_EQ(old->session_id, "");
+  ASSERT_EQ(old->tool_calls.size(), 1u);
+
+  // Old calls are listed with their request's identity and time.
+  const auto rows = tools(*store, {});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].user, "carol");
+  EXPECT_EQ(rows[0].device, "box");
+  EXPECT_EQ(rows[0].time_ms, 500);
+  EXPECT_EQ(rows[0].model, "gpt-5");
+
+  RequestRecord next = in_session(1, 600, "carol", "cx_new");
+  next.tool_results = {{"call_old", "shell", "done", false}};
+  store->append(next);
+  const auto after = tools(*store, {});
+  ASSERT_EQ(after.size(), 1u);
+  ASSERT_TRUE(after[0].result.has_value());
+  EXPECT_EQ(after[0].result->content, "done");
+  EXPECT_EQ(sessions(*store, {}).size(), 1u);
+  store.reset();
+  // Reopening an upgraded file changes nothing.
+  EXPECT_NE(open_ok(path), nullptr);
 }
 
 TEST(Store, UnknownCostAndMissingBodiesStayDistinctFromZeroAndEmpty) {
@@ -478,7 +729,7 @@ TEST(Store, UsesWalAndVersionedSchemaAndOwnerOnlyFile) {
   store->append(minimal(1, 1));
   store->flush();
   EXPECT_EQ(raw_query(path, "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "1");
+  EXPECT_EQ(raw_query(path, "PRAGMA user_version"), "2");
   EXPECT_EQ(raw_query(path, "SELECT count(*) FROM requests"), "1");
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);

@@ -16,7 +16,9 @@ namespace airlock::test {
 namespace {
 
 using dp::DropReason;
+using dp::HandshakeEvent;
 using dp::MessageType;
+using dp::StatsSnapshot;
 using policy::Action;
 
 const Underlay kA{mac(0x0a), ip("192.0.2.2"), 40001};
@@ -25,6 +27,10 @@ const uint32_t kInnerA = ip("10.10.0.2");
 const uint32_t kInnerB = ip("10.10.0.3");
 const uint32_t kGateway = ip("10.99.0.1");
 constexpr rte_ether_addr kBroadcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+
+uint64_t handshakes(const StatsSnapshot& s, HandshakeEvent event) {
+  return s.total.handshakes[static_cast<size_t>(event)];
+}
 
 size_t padded16(size_t n) {
   return (n + 15) & ~size_t{15};
@@ -189,6 +195,14 @@ TEST_F(WorkerTest, PeersReachEachOtherWhenHubInitiatesToConfiguredEndpoint) {
   EXPECT_EQ(rule_hits(s, "b-to-a"), 1u);
   EXPECT_EQ(s.total.forwarded_packets, 3u);
   EXPECT_EQ(s.total.drops[static_cast<size_t>(DropReason::kNoSession)], 0u);
+  // A's handshake with the hub as responder, then the hub's own with B as initiator.
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kInitiationRx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kResponseTx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kInitiationTx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kResponseRx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kCompleted), 2u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kCookieTx), 0u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kCookieRx), 0u);
   auto slot_a = rig().hub().slot_of(a().public_key());
   ASSERT_TRUE(slot_a);
   for (const auto& p : s.peers) {
@@ -196,6 +210,38 @@ TEST_F(WorkerTest, PeersReachEachOtherWhenHubInitiatesToConfiguredEndpoint) {
     EXPECT_EQ(p.traffic.rx_packets, 3u) << "keepalive and two data packets from A";
     EXPECT_EQ(p.traffic.tx_packets, 1u) << "the echo reply to A";
   }
+}
+
+// B, under load, answers the hub's initiation with a cookie reply instead of a response.
+TEST_F(WorkerTest, CookieReplyToOurInitiationIsCountedAndAccepted) {
+  ASSERT_NO_FATAL_FAILURE(apply(policy(1, true)));
+  ASSERT_TRUE(handshake_as_initiator(rig(), a()));
+  rig().inject(a().data(icmp_echo(kInnerA, kInnerB, 1, 56)));
+  ASSERT_EQ(rig().pump().size(), 1u) << "expected only an ARP request for B";
+  rig().inject(arp_frame(RTE_ARP_OP_REPLY, rig().underlay().mac, kB.mac, kB.ip_be,
+                         rig().underlay().mac, rig().underlay().ip_be));
+  auto to_b = frames_to(rig().pump(), kB);
+  ASSERT_EQ(to_b.size(), 1u);
+  ASSERT_TRUE(to_b[0].is_wg(MessageType::kInitiation));
+
+  dp::MessageInitiation init;
+  ASSERT_EQ(to_b[0].payload.size(), sizeof(init));
+  std::memcpy(&init, to_b[0].payload.data(), sizeof(init));
+  dp::CookieChecker checker(b().public_key());
+  const std::array<uint8_t, dp::kXNonceLen> nonce{};
+  const std::array<uint8_t, 6> source{192, 0, 2, 1, 0xca, 0x6c};
+  dp::MessageCookieReply reply;
+  ASSERT_TRUE(checker.create_reply(reply, to_b[0].payload, rte_le_to_cpu_32(init.sender_index),
+                                   source, nonce, steady_ns()));
+  rig().inject(b().frame(std::span(reinterpret_cast<const uint8_t*>(&reply), sizeof(reply))));
+  rig().pump();
+
+  const StatsSnapshot s = rig().snapshot();
+  EXPECT_EQ(rig().drops(DropReason::kBadMac), 0u) << "the hub refused B's cookie reply";
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kInitiationTx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kCookieRx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kResponseRx), 0u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kCompleted), 1u) << "only A's handshake completed";
 }
 
 TEST_F(WorkerTest, PadsToSixteenBytesButNotBeyondTheMtu) {
@@ -253,6 +299,10 @@ TEST_F(WorkerTest, ReplayedInitiationGetsNoSecondResponse) {
   rig().inject(init);
   EXPECT_TRUE(rig().pump().empty());
   EXPECT_EQ(rig().drops(DropReason::kReplay), 1u);
+  const StatsSnapshot s = rig().snapshot();
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kInitiationRx), 2u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kResponseTx), 1u);
+  EXPECT_EQ(handshakes(s, HandshakeEvent::kCompleted), 1u) << "a replay established a session";
 }
 
 // --- Access control -----------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 #include <charconv>
 #include <chrono>
+#include <limits>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include <boost/asio/async_result.hpp>
@@ -22,8 +24,9 @@ namespace bhttp = boost::beast::http;
 
 struct AdminApi::Reply {
   bhttp::status status = bhttp::status::ok;
-  std::string body;   // JSON
+  std::string body;   // JSON unless content_type says otherwise
   std::string allow;  // Allow header of a 405
+  std::string content_type = "application/json";
 };
 
 namespace {
@@ -37,11 +40,11 @@ std::string dump(const json& value) {
 }
 
 Reply ok(const json& body) {
-  return {bhttp::status::ok, dump(body), {}};
+  return {bhttp::status::ok, dump(body), {}, "application/json"};
 }
 
 Reply error_reply(bhttp::status status, std::string_view message) {
-  return {status, dump(json{{"error", message}}), {}};
+  return {status, dump(json{{"error", message}}), {}, "application/json"};
 }
 
 Reply bad_request(std::string_view message) {
@@ -146,6 +149,20 @@ json record_json(const RequestRecord& r, bool with_bodies) {
   for (const ToolCall& call : r.tool_calls) {
     tool_calls.push_back({{"id", call.id}, {"name", call.name}, {"arguments", call.arguments}});
   }
+  json tool_results = json::array();
+  for (const ToolResult& result : r.tool_results) {
+    tool_results.push_back({{"call_id", result.call_id},
+                            {"name", result.name},
+                            {"content", result.content},
+                            {"is_error", result.is_error}});
+  }
+  json guardrails = json::array();
+  for (const GuardrailHit& hit : r.guardrail_hits) {
+    guardrails.push_back({{"guardrail", hit.guardrail},
+                          {"pattern", hit.pattern},
+                          {"action", hit.action},
+                          {"where", hit.where}});
+  }
   json j = {
       {"id", r.id},
       {"time_ms", r.time_ms},
@@ -173,12 +190,205 @@ json record_json(const RequestRecord& r, bool with_bodies) {
       {"duration_us", r.duration_us},
       {"error", r.error},
       {"tool_calls", std::move(tool_calls)},
+      {"session_id", r.session_id},
+      {"tool_results", std::move(tool_results)},
+      {"guardrails", std::move(guardrails)},
   };
   if (with_bodies) {
     j["request_body"] = r.request_body ? json(*r.request_body) : json(nullptr);
     j["response_body"] = r.response_body ? json(*r.response_body) : json(nullptr);
   }
   return j;
+}
+
+bool take_limit(const std::map<std::string, std::string>& params, uint32_t* out,
+                std::string* error) {
+  auto it = params.find("limit");
+  if (it == params.end()) return true;
+  auto limit = policy::parse_decimal(it->second, 1000);
+  if (!limit || *limit == 0) {
+    *error = "limit: expected a number from 1 to 1000";
+    return false;
+  }
+  *out = static_cast<uint32_t>(*limit);
+  return true;
+}
+
+// "REQUEST_ID:SEQ", the position of a tool call in the log.
+std::optional<ToolCallCursor> parse_cursor(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  uint32_t seq = 0;
+  const std::string_view digits = text.substr(colon + 1);
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
+  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size()) {
+    return std::nullopt;
+  }
+  return ToolCallCursor{std::string(text.substr(0, colon)), seq};
+}
+
+std::string cursor_text(const ToolCallCursor& cursor) {
+  return cursor.request_id + ":" + std::to_string(cursor.seq);
+}
+
+json session_json(const SessionSummary& s) {
+  return {{"id", s.id},
+          {"user", s.user},
+          {"device", s.device},
+          {"first_ms", s.first_ms},
+          {"first", format_time(s.first_ms)},
+          {"last_ms", s.last_ms},
+          {"last", format_time(s.last_ms)},
+          {"requests", s.requests},
+          {"tool_calls", s.tool_calls},
+          {"input_tokens", s.input_tokens},
+          {"output_tokens", s.output_tokens},
+          {"cache_read_tokens", s.cache_read_tokens},
+          {"cache_write_tokens", s.cache_write_tokens},
+          {"cost_picodollars", s.cost},
+          {"cost_dollars", exact_dollars(s.cost)}};
+}
+
+json tool_call_json(const ToolCallRow& t) {
+  json result = nullptr;
+  if (t.result) {
+    result = {{"request_id", t.result_request_id},
+              {"time_ms", t.result_time_ms},
+              {"time", format_time(t.result_time_ms)},
+              {"content", t.result->content},
+              {"is_error", t.result->is_error}};
+  }
+  return {{"cursor", cursor_text(t.position)},
+          {"request_id", t.position.request_id},
+          {"seq", t.position.seq},
+          {"time_ms", t.time_ms},
+          {"time", format_time(t.time_ms)},
+          {"user", t.user},
+          {"device", t.device},
+          {"session_id", t.session_id},
+          {"model", t.model},
+          {"call_id", t.call.id},
+          {"name", t.call.name},
+          {"arguments", t.call.arguments},
+          {"result", std::move(result)}};
+}
+
+// ---- Budgets and webhooks ----
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view window_name(policy::BudgetWindow window) {
+  switch (window) {
+    case policy::BudgetWindow::kMinute:
+      return "minute";
+    case policy::BudgetWindow::kHour:
+      return "hour";
+    case policy::BudgetWindow::kDay:
+      return "day";
+    case policy::BudgetWindow::kWeek:
+      return "week";
+    case policy::BudgetWindow::kMonth:
+      return "month";
+    case policy::BudgetWindow::kBucket:
+      break;
+  }
+  return "bucket";
+}
+
+json dollars_json(const std::optional<Picodollars>& amount) {
+  return amount ? json(exact_dollars(*amount)) : json(nullptr);
+}
+
+json balance_json(const budget::Balance& b) {
+  const bool bucket = b.window == policy::BudgetWindow::kBucket;
+  const size_t bar = b.balance_key.find('|');
+  return {{"budget", b.budget},
+          {"key", bar == std::string::npos ? b.balance_key : b.balance_key.substr(bar + 1)},
+          {"window", window_name(b.window)},
+          {"window_start", bucket ? json(nullptr) : json(format_time(b.window_start_ms))},
+          {"window_end", bucket ? json(nullptr) : json(format_time(b.window_end_ms))},
+          {"limit_usd", dollars_json(b.limit_usd)},
+          {"spent_usd", exact_dollars(b.spent_usd)},
+          {"reserved_usd", exact_dollars(b.reserved_usd)},
+          {"remaining_usd", dollars_json(b.remaining_usd)},
+          {"limit_tokens", b.limit_tokens ? json(*b.limit_tokens) : json(nullptr)},
+          {"spent_tokens", b.spent_tokens},
+          {"reserved_tokens", b.reserved_tokens},
+          {"remaining_tokens", b.remaining_tokens ? json(*b.remaining_tokens) : json(nullptr)}};
+}
+
+// The balance kinds Document::budgets_for charges: "user:NAME", "peer:B64KEY", "tag:NAME",
+// "group:NAME" or "shared". Anything else would credit a balance no request is ever charged to.
+bool is_balance_key(std::string_view key) {
+  if (key == "shared") return true;
+  for (std::string_view kind : {"user:", "peer:", "tag:", "group:"}) {
+    if (key.starts_with(kind)) return policy::is_valid_name(key.substr(kind.size()));
+  }
+  return false;
+}
+
+// Dollars as exact picodollars from "5", "5.25" or 0.000001 (a JSON string or number): the
+// decimal text itself is converted, never a double, so no amount is rounded.
+std::optional<Picodollars> parse_dollars(const json& value) {
+  constexpr size_t kMaxDecimals = 12;
+  std::string text;
+  if (value.is_string()) {
+    text = value.get<std::string>();
+  } else if (value.is_number()) {
+    text = value.dump();
+  } else {
+    return std::nullopt;
+  }
+  const size_t point = text.find('.');
+  const std::string_view whole = std::string_view(text).substr(0, point);
+  const std::string_view fraction =
+      point == std::string::npos ? std::string_view() : std::string_view(text).substr(point + 1);
+  const auto digits_only = [](std::string_view part) {
+    return std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (whole.empty() || !digits_only(whole) || !digits_only(fraction) ||
+      (point != std::string::npos && fraction.empty()) || fraction.size() > kMaxDecimals) {
+    return std::nullopt;
+  }
+  std::string picos(whole);
+  picos += fraction;
+  picos.append(kMaxDecimals - fraction.size(), '0');
+  Picodollars amount = 0;
+  for (char digit : picos) {
+    if (__builtin_mul_overflow(amount, 10, &amount) ||
+        __builtin_add_overflow(amount, digit - '0', &amount)) {
+      return std::nullopt;
+    }
+  }
+  return amount;
+}
+
+bool take_string(const json& body, const char* name, std::string* out, std::string* error) {
+  auto it = body.find(name);
+  if (it == body.end() || !it->is_string() || it->get<std::string>().empty()) {
+    *error = std::string(name) + ": expected a non-empty string";
+    return false;
+  }
+  *out = it->get<std::string>();
+  return true;
+}
+
+json delivery_json(const events::DeliveryAttempt& d) {
+  return {{"seq", d.seq},
+          {"event_id", d.event_id},
+          {"event_type", d.event_type},
+          {"url", d.url},
+          {"attempt", d.attempt},
+          {"status", d.status},
+          {"outcome", events::delivery_outcome_name(d.outcome)},
+          {"error", d.error},
+          {"time_ms", d.time_ms},
+          {"time", format_time(d.time_ms)},
+          {"latency_ms", d.latency_ms}};
 }
 
 std::string prefix_text(const policy::PrefixSpec& spec) {
@@ -380,12 +590,15 @@ asio::awaitable<void> AdminApi::handle(http::Request& request, http::BodyStatus 
     reply = co_await on_pool(blocking_, std::move(work));
   }
   http::Response response{reply.status, request.version()};
-  response.set(bhttp::field::content_type, "application/json");
+  response.set(bhttp::field::content_type, reply.content_type);
   response.set(bhttp::field::cache_control, "no-store");
   if (!reply.allow.empty()) response.set(bhttp::field::allow, reply.allow);
   response.keep_alive(request.keep_alive() && body_status == http::BodyStatus::kComplete);
+  // JSON gets a final newline for terminals; other bodies (metrics) end as their producer wrote
+  // them.
+  const bool json_body = reply.content_type == "application/json";
   response.body() = std::move(reply.body);
-  response.body() += "\n";
+  if (json_body) response.body() += "\n";
   response.prepare_payload();
   co_await writer.write(std::move(response));
 }
@@ -412,6 +625,8 @@ AdminApi::Reply AdminApi::route(const http::Request& request) {
     return get_request(*id);
   }
   if (path == "/v1/admin/usage") return get ? get_usage(query) : method_not_allowed("GET");
+  if (path == "/v1/admin/sessions") return get ? get_sessions(query) : method_not_allowed("GET");
+  if (path == "/v1/admin/tools") return get ? get_tools(query) : method_not_allowed("GET");
   if (path == "/v1/admin/policy") {
     if (get) return query.empty() ? get_policy() : bad_request("no query parameters here");
     if (request.method() == bhttp::verb::post) return post_policy(query, request.body());
@@ -422,6 +637,18 @@ AdminApi::Reply AdminApi::route(const http::Request& request) {
     if (!get) return method_not_allowed("GET");
     if (!query.empty()) return bad_request("no query parameters here");
     return path == "/v1/admin/peers" ? get_peers() : get_hub();
+  }
+  if (path == "/v1/admin/budgets") return get ? get_budgets(query) : method_not_allowed("GET");
+  if (path == "/v1/admin/budgets/add" || path == "/v1/admin/budgets/reset") {
+    if (request.method() != bhttp::verb::post) return method_not_allowed("POST");
+    if (!query.empty()) return bad_request("no query parameters here");
+    return post_budget(path.substr(path.rfind('/') + 1), request.body());
+  }
+  if (path == "/v1/admin/webhooks") return get ? get_webhooks(query) : method_not_allowed("GET");
+  if (path == "/metrics") {
+    if (!get) return method_not_allowed("GET");
+    if (!query.empty()) return bad_request("no query parameters here");
+    return get_metrics();
   }
   return error_reply(bhttp::status::not_found, "no such admin endpoint");
 }
@@ -439,11 +666,7 @@ AdminApi::Reply AdminApi::get_requests(std::string_view query_text) {
       !take_text(*params, "before", &query.before_id, &error)) {
     return bad_request(error);
   }
-  if (auto it = params->find("limit"); it != params->end()) {
-    auto limit = policy::parse_decimal(it->second, 1000);
-    if (!limit || *limit == 0) return bad_request("limit: expected a number from 1 to 1000");
-    query.limit = *limit;
-  }
+  if (!take_limit(*params, &query.limit, &error)) return bad_request(error);
   auto records = store_.requests(query, &error);
   if (!error.empty()) return error_reply(bhttp::status::internal_server_error, error);
   json list = json::array();
@@ -496,6 +719,59 @@ AdminApi::Reply AdminApi::get_usage(std::string_view query_text) {
                     {"cost_dollars", exact_dollars(t.cost)}});
   }
   return ok({{"group_by", group_by}, {"usage", std::move(list)}});
+}
+
+AdminApi::Reply AdminApi::get_sessions(std::string_view query_text) {
+  std::string error;
+  auto params = parse_query(query_text, {"user", "since", "until", "limit"}, &error);
+  if (!params) return bad_request(error);
+  SessionQuery query;
+  if (!take_text(*params, "user", &query.user, &error) ||
+      !take_time(*params, "since", &query.since_ms, &error) ||
+      !take_time(*params, "until", &query.until_ms, &error) ||
+      !take_limit(*params, &query.limit, &error)) {
+    return bad_request(error);
+  }
+  auto sessions = store_.sessions(query, &error);
+  if (!error.empty()) return error_reply(bhttp::status::internal_server_error, error);
+  json list = json::array();
+  for (const SessionSummary& s : sessions) list.push_back(session_json(s));
+  return ok({{"sessions", std::move(list)}});
+}
+
+AdminApi::Reply AdminApi::get_tools(std::string_view query_text) {
+  std::string error;
+  auto params =
+      parse_query(query_text, {"user", "session", "name", "since", "before", "limit"}, &error);
+  if (!params) return bad_request(error);
+  ToolCallQuery query;
+  std::optional<std::string> before;
+  if (!take_text(*params, "user", &query.user, &error) ||
+      !take_text(*params, "session", &query.session, &error) ||
+      !take_text(*params, "name", &query.name, &error) ||
+      !take_time(*params, "since", &query.since_ms, &error) ||
+      !take_text(*params, "before", &before, &error) ||
+      !take_limit(*params, &query.limit, &error)) {
+    return bad_request(error);
+  }
+  if (before) {
+    query.before = parse_cursor(*before);
+    if (!query.before) return bad_request("before: expected REQUEST_ID:SEQ");
+  }
+  auto rows = store_.tool_calls(query, &error);
+  if (!error.empty()) return error_reply(bhttp::status::internal_server_error, error);
+  json list = json::array();
+  const ToolCallRow* oldest = nullptr;
+  for (const ToolCallRow& t : rows) {
+    list.push_back(tool_call_json(t));
+    const auto order = [](const ToolCallRow& r) {
+      return std::tie(r.time_ms, r.position.request_id, r.position.seq);
+    };
+    if (!oldest || order(t) < order(*oldest)) oldest = &t;
+  }
+  json next =
+      rows.size() == query.limit && oldest ? json(cursor_text(oldest->position)) : json(nullptr);
+  return ok({{"tool_calls", std::move(list)}, {"next_before", std::move(next)}});
 }
 
 AdminApi::Reply AdminApi::get_peers() {
@@ -601,6 +877,137 @@ AdminApi::Reply AdminApi::get_hub() {
   return ok({{"public_key", options_.hub.public_key},
              {"endpoint", options_.hub.endpoint},
              {"gateway", std::move(gateway)}});
+}
+
+AdminApi::Reply AdminApi::get_budgets(std::string_view query_text) {
+  std::string error;
+  auto params = parse_query(query_text, {"budget", "key"}, &error);
+  if (!params) return bad_request(error);
+  std::optional<std::string> budget;
+  std::optional<std::string> key;
+  if (!take_text(*params, "budget", &budget, &error) || !take_text(*params, "key", &key, &error)) {
+    return bad_request(error);
+  }
+  if (!options_.ledger) return error_reply(bhttp::status::not_found, "budgets are not enabled");
+  // With the budget known the ledger can narrow by the whole balance key.
+  std::optional<std::string> prefix;
+  if (budget && key) prefix = *budget + "|" + *key;
+  json list = json::array();
+  for (const budget::Balance& b : options_.ledger->balances(budget, prefix, now_ms())) {
+    json balance = balance_json(b);
+    if (key && balance["key"] != *key) continue;
+    list.push_back(std::move(balance));
+  }
+  return ok({{"budgets", std::move(list)}});
+}
+
+AdminApi::Reply AdminApi::post_budget(std::string_view action, const std::string& body) {
+  if (!options_.ledger) return error_reply(bhttp::status::not_found, "budgets are not enabled");
+  const bool add = action == "add";
+  json request = json::parse(body, nullptr, false);
+  if (!request.is_object()) return bad_request("body: expected a JSON object");
+  for (const auto& [name, value] : request.items()) {
+    if (name != "budget" && name != "key" && !(add && (name == "usd" || name == "tokens"))) {
+      return bad_request("body: unknown field \"" + name + "\"");
+    }
+  }
+  std::string error;
+  std::string budget;
+  std::string key;
+  if (!take_string(request, "budget", &budget, &error) ||
+      !take_string(request, "key", &key, &error)) {
+    return bad_request(error);
+  }
+  if (!is_balance_key(key)) {
+    return bad_request("key: expected user:NAME, peer:PUBLIC_KEY, tag:NAME, group:NAME or shared");
+  }
+  const std::string balance_key = budget + "|" + key;
+  const int64_t now = now_ms();
+  bool known = false;
+  if (add) {
+    budget::Amount amount;
+    if (!request.contains("usd") && !request.contains("tokens")) {
+      return bad_request("body: needs \"usd\", \"tokens\" or both");
+    }
+    if (request.contains("usd")) {
+      auto usd = parse_dollars(request["usd"]);
+      if (!usd) {
+        return bad_request(
+            "usd: expected dollars with at most 12 decimals, as a string or number, e.g. \"5.00\"");
+      }
+      amount.usd = *usd;
+    }
+    if (request.contains("tokens")) {
+      const json& tokens = request["tokens"];
+      // Spent tokens are signed in the ledger; a larger credit could not be represented.
+      if (!tokens.is_number_unsigned() ||
+          tokens.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return bad_request("tokens: expected a non-negative whole number");
+      }
+      amount.tokens = tokens.get<uint64_t>();
+    }
+    known = options_.ledger->add_funds(budget, balance_key, amount, now);
+  } else {
+    known = options_.ledger->reset(budget, balance_key, now);
+  }
+  if (!known) {
+    return error_reply(bhttp::status::not_found, "no budget \"" + budget + "\" in the policy");
+  }
+  for (const budget::Balance& b : options_.ledger->balances(budget, balance_key, now)) {
+    if (b.balance_key == balance_key) return ok(balance_json(b));
+  }
+  return error_reply(bhttp::status::internal_server_error, "the balance vanished");
+}
+
+AdminApi::Reply AdminApi::get_webhooks(std::string_view query_text) {
+  std::string error;
+  auto params = parse_query(query_text, {"event", "url", "outcome", "before", "limit"}, &error);
+  if (!params) return bad_request(error);
+  events::DeliveryQuery query;
+  std::optional<std::string> outcome;
+  std::optional<std::string> before;
+  if (!take_text(*params, "event", &query.event_id, &error) ||
+      !take_text(*params, "url", &query.url, &error) ||
+      !take_text(*params, "outcome", &outcome, &error) ||
+      !take_text(*params, "before", &before, &error) ||
+      !take_limit(*params, &query.limit, &error)) {
+    return bad_request(error);
+  }
+  if (outcome) {
+    for (auto candidate : {events::DeliveryOutcome::kDelivered, events::DeliveryOutcome::kRetry,
+                           events::DeliveryOutcome::kFailed}) {
+      if (events::delivery_outcome_name(candidate) == *outcome) query.outcome = candidate;
+    }
+    if (!query.outcome) return bad_request("outcome: expected delivered, retry or failed");
+  }
+  if (before) {
+    int64_t seq = 0;
+    auto [p, ec] = std::from_chars(before->data(), before->data() + before->size(), seq);
+    if (ec != std::errc() || p != before->data() + before->size() || seq <= 0) {
+      return bad_request("before: expected a delivery's seq");
+    }
+    query.before_seq = seq;
+  }
+  if (!options_.outbox) return error_reply(bhttp::status::not_found, "webhooks are not enabled");
+  events::OutboxStats stats = options_.outbox->stats(&error);
+  if (!error.empty()) return error_reply(bhttp::status::internal_server_error, error);
+  auto attempts = options_.outbox->deliveries(query, &error);
+  if (!error.empty()) return error_reply(bhttp::status::internal_server_error, error);
+  json list = json::array();
+  for (const events::DeliveryAttempt& d : attempts) list.push_back(delivery_json(d));
+  json next = attempts.size() == query.limit ? json(attempts.back().seq) : json(nullptr);
+  return ok({{"stats",
+              {{"pending", stats.pending},
+               {"delivered", stats.delivered},
+               {"failed", stats.failed},
+               {"dropped", stats.dropped}}},
+             {"deliveries", std::move(list)},
+             {"next_before", std::move(next)}});
+}
+
+AdminApi::Reply AdminApi::get_metrics() {
+  if (!options_.metrics) return error_reply(bhttp::status::not_found, "metrics are not enabled");
+  return {bhttp::status::ok, options_.metrics(), {}, "text/plain; version=0.0.4; charset=utf-8"};
 }
 
 }  // namespace airlock::control::admin

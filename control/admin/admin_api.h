@@ -2,18 +2,28 @@
 //   GET  /v1/admin/requests?user&model&since&until&before&limit  request log, newest first
 //   GET  /v1/admin/requests/{id}                                 one record, bodies included
 //   GET  /v1/admin/usage?group_by=user|model|day&user&since&until totals and costs
+//   GET  /v1/admin/sessions?user&since&until&limit               agent sessions, latest first
+//   GET  /v1/admin/tools?user&session&name&since&before&limit    tool calls with their results,
+//                            grouped by session, in time order; before = "REQUEST_ID:SEQ"
 //   GET  /v1/admin/peers     peers of the active policy joined with the data plane's counters
 //   GET  /v1/admin/stats?format=json|table  the data plane's counters (dp::to_json), or
 //                            {"table": dp::to_table} for people
 //   GET  /v1/admin/policy    {"version", "file", "text"}, preshared keys redacted
 //   POST /v1/admin/policy?file=NAME   body: policy text → {"version"} | 400 | 502
 //   GET  /v1/admin/hub       {"public_key", "endpoint", "gateway"} for sandbox configs
+//   GET  /v1/admin/budgets?budget&key   balances of the policy's budgets, dollars exact
+//   POST /v1/admin/budgets/add    body {"budget", "key", "usd", "tokens"} → the balance
+//   POST /v1/admin/budgets/reset  body {"budget", "key"} → the balance, spent back to zero
+//   GET  /v1/admin/webhooks?event&url&outcome=delivered|retry|failed&before&limit
+//                            {"stats", "deliveries"}: the webhook delivery log, newest first
+//   GET  /metrics            Prometheus text exposition (text/plain; version=0.0.4)
 // Times ("since", "until") are Unix milliseconds or RFC 3339. Errors are {"error": "..."}.
 // Requests carrying an Origin header or a Host that is not a loopback address are refused, so
 // a web page in a local browser can neither read nor change anything (CSRF, DNS rebinding).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +35,8 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "control/admin/policy_manager.h"
+#include "control/budget/ledger.h"
+#include "control/events/outbox.h"
 #include "control/http/server.h"
 #include "control/store/store.h"
 
@@ -46,6 +58,10 @@ struct AdminOptions {
   http::ServerOptions server;
   HubInfo hub;
   std::string stats_instance;  // data plane whose counters are shown; empty: none
+  // Each must outlive the AdminApi; when unset their endpoints answer 404.
+  budget::Ledger* ledger = nullptr;
+  events::Outbox* outbox = nullptr;
+  std::function<std::string()> metrics;  // Prometheus text; called on the API's own threads
 };
 
 // Milliseconds since the Unix epoch from "1735689600000", "2025-01-01",
@@ -80,11 +96,17 @@ class AdminApi {
   Reply get_requests(std::string_view query);
   Reply get_request(std::string_view id);
   Reply get_usage(std::string_view query);
+  Reply get_sessions(std::string_view query);
+  Reply get_tools(std::string_view query);
   Reply get_peers();
   Reply get_stats(std::string_view query);
   Reply get_policy();
   Reply post_policy(std::string_view query, const std::string& body);
   Reply get_hub();
+  Reply get_budgets(std::string_view query);
+  Reply post_budget(std::string_view action, const std::string& body);
+  Reply get_webhooks(std::string_view query);
+  Reply get_metrics();
 
   AdminOptions options_;
   Store& store_;

@@ -73,6 +73,11 @@ void PolicyManager::add_listener(Listener listener) {
   listeners_.push_back(std::move(listener));
 }
 
+void PolicyManager::set_validator(Validator validator) {
+  std::lock_guard lock(apply_mu_);
+  validator_ = std::move(validator);
+}
+
 std::shared_ptr<const ActivePolicy> PolicyManager::active() const {
   std::lock_guard lock(mu_);
   return active_;
@@ -133,6 +138,9 @@ ApplyResult PolicyManager::apply(std::string_view text, std::string_view file_na
   }
   auto compiled = policy::compile(*document, &error);
   if (!compiled) return fail(ApplyResult::Error::kInvalid, error);
+  if (validator_ && !validator_(*document, &error)) {
+    return fail(ApplyResult::Error::kInvalid, std::string(file_name) + ": " + error);
+  }
   uint64_t version = document->version;
 
   for (const DataPlaneTarget& dp : options_.data_planes) {

@@ -61,6 +61,11 @@ class PolicyManager {
   // Listeners run on the thread that activates a policy (apply() or load()), in version order.
   void add_listener(Listener listener);
 
+  // Checks what only the control plane can (provider keys load, guardrails compile) before
+  // anything is pushed; a false answer rejects the policy as invalid with *error as the reason.
+  using Validator = std::function<bool(const policy::Document&, std::string* error)>;
+  void set_validator(Validator validator);
+
   // Activates the saved policy, if any, without pushing it (ensure_pushed() does that).
   // A missing file is not an error: there is just no active policy yet.
   bool load(std::string* error);
@@ -86,6 +91,7 @@ class PolicyManager {
   mutable std::mutex mu_;
   std::shared_ptr<const ActivePolicy> active_;
   std::vector<Listener> listeners_;
+  Validator validator_;
 };
 
 }  // namespace airlock::control::admin

@@ -12,11 +12,19 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <nlohmann/json.hpp>
 
 #include "control/admin/admin_api.h"
 #include "control/admin/policy_manager.h"
 #include "control/app/identity.h"
+#include "control/budget/ledger.h"
+#include "control/budget/rate_limit.h"
+#include "control/events/event.h"
+#include "control/events/outbox.h"
 #include "control/gateway/gateway.h"
+#include "control/metrics/gateway_metrics.h"
+#include "control/metrics/registry.h"
+#include "control/metrics/scrape.h"
 #include "control/prices/prices.h"
 #include "control/store/store.h"
 #include "control/tun/ring_tun.h"
@@ -65,7 +73,8 @@ class ControlPlaneImpl final : public ControlPlane {
 
   bool start(std::string* error) {
     return start_policy(error) && start_store(error) && start_prices(error) &&
-           start_punt_path(error) && start_gateway(error) && start_admin(error);
+           start_spend_and_events(error) && start_punt_path(error) && start_gateway(error) &&
+           start_admin(error);
   }
 
   void run() override {
@@ -103,6 +112,45 @@ class ControlPlaneImpl final : public ControlPlane {
     }
     store_ = open_sqlite_store(options_.db_path, error);
     return store_ != nullptr;
+  }
+
+  // Budget balances and the webhook outbox live beside the request log, each in its own SQLite
+  // file so neither writer waits on the other's lock.
+  bool start_spend_and_events(std::string* error) {
+    const std::filesystem::path dir = std::filesystem::path(options_.db_path).parent_path();
+    ledger_ = budget::Ledger::open((dir / "budgets.db").string(), error);
+    if (!ledger_) return false;
+    outbox_ = events::Outbox::open((dir / "events.db").string(), error);
+    if (!outbox_) return false;
+    const auto document = policies_->active()->document;
+    ledger_->set_budgets(document->budgets);
+    if (!apply_webhooks(*document, error)) return false;
+    ledger_->set_event_handler([outbox = outbox_.get()](const budget::ThresholdEvent& event) {
+      outbox->publish(budget_event(event));
+    });
+    gateway_metrics_ = std::make_unique<metrics::GatewayMetrics>(registry_);
+    return true;
+  }
+
+  bool apply_webhooks(const policy::Document& document, std::string* error) {
+    auto subscriptions = events::load_subscriptions(document.webhooks, error);
+    return subscriptions && outbox_->set_webhooks(std::move(*subscriptions), error);
+  }
+
+  static events::Event budget_event(const budget::ThresholdEvent& event) {
+    const bool exceeded = event.kind == budget::ThresholdEvent::Kind::kExceeded;
+    nlohmann::json data = {{"budget", event.budget},
+                           {"key", event.balance_key.substr(event.balance_key.find('|') + 1)},
+                           {"percent", event.percent},
+                           {"spent_usd", static_cast<double>(event.spent_usd) / 1e12},
+                           {"spent_tokens", event.spent_tokens}};
+    data["limit_usd"] = event.limit_usd
+                            ? nlohmann::json(static_cast<double>(*event.limit_usd) / 1e12)
+                            : nlohmann::json(nullptr);
+    data["limit_tokens"] =
+        event.limit_tokens ? nlohmann::json(*event.limit_tokens) : nlohmann::json(nullptr);
+    return events::make_event(exceeded ? events::kBudgetExceeded : events::kBudgetThreshold,
+                              data.dump());
   }
 
   bool start_prices(std::string* error) {
@@ -186,6 +234,8 @@ class ControlPlaneImpl final : public ControlPlane {
     if (!state) return false;
     GatewayOptions gateway_options;
     gateway_options.upstream.ca_file = options_.upstream_ca;
+    gateway_options.services = {ledger_.get(), &rate_limiter_, outbox_.get(),
+                                gateway_metrics_.get()};
     IdentityLookup lookup = [this](const asio::ip::address& remote) {
       const auto policy = policies_->active();
       return resolver_->resolve(*policy->document, remote);
@@ -215,19 +265,30 @@ class ControlPlaneImpl final : public ControlPlane {
       log("gateway listening on " + endpoint.address().to_string() + ":" +
           std::to_string(gateway_->port()));
     }
+    // A policy whose keys do not load or whose guardrails do not compile is rejected before it
+    // reaches any data plane, so the gateway and the data planes never disagree.
+    policies_->set_validator([this](const policy::Document& document, std::string* why) {
+      auto copy = std::make_shared<const policy::Document>(document);
+      if (!make_gateway_state(std::move(copy), base_prices_, why)) return false;
+      return events::load_subscriptions(document.webhooks, why).has_value();
+    });
     policies_->add_listener([this](std::shared_ptr<const policy::Document> document) {
+      const std::string name = "policy " + std::to_string(document->version);
       std::string why;
-      if (!rings_.empty() && !configure_addresses(*document, &why)) {
-        log("policy " + std::to_string(document->version) + ": routes: " + why);
-      }
+      if (!rings_.empty() && !configure_addresses(*document, &why)) log(name + ": routes: " + why);
       auto next = make_gateway_state(document, base_prices_, &why);
       if (!next) {
-        log("policy " + std::to_string(document->version) +
-            " is active but the gateway keeps the previous providers: " + why);
+        log(name + " is active but the gateway keeps the previous providers: " + why);
         return;
       }
+      ledger_->set_budgets(document->budgets);
+      if (!apply_webhooks(*document, &why)) log(name + ": webhooks: " + why);
       gateway_->set_state(std::move(next));
-      log("policy " + std::to_string(document->version) + " active");
+      nlohmann::json data = {{"version", document->version},
+                             {"peers", document->peers.size()},
+                             {"rules", document->rules.size()}};
+      outbox_->publish(events::make_event(events::kPolicyPushed, data.dump()));
+      log(name + " active");
     });
     return true;
   }
@@ -244,11 +305,36 @@ class ControlPlaneImpl final : public ControlPlane {
     if (!options_.instances.empty() && !options_.no_dataplane) {
       admin_options.stats_instance = options_.instances.front();
     }
+    admin_options.ledger = ledger_.get();
+    admin_options.outbox = outbox_.get();
+    admin_options.metrics = [this] { return render_metrics(); };
     admin_ = admin::AdminApi::start(io_, std::move(admin_options), *store_, *policies_, error);
     if (!admin_) return false;
     log("admin API on 127.0.0.1:" + std::to_string(admin_->port()));
     resync_ = std::thread([this] { resync_loop(); });
     return true;
+  }
+
+  std::string render_metrics() const {
+    metrics::ScrapeSources sources;
+    sources.budgets = [this] {
+      std::vector<metrics::BudgetBalance> out;
+      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      for (const budget::Balance& b : ledger_->balances(std::nullopt, std::nullopt, now)) {
+        out.push_back({b.budget, b.balance_key.substr(b.balance_key.find('|') + 1), b.spent_usd,
+                       b.limit_usd, static_cast<uint64_t>(std::max<int64_t>(b.spent_tokens, 0)),
+                       b.limit_tokens});
+      }
+      return out;
+    };
+    if (!options_.no_dataplane) {
+      for (const std::string& instance : options_.instances) {
+        sources.data_planes.push_back(metrics::data_plane_source(instance));
+      }
+    }
+    return metrics::render(registry_, sources);
   }
 
   // A data plane that restarted comes back without our policy; put it back.
@@ -284,11 +370,19 @@ class ControlPlaneImpl final : public ControlPlane {
       if (t.joinable()) t.join();
     }
     if (store_) store_->flush();
+    if (ledger_) ledger_->flush();
+    if (outbox_) outbox_->flush();
   }
 
   ControlOptions options_;
   std::unique_ptr<admin::PolicyManager> policies_;
   std::unique_ptr<Store> store_;
+  // The outbox outlives the ledger, whose threshold events it takes.
+  std::unique_ptr<events::Outbox> outbox_;
+  std::unique_ptr<budget::Ledger> ledger_;
+  budget::RateLimiter rate_limiter_;
+  metrics::Registry registry_;
+  std::unique_ptr<metrics::GatewayMetrics> gateway_metrics_;
   PriceTable base_prices_;
   // Declared after the store, so destroyed before it: requests still in flight at shutdown are
   // destroyed with the io_context, and each writes its record to the store as it goes. Declared

@@ -1,6 +1,7 @@
 // airlockctl: the operator's command line. Talks to the control plane's admin API (loopback);
 // `policy check` works locally. Exit codes: 0 ok, 1 rejected / check failed / not found,
 // 2 usage error or admin API unreachable. Errors go to stderr as "airlockctl: ...".
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include "control/admin/atomic_file.h"
 #include "control/ctl/admin_client.h"
 #include "control/ctl/peer_add.h"
+#include "control/ctl/tool_summary.h"
 #include "policy/document.h"
 #include "policy/policy.h"
 
@@ -41,7 +43,16 @@ constexpr std::string_view kUsageText =
     "  policy show                   the active policy (preshared keys redacted)\n"
     "  requests [--user U] [--model M] [--since T] [--until T] [--before ID] [--limit N]\n"
     "  usage [--by user|model|day] [--user U] [--since T] [--until T]\n"
+    "  sessions [--user U] [--since T] [--until T] [--limit N]\n"
+    "                                agent sessions, most recently active first\n"
+    "  tools [--user U] [--session S] [--name N] [--since T] [--before CURSOR] [--limit N]\n"
+    "                                the agents' tool calls per session, in order\n"
     "  stats                         data plane counters\n"
+    "  budget list [--budget B] [--key K]  budget balances: spent, limit, reserved, remaining\n"
+    "  budget add BUDGET KEY [--usd X] [--tokens N]  credit a balance (KEY: user:alice, ...)\n"
+    "  budget reset BUDGET KEY       a balance's spend back to zero for its window\n"
+    "  webhooks [--event ID] [--outcome delivered|retry|failed] [--before SEQ] [--limit N]\n"
+    "                                webhook delivery attempts, newest first\n"
     "The admin API is --admin, else $AIRLOCK_ADMIN, else http://127.0.0.1:9190.\n"
     "Times are Unix milliseconds or RFC 3339 (2025-01-31, 2025-01-31T12:00:00Z).\n";
 
@@ -63,8 +74,9 @@ void print(std::string_view text) {
 // ---- Arguments ----
 
 const std::set<std::string, std::less<>> kValueOptions = {
-    "--admin", "--user",  "--tag",   "--device", "--address", "--policy",
-    "--model", "--since", "--until", "--before", "--limit",   "--by"};
+    "--admin",  "--user",  "--tag",    "--device", "--address", "--policy",  "--model",
+    "--since",  "--until", "--before", "--limit",  "--by",      "--session", "--name",
+    "--budget", "--key",   "--usd",    "--tokens", "--event",   "--outcome"};
 const std::set<std::string, std::less<>> kFlagOptions = {"--json", "--no-push"};
 
 struct Args {
@@ -479,6 +491,75 @@ int cmd_usage(const Context& ctx, const Args& args) {
   return kOk;
 }
 
+int cmd_sessions(const Context& ctx, const Args& args) {
+  std::string error;
+  if (args.words.size() != 1) return usage_error("sessions takes no arguments");
+  if (!only_options(args, {"--user", "--since", "--until", "--limit"}, &error)) {
+    return usage_error(error);
+  }
+  std::string query = query_string({{"user", args.one("--user")},
+                                    {"since", args.one("--since")},
+                                    {"until", args.one("--until")},
+                                    {"limit", args.one("--limit")}});
+  int code = kOk;
+  auto reply = call(ctx, false, "/v1/admin/sessions" + query, {}, &code);
+  if (!reply) return code;
+  if (ctx.json_output) {
+    print(reply->dump() + "\n");
+    return kOk;
+  }
+  std::vector<Row> rows;
+  for (const json& s : (*reply)["sessions"]) {
+    rows.push_back({text_of(s["id"]), text_of(s["user"]), text_of(s["device"]), text_of(s["first"]),
+                    text_of(s["last"]), text_of(s["requests"]), text_of(s["tool_calls"]),
+                    text_of(s["input_tokens"]), text_of(s["output_tokens"]),
+                    text_of(s["cost_dollars"])});
+  }
+  print_table(
+      {"SESSION", "USER", "DEVICE", "FIRST", "LAST", "REQUESTS", "TOOLS", "IN", "OUT", "COST $"},
+      rows);
+  return kOk;
+}
+
+std::string result_text(const json& result) {
+  if (!result.is_object()) return "-";
+  return result.value("is_error", false) ? "error" : "ok";
+}
+
+int cmd_tools(const Context& ctx, const Args& args) {
+  std::string error;
+  if (args.words.size() != 1) return usage_error("tools takes no arguments");
+  if (!only_options(args, {"--user", "--session", "--name", "--since", "--before", "--limit"},
+                    &error)) {
+    return usage_error(error);
+  }
+  std::string query = query_string({{"user", args.one("--user")},
+                                    {"session", args.one("--session")},
+                                    {"name", args.one("--name")},
+                                    {"since", args.one("--since")},
+                                    {"before", args.one("--before")},
+                                    {"limit", args.one("--limit")}});
+  int code = kOk;
+  auto reply = call(ctx, false, "/v1/admin/tools" + query, {}, &code);
+  if (!reply) return code;
+  if (ctx.json_output) {
+    print(reply->dump() + "\n");
+    return kOk;
+  }
+  std::vector<Row> rows;
+  for (const json& t : (*reply)["tool_calls"]) {
+    const std::string name = t.value("name", "");
+    rows.push_back({text_of(t["time"]), text_of(t["user"]), text_of(t["session_id"]),
+                    text_of(t["name"]), result_text(t["result"]),
+                    tool_summary(name, t.value("arguments", ""))});
+  }
+  print_table({"TIME", "USER", "SESSION", "TOOL", "RESULT", "WHAT"}, rows);
+  if (const json& next = (*reply)["next_before"]; next.is_string()) {
+    fail(kOk, "more: --before " + next.get<std::string>());
+  }
+  return kOk;
+}
+
 int cmd_stats(const Context& ctx, const Args& args) {
   std::string error;
   if (args.words.size() != 1) return usage_error("stats takes no arguments");
@@ -488,6 +569,126 @@ int cmd_stats(const Context& ctx, const Args& args) {
       ctx, false, ctx.json_output ? "/v1/admin/stats" : "/v1/admin/stats?format=table", {}, &code);
   if (!reply) return code;
   print(ctx.json_output ? reply->dump() + "\n" : reply->value("table", ""));
+  return kOk;
+}
+
+// "$1.25, 3000 tok": the dimensions the budget limits (both when it limits neither, which a
+// policy cannot express but an old balance might).
+std::string amounts(const json& balance, const char* field) {
+  const bool usd = balance["limit_usd"].is_string();
+  const bool tokens = balance["limit_tokens"].is_number();
+  std::string out;
+  const json& dollars = balance[std::string(field) + "_usd"];
+  const json& count = balance[std::string(field) + "_tokens"];
+  if ((usd || !tokens) && dollars.is_string()) {
+    const std::string text = dollars.get<std::string>();
+    out = text.starts_with('-') ? "-$" + text.substr(1) : "$" + text;
+  }
+  if ((tokens || !usd) && count.is_number()) {
+    out += (out.empty() ? "" : ", ") + count.dump() + " tok";
+  }
+  return out.empty() ? "-" : out;
+}
+
+void print_balances(const json& balances) {
+  std::vector<Row> rows;
+  for (const json& b : balances) {
+    rows.push_back(
+        {text_of(b["budget"]), text_of(b["key"]),
+         b["window_end"].is_string() ? b["window_end"].get<std::string>() : text_of(b["window"]),
+         amounts(b, "spent"), amounts(b, "limit"), amounts(b, "reserved"),
+         amounts(b, "remaining")});
+  }
+  print_table({"BUDGET", "KEY", "WINDOW-END", "SPENT", "LIMIT", "RESERVED", "REMAINING"}, rows);
+}
+
+int cmd_budget_list(const Context& ctx, const Args& args) {
+  std::string error;
+  if (args.words.size() != 2) return usage_error("budget list takes no arguments");
+  if (!only_options(args, {"--budget", "--key"}, &error)) return usage_error(error);
+  std::string query = query_string({{"budget", args.one("--budget")}, {"key", args.one("--key")}});
+  int code = kOk;
+  auto reply = call(ctx, false, "/v1/admin/budgets" + query, {}, &code);
+  if (!reply) return code;
+  if (ctx.json_output) {
+    print(reply->dump() + "\n");
+  } else {
+    print_balances((*reply)["budgets"]);
+  }
+  return kOk;
+}
+
+// budget add / budget reset: both answer with the balance as it is now.
+int cmd_budget_change(const Context& ctx, const Args& args) {
+  std::string error;
+  const bool add = args.words[1] == "add";
+  if (args.words.size() != 4) return usage_error("budget " + args.words[1] + " takes BUDGET KEY");
+  if (!only_options(args,
+                    add ? std::initializer_list<std::string_view>{"--usd", "--tokens"}
+                        : std::initializer_list<std::string_view>{},
+                    &error)) {
+    return usage_error(error);
+  }
+  json body = {{"budget", args.words[2]}, {"key", args.words[3]}};
+  if (add) {
+    auto usd = args.one("--usd");
+    auto tokens = args.one("--tokens");
+    if (!usd && !tokens) return usage_error("budget add needs --usd, --tokens or both");
+    if (usd) body["usd"] = *usd;  // as text, so the server converts it exactly
+    if (tokens) {
+      uint64_t count = 0;
+      auto [p, ec] = std::from_chars(tokens->data(), tokens->data() + tokens->size(), count);
+      if (tokens->empty() || ec != std::errc() || p != tokens->data() + tokens->size()) {
+        return usage_error("--tokens expects a whole number");
+      }
+      body["tokens"] = count;
+    }
+  }
+  int code = kOk;
+  auto reply = call(ctx, true, std::string("/v1/admin/budgets/") + (add ? "add" : "reset"),
+                    body.dump(), &code);
+  if (!reply) return code;
+  if (ctx.json_output) {
+    print(reply->dump() + "\n");
+  } else {
+    print_balances(json::array({*reply}));
+  }
+  return kOk;
+}
+
+int cmd_webhooks(const Context& ctx, const Args& args) {
+  std::string error;
+  if (args.words.size() != 1) return usage_error("webhooks takes no arguments");
+  if (!only_options(args, {"--event", "--outcome", "--before", "--limit"}, &error)) {
+    return usage_error(error);
+  }
+  std::string query = query_string({{"event", args.one("--event")},
+                                    {"outcome", args.one("--outcome")},
+                                    {"before", args.one("--before")},
+                                    {"limit", args.one("--limit")}});
+  int code = kOk;
+  auto reply = call(ctx, false, "/v1/admin/webhooks" + query, {}, &code);
+  if (!reply) return code;
+  if (ctx.json_output) {
+    print(reply->dump() + "\n");
+    return kOk;
+  }
+  std::vector<Row> rows;
+  for (const json& d : (*reply)["deliveries"]) {
+    rows.push_back({text_of(d["time"]), text_of(d["event_id"]), text_of(d["event_type"]),
+                    text_of(d["url"]), text_of(d["attempt"]),
+                    d.value("status", 0) == 0 ? "-" : text_of(d["status"]), text_of(d["outcome"]),
+                    text_of(d["latency_ms"]), text_of(d["error"])});
+  }
+  print_table({"TIME", "EVENT", "TYPE", "URL", "ATTEMPT", "STATUS", "OUTCOME", "MS", "ERROR"},
+              rows);
+  const json& stats = (*reply)["stats"];
+  print("deliveries: " + text_of(stats["pending"]) + " pending, " + text_of(stats["delivered"]) +
+        " delivered, " + text_of(stats["failed"]) + " failed; " + text_of(stats["dropped"]) +
+        " events dropped\n");
+  if (const json& next = (*reply)["next_before"]; next.is_number()) {
+    fail(kOk, "more: --before " + next.dump());
+  }
   return kOk;
 }
 
@@ -517,6 +718,13 @@ int main(int argc, char** argv) {
   if (w[0] == "policy" && w.size() >= 2 && w[1] == "show") return cmd_policy_show(ctx, *args);
   if (w[0] == "requests") return cmd_requests(ctx, *args);
   if (w[0] == "usage") return cmd_usage(ctx, *args);
+  if (w[0] == "sessions") return cmd_sessions(ctx, *args);
+  if (w[0] == "tools") return cmd_tools(ctx, *args);
   if (w[0] == "stats") return cmd_stats(ctx, *args);
+  if (w[0] == "budget" && w.size() >= 2 && w[1] == "list") return cmd_budget_list(ctx, *args);
+  if (w[0] == "budget" && w.size() >= 2 && (w[1] == "add" || w[1] == "reset")) {
+    return cmd_budget_change(ctx, *args);
+  }
+  if (w[0] == "webhooks") return cmd_webhooks(ctx, *args);
   return usage_error("unknown command \"" + w[0] + "\"");
 }

@@ -48,13 +48,32 @@ ErrorNames names_of(GatewayError error) {
       return {502, "server_error", "upstream_unavailable", "api_error", "UNAVAILABLE"};
     case GatewayError::kUpstreamTimeout:
       return {504, "server_error", "upstream_timeout", "timeout_error", "DEADLINE_EXCEEDED"};
+    case GatewayError::kBudgetExceeded:
+      return {429, "insufficient_quota", "budget_exceeded", "rate_limit_error",
+              "RESOURCE_EXHAUSTED"};
+    case GatewayError::kRateLimited:
+      return {429, "rate_limit_error", "rate_limit_exceeded", "rate_limit_error",
+              "RESOURCE_EXHAUSTED"};
+    case GatewayError::kNoPrice:
+      return {403, "permission_error", "model_not_priced", "permission_error", "PERMISSION_DENIED"};
+    case GatewayError::kGuardrailBlocked:
+      return {400, "invalid_request_error", "guardrail_blocked", "invalid_request_error",
+              "INVALID_ARGUMENT"};
+    case GatewayError::kGuardrailCut:
+      return {400, "invalid_request_error", "guardrail_cut", "invalid_request_error",
+              "INVALID_ARGUMENT"};
+    case GatewayError::kHookBlocked:
+      return {403, "permission_error", "blocked_by_hook", "permission_error", "PERMISSION_DENIED"};
+    case GatewayError::kHookFailed:
+      return {503, "server_error", "hook_unavailable", "overloaded_error", "UNAVAILABLE"};
   }
   return {500, "server_error", "internal_error", "api_error", "INTERNAL"};
 }
 
 bool names_model(GatewayError error) {
   return error == GatewayError::kMissingModel || error == GatewayError::kUnknownModel ||
-         error == GatewayError::kNotGranted || error == GatewayError::kWrongApi;
+         error == GatewayError::kNotGranted || error == GatewayError::kWrongApi ||
+         error == GatewayError::kNoPrice;
 }
 
 }  // namespace
@@ -102,6 +121,12 @@ std::string error_body(ErrorFormat format, GatewayError error, std::string_view 
       break;
   }
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string error_event(ErrorFormat format, GatewayError error, std::string_view message) {
+  const std::string data = error_body(format, error, message);
+  if (format == ErrorFormat::kAnthropic) return "event: error\ndata: " + data + "\n\n";
+  return "data: " + data + "\n\n";
 }
 
 }  // namespace airlock::control::gateway

@@ -29,6 +29,13 @@ enum class GatewayError {
   kNotGranted,           // 403
   kUpstreamFailed,       // 502: refused, unreachable, TLS or protocol failure
   kUpstreamTimeout,      // 504
+  kBudgetExceeded,       // 429 with Retry-After: a budget cannot cover the request's worst case
+  kRateLimited,          // 429 with Retry-After: requests, tokens or streams per identity
+  kNoPrice,              // 403: a budgeted model without a price cannot be bounded
+  kGuardrailBlocked,     // 400: a guardrail matched the prompt
+  kGuardrailCut,         // a guardrail matched the model's tool call; the stream is cut
+  kHookBlocked,          // 403 unless the hook names another status
+  kHookFailed,           // 503: a fail-closed pre-request hook did not answer
 };
 
 int error_status(GatewayError error);
@@ -36,5 +43,9 @@ int error_status(GatewayError error);
 // OpenAI {"error":{"message","type","param","code"}}, Anthropic {"type":"error","error":{"type",
 // "message"}}, Gemini {"error":{"code","message","status"}}.
 std::string error_body(ErrorFormat format, GatewayError error, std::string_view message);
+
+// The same error as one server-sent event, for a stream already under way: OpenAI `data:
+// {"error":...}`, Anthropic `event: error`, Gemini `data: {"error":...}`.
+std::string error_event(ErrorFormat format, GatewayError error, std::string_view message);
 
 }  // namespace airlock::control::gateway

@@ -6,17 +6,25 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <set>
 #include <utility>
 
 #include <boost/beast/core/string.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/budget/estimate.h"
+#include "control/events/pre_request_hook.h"
 #include "control/gateway/api.h"
 #include "control/gateway/errors.h"
+#include "control/gateway/guarding.h"
 #include "control/gateway/headers.h"
 #include "control/gateway/models.h"
+#include "control/gateway/record_events.h"
 #include "control/gateway/relay.h"
 #include "control/gateway/request_body.h"
+#include "control/metering/session.h"
+#include "control/metering/tool_results.h"
 #include "control/metering/usage.h"
 
 namespace airlock::control::gateway {
@@ -27,19 +35,40 @@ namespace bhttp = boost::beast::http;
 struct Gateway::Core {
   Core(asio::io_context& io_context, GatewayOptions gateway_options, Store& request_store,
        IdentityLookup identity_lookup, std::unique_ptr<http::UpstreamPool> upstream_pool,
+       std::unique_ptr<http::UpstreamPool> pre_request_hook_pool,
+       std::unique_ptr<budget::Ledger> own_ledger,
        std::shared_ptr<const GatewayState> initial_state)
       : io(io_context),
         options(std::move(gateway_options)),
         store(request_store),
         lookup(std::move(identity_lookup)),
         pool(std::move(upstream_pool)),
-        state(std::move(initial_state)) {}
+        hook_pool(std::move(pre_request_hook_pool)),
+        default_ledger(std::move(own_ledger)),
+        ledger(options.services.ledger ? *options.services.ledger : *default_ledger),
+        rate_limiter(options.services.rate_limiter ? *options.services.rate_limiter
+                                                   : default_rate_limiter),
+        state(std::move(initial_state)) {
+    if (!options.services.ledger) default_ledger->set_budgets(state.load()->document->budgets);
+  }
+
+  // Every finished request: metrics and events first, then the log (which takes the record).
+  void finished(RequestRecord record) {
+    if (options.services.metrics) options.services.metrics->observe(record);
+    if (options.services.outbox) publish_record_events(*options.services.outbox, record);
+    store.append(std::move(record));
+  }
 
   asio::io_context& io;
   const GatewayOptions options;
   Store& store;
   const IdentityLookup lookup;
   const std::unique_ptr<http::UpstreamPool> pool;
+  const std::unique_ptr<http::UpstreamPool> hook_pool;
+  const std::unique_ptr<budget::Ledger> default_ledger;
+  budget::RateLimiter default_rate_limiter;
+  budget::Ledger& ledger;
+  budget::RateLimiter& rate_limiter;
   std::atomic<std::shared_ptr<const GatewayState>> state;
 };
 
@@ -53,6 +82,9 @@ using nlohmann::json;
 constexpr std::size_t kRedactSlack = 4096;
 // Provider error bodies are a few hundred bytes; past this the body is no error message.
 constexpr std::size_t kMaxHeldErrorBody = 1u << 20;
+// Without body logging a tool's output is still worth its first lines ("what did the agent
+// see"), not its whole file dumps.
+constexpr std::size_t kMaxUnloggedToolResult = 2048;
 
 std::string_view sv(boost::beast::string_view s) {
   return {s.data(), s.size()};
@@ -89,18 +121,15 @@ struct BodyFields {
   bool valid_json = false;
   std::string model;
   bool stream = false;
+  json parsed;  // the whole body, for the session and the tool results
 };
 
+// One parse of the body serves routing, the session and the tool results.
 BodyFields inspect_body(std::string_view body) {
-  const json::parser_callback_t keep = [](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key) {
-      return parsed == "model" || parsed == "stream";
-    }
-    return true;
-  };
-  const json j = json::parse(body.begin(), body.end(), keep, false);
   BodyFields out;
-  out.valid_json = !j.is_discarded();
+  out.parsed = json::parse(body.begin(), body.end(), nullptr, false);
+  out.valid_json = !out.parsed.is_discarded();
+  const json& j = out.parsed;
   if (!j.is_object()) return out;
   if (const auto it = j.find("model"); it != j.end() && it->is_string()) {
     out.model = it->get<std::string>();
@@ -111,15 +140,20 @@ BodyFields inspect_body(std::string_view body) {
   return out;
 }
 
+// GET /airlock/budgets: a sandbox asks what it has left (the only Airlock path on the gateway).
+bool is_own_budget_path(std::string_view target) {
+  return target.substr(0, target.find('?')) == "/airlock/budgets";
+}
+
 // Appends the record when the request ends, however it ends: normal return, exception, or the
 // coroutine frame being destroyed with the io_context.
 class RecordGuard {
  public:
-  explicit RecordGuard(Store& store) : store_(store), start_(Clock::now()) {}
+  explicit RecordGuard(Gateway::Core& core) : core_(core), start_(Clock::now()) {}
   ~RecordGuard() {
     try {
       record.duration_us = micros_since(start_);
-      store_.append(std::move(record));
+      core_.finished(std::move(record));
     } catch (...) {
       // Store::append does not fail by contract; a destructor must not throw regardless.
     }
@@ -134,7 +168,7 @@ class RecordGuard {
   RequestRecord record;
 
  private:
-  Store& store_;
+  Gateway::Core& core_;
   const Clock::time_point start_;
 };
 
@@ -149,7 +183,7 @@ class Exchange {
         body_status_(body_status),
         client_(client),
         writer_(writer),
-        guard_(core.store),
+        guard_(core),
         record_(guard_.record) {
     for (const auto& [name, key] : state_->keys) secrets_.push_back(&key);
   }
@@ -164,8 +198,22 @@ class Exchange {
   const policy::Document& document() const { return *state_->document; }
 
   asio::awaitable<void> refuse(GatewayError error, std::string message);
+  // Each returns false after refusing the request.
+  asio::awaitable<bool> guard_prompt(const policy::Identity& identity, std::string& body);
+  asio::awaitable<bool> run_hooks(const policy::Identity& identity,
+                                  const policy::ProviderSpec& provider, const std::string& model,
+                                  std::string& body);
+  asio::awaitable<bool> admit(const policy::Identity& identity);
+  asio::awaitable<bool> reserve_budget(const policy::Identity& identity,
+                                       const policy::ProviderSpec& provider,
+                                       const std::string& model, std::string& body);
+  bool cuts_tool_calls() const;
+  void watch_tool_calls(Relay& relay);
+  void scan_whole_tool_calls(const Relay& relay);
+  void settle(const Usage& usage);
   asio::awaitable<void> respond(int status, std::string body);
   asio::awaitable<void> list_models(const policy::Identity& identity);
+  asio::awaitable<void> list_own_budgets(const policy::Identity& identity);
   asio::awaitable<void> forward(const policy::ProviderSpec& provider, std::string body,
                                 bool strip_usage);
   void finish_record(const policy::ProviderSpec& provider, const Relay& relay,
@@ -184,6 +232,14 @@ class Exchange {
   std::vector<const Secret*> secrets_;
   ApiRoute route_;
   ErrorFormat format_ = ErrorFormat::kOpenAi;
+  std::optional<int64_t> retry_after_s_;
+  // Indexes into the policy's guardrails that apply to the caller.
+  std::vector<std::size_t> guardrails_;
+  std::optional<guardrails::ToolCallScanner> tool_scanner_;
+  std::vector<std::size_t> scanned_bytes_;  // per tool call, arguments already scanned
+  std::optional<std::string> cut_reason_;
+  budget::Admission admission_;
+  budget::Reservation reservation_;
 };
 
 asio::awaitable<void> Exchange::run() {
@@ -211,6 +267,9 @@ asio::awaitable<void> Exchange::run() {
                               "request body exceeds the gateway's limit of " +
                                   std::to_string(core_.options.server.max_body_bytes) + " bytes");
   }
+  if (request_.method() == bhttp::verb::get && is_own_budget_path(sv(request_.target()))) {
+    co_return co_await list_own_budgets(*identity);
+  }
   if (route_.kind == ApiKind::kUnknown) {
     const std::string_view target = sv(request_.target());
     co_return co_await refuse(GatewayError::kUnknownRoute,
@@ -233,9 +292,12 @@ asio::awaitable<void> Exchange::run() {
       co_return co_await refuse(GatewayError::kBodyTooLarge, decoded.error);
   }
   std::string body = std::move(decoded.body);
+  // Before anything keeps or forwards the prompt, so a redacted secret reaches neither the log
+  // nor the provider.
+  if (!co_await guard_prompt(*identity, body)) co_return;
   record_.request_body = loggable(body);
 
-  const BodyFields fields = inspect_body(body);
+  BodyFields fields = inspect_body(body);
   if (!fields.valid_json) {
     co_return co_await refuse(GatewayError::kBadJson, "request body is not valid JSON");
   }
@@ -267,6 +329,29 @@ asio::awaitable<void> Exchange::run() {
                                   "\")");
   }
 
+  const Api api = *meter_api(route_.kind);
+  const auto header = [this](std::string_view name) -> std::optional<std::string_view> {
+    const auto it = request_.find(boost::beast::string_view(name.data(), name.size()));
+    if (it == request_.end()) return std::nullopt;
+    return sv(it->value());
+  };
+  record_.session_id = session_of_json(api, header, fields.parsed, record_.peer_key);
+  record_.tool_results = tool_results_from_json(api, fields.parsed);
+  // Tool output is prompt text: kept whole only as far as the policy keeps bodies.
+  const std::size_t result_cap =
+      document().request_log.bodies
+          ? static_cast<std::size_t>(document().request_log.max_body_bytes)
+          : kMaxUnloggedToolResult;
+  for (ToolResult& result : record_.tool_results) {
+    if (result.content.size() > result_cap) result.content.resize(result_cap);
+    result.content = redact(result.content, secrets_);
+  }
+  fields.parsed = json();  // a big prompt's tree is not held for the whole stream
+
+  if (!co_await run_hooks(*identity, *provider, model, body)) co_return;
+  if (!co_await admit(*identity)) co_return;
+  if (!co_await reserve_budget(*identity, *provider, model, body)) co_return;
+
   const bool strip_usage =
       route_.kind == ApiKind::kOpenAiChat && fields.stream && wants_usage_injection(body);
   if (strip_usage) body = inject_include_usage(body);
@@ -277,6 +362,7 @@ asio::awaitable<void> Exchange::respond(int status, std::string body) {
   http::Response response{static_cast<bhttp::status>(status), request_.version()};
   response.set(bhttp::field::content_type, "application/json");
   response.set("x-airlock-request-id", record_.id);
+  if (retry_after_s_) response.set(bhttp::field::retry_after, std::to_string(*retry_after_s_));
   response.body() = std::move(body);
   record_.status = status;
   if (co_await writer_.write(std::move(response))) {
@@ -292,6 +378,276 @@ asio::awaitable<void> Exchange::refuse(GatewayError error, std::string message) 
   std::string body = error_body(format_, error, message);
   record_.response_body = loggable(body);
   co_await respond(error_status(error), std::move(body));
+}
+
+asio::awaitable<bool> Exchange::guard_prompt(const policy::Identity& identity, std::string& body) {
+  if (!state_->guardrails) co_return true;
+  for (const policy::GuardrailSpec* spec : document().guardrails_for(identity)) {
+    guardrails_.push_back(static_cast<std::size_t>(spec - document().guardrails.data()));
+  }
+  if (guardrails_.empty()) co_return true;
+  const std::string scanned = document().request_log.bodies ? body : std::string();
+  const guardrails::PromptVerdict verdict = state_->guardrails->scan_prompt(guardrails_, body);
+  const guardrails::PromptMatch* blocking = nullptr;
+  for (const guardrails::PromptMatch& match : verdict.matches) {
+    std::string_view action = action_name(match.action);
+    if (verdict.blocked && match.action != policy::PromptAction::kFlag) {
+      action = "block";
+      if (blocking == nullptr) blocking = &match;
+    }
+    record_.guardrail_hits.push_back(
+        {match.guardrail, match.pattern, std::string(action), "prompt"});
+  }
+  if (!verdict.blocked) co_return true;
+  if (document().request_log.bodies)
+    record_.request_body = loggable(masked(scanned, verdict.matches));
+  std::string message = "request blocked by guardrail";
+  if (blocking != nullptr) {
+    message += " \"" + blocking->guardrail + "\": the prompt matches \"" + blocking->pattern + "\"";
+  }
+  if (verdict.redaction_unsafe) message += " (it cannot be redacted without breaking the JSON)";
+  co_await refuse(GatewayError::kGuardrailBlocked, std::move(message));
+  co_return false;
+}
+
+asio::awaitable<bool> Exchange::run_hooks(const policy::Identity& identity,
+                                          const policy::ProviderSpec& provider,
+                                          const std::string& model, std::string& body) {
+  for (const policy::PreRequestHookSpec* hook : document().pre_request_hooks_for(identity)) {
+    events::HookRequest request{record_.id,    identity.user,   identity.device,
+                                identity.tags, identity.groups, provider.name,
+                                model,         record_.api,     body};
+    const events::HookVerdict verdict =
+        co_await events::call_pre_request_hook(*core_.hook_pool, *hook, request);
+    switch (verdict.action) {
+      case events::HookVerdict::Action::kAllow:
+        break;
+      case events::HookVerdict::Action::kModify:
+        body = verdict.body;
+        if (document().request_log.bodies) record_.request_body = loggable(body);
+        break;
+      case events::HookVerdict::Action::kBlock: {
+        const bool failed = !verdict.error.empty();
+        const GatewayError error = failed ? GatewayError::kHookFailed : GatewayError::kHookBlocked;
+        std::string message = failed ? verdict.error : verdict.message;
+        if (message.empty()) message = "request blocked by the pre-request hook";
+        const std::string refusal = error_body(format_, error, message);
+        record_.error = message;
+        record_.cost = 0;
+        record_.response_body = loggable(refusal);
+        const int status = failed ? error_status(error) : verdict.status;
+        co_await respond(status, refusal);
+        co_return false;
+      }
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> Exchange::admit(const policy::Identity& identity) {
+  const std::vector<const policy::RateLimitSpec*> limits = document().rate_limits_for(identity);
+  if (limits.empty()) co_return true;
+  budget::AdmitResult result = core_.rate_limiter.admit(
+      limits, budget::RateKeys{identity.user, record_.peer_key}, now_unix_ms());
+  if (auto* admission = std::get_if<budget::Admission>(&result)) {
+    admission_ = std::move(*admission);
+    co_return true;
+  }
+  const budget::RateRefusal& refusal = std::get<budget::RateRefusal>(result);
+  std::string what;
+  switch (refusal.limit) {
+    case budget::RateRefusal::Limit::kRequestsPerMinute:
+      what = "requests per minute";
+      break;
+    case budget::RateRefusal::Limit::kTokensPerMinute:
+      what = "tokens per minute";
+      break;
+    case budget::RateRefusal::Limit::kConcurrentStreams:
+      what = "concurrent requests";
+      break;
+  }
+  retry_after_s_ = refusal.retry_after_s;
+  co_await refuse(GatewayError::kRateLimited,
+                  "rate limit for " + refusal.key + ": " + std::to_string(refusal.current) + " " +
+                      what + " of " + std::to_string(refusal.allowed) + " allowed; retry after " +
+                      std::to_string(refusal.retry_after_s) + " s");
+  co_return false;
+}
+
+std::string dollars(Picodollars amount) {
+  // Cents are what people budget in; six decimals keep a single cheap request visible.
+  char text[48];
+  std::snprintf(text, sizeof text, "$%.6f", static_cast<double>(amount) / 1e12);
+  return text;
+}
+
+asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
+                                               const policy::ProviderSpec& provider,
+                                               const std::string& model, std::string& body) {
+  // Counting tokens is free.
+  if (route_.kind == ApiKind::kAnthropicCountTokens) co_return true;
+  const std::vector<policy::Document::BudgetCharge> budgets =
+      document().budgets_for(identity, provider.name, model);
+  if (budgets.empty()) co_return true;
+  const std::optional<Price> price = state_->prices.find(provider.kind, model);
+  if (!price) {
+    co_await refuse(GatewayError::kNoPrice,
+                    "model \"" + provider.name + "/" + model +
+                        "\" is under a budget but has no price, so its cost cannot be bounded; "
+                        "add it to the policy's \"prices\"");
+    co_return false;
+  }
+  uint64_t output_cap = 0;
+  if (route_.kind != ApiKind::kOpenAiEmbeddings) {
+    const budget::OutputCap cap = budget::apply_output_cap(*meter_api(route_.kind), body,
+                                                           document().default_max_output_tokens);
+    if (!cap.valid) {
+      co_await refuse(GatewayError::kBadJson,
+                      "the request's output token cap is not a non-negative integer, so its "
+                      "cost cannot be bounded");
+      co_return false;
+    }
+    output_cap = cap.tokens;
+  }
+  const budget::Amount worst =
+      budget::worst_case(*price, budget::input_token_bound(body), output_cap);
+  std::vector<budget::Charge> charges;
+  charges.reserve(budgets.size());
+  for (const auto& charge : budgets) charges.push_back({charge.budget->name, charge.balance_key});
+  budget::ReserveResult result = core_.ledger.reserve(charges, worst, now_unix_ms());
+  if (auto* reservation = std::get_if<budget::Reservation>(&result)) {
+    reservation_ = std::move(*reservation);
+    co_return true;
+  }
+  const budget::Refusal& refusal = std::get<budget::Refusal>(result);
+  const std::string key = refusal.balance_key.substr(refusal.balance_key.find('|') + 1);
+  std::string message = "budget \"" + refusal.budget + "\" (" + key + ") cannot cover this request";
+  if (refusal.usd_exhausted) {
+    message += ": its worst case is " + dollars(worst.usd) + ", and " + dollars(refusal.spent_usd) +
+               " of " + dollars(refusal.limit_usd.value_or(0)) + " is spent with " +
+               dollars(refusal.reserved_usd) + " held by requests in flight";
+  } else if (refusal.tokens_exhausted) {
+    message += ": its worst case is " + std::to_string(worst.tokens) + " tokens, and " +
+               std::to_string(refusal.spent_tokens) + " of " +
+               std::to_string(refusal.limit_tokens.value_or(0)) + " tokens are spent with " +
+               std::to_string(refusal.reserved_tokens) + " held by requests in flight";
+  }
+  if (refusal.never_fits) {
+    message += "; it is larger than the whole budget (a lower max output tokens may fit)";
+  } else {
+    retry_after_s_ = refusal.retry_after_s;
+    message += "; retry after " + std::to_string(refusal.retry_after_s) + " s";
+  }
+  co_await refuse(GatewayError::kBudgetExceeded, std::move(message));
+  co_return false;
+}
+
+bool Exchange::cuts_tool_calls() const {
+  return std::any_of(guardrails_.begin(), guardrails_.end(), [this](std::size_t index) {
+    return document().guardrails[index].response == policy::ResponseAction::kCut;
+  });
+}
+
+// A response that is not streamed has already gone to the client when its tool calls can be
+// read, so its matches are recorded (and raise events) but cannot cut it.
+void Exchange::scan_whole_tool_calls(const Relay& relay) {
+  bool scans = false;
+  for (const std::size_t index : guardrails_) {
+    scans = scans || document().guardrails[index].response != policy::ResponseAction::kOff;
+  }
+  if (!scans) return;
+  guardrails::ToolCallScanner scanner(state_->guardrails, guardrails_);
+  std::size_t n = 0;
+  relay.visit_tool_calls(
+      [&](const ToolCall& call) { scanner.feed(std::to_string(n++), call.arguments); });
+  scanner.close();
+  for (const guardrails::ToolCallMatch& match : scanner.matches()) {
+    record_.guardrail_hits.push_back({match.guardrail, match.pattern, "flag", "response"});
+  }
+}
+
+void Exchange::watch_tool_calls(Relay& relay) {
+  bool scans = false;
+  for (const std::size_t index : guardrails_) {
+    scans = scans || document().guardrails[index].response != policy::ResponseAction::kOff;
+  }
+  if (!scans) return;
+  tool_scanner_.emplace(state_->guardrails, guardrails_);
+  relay.set_event_check([this](const UsageMeter& meter) {
+    std::size_t n = 0;
+    meter.visit_tool_calls([&](const ToolCall& call) {
+      if (scanned_bytes_.size() <= n) scanned_bytes_.push_back(0);
+      std::size_t& done = scanned_bytes_[n];
+      if (call.arguments.size() > done) {
+        const std::string key = std::to_string(n);
+        for (const guardrails::ToolCallMatch& match :
+             tool_scanner_->feed(key, std::string_view(call.arguments).substr(done))) {
+          record_.guardrail_hits.push_back(
+              {match.guardrail, match.pattern, std::string(action_name(match.action)), "response"});
+          if (match.action == policy::ResponseAction::kCut && !cut_reason_) {
+            cut_reason_ = "response cut by guardrail \"" + match.guardrail + "\": tool call \"" +
+                          call.name + "\" matches \"" + match.pattern + "\"";
+          }
+        }
+        done = call.arguments.size();
+      }
+      ++n;
+    });
+    return !cut_reason_;
+  });
+}
+
+void Exchange::settle(const Usage& usage) {
+  const uint64_t tokens = usage.input + usage.output + usage.cache_read + usage.cache_write;
+  const int64_t now = now_unix_ms();
+  if (reservation_.active()) reservation_.settle({record_.cost.value_or(0), tokens}, now);
+  admission_.record_tokens(tokens, now);
+}
+
+// The caller's own balances: every balance of a budget some grant of theirs names, under a key
+// that is theirs.
+asio::awaitable<void> Exchange::list_own_budgets(const policy::Identity& identity) {
+  record_.api = "budgets";
+  std::set<std::string> keys;
+  keys.insert("user:" + identity.user);
+  keys.insert("peer:" + record_.peer_key);
+  keys.insert("shared");
+  for (const std::string& tag : identity.tags) keys.insert("tag:" + tag);
+  for (const std::string& group : identity.groups) keys.insert("group:" + group);
+  std::set<std::string> named;
+  for (const policy::GrantSpec& grant : document().grants) {
+    const bool mine = std::any_of(grant.from.begin(), grant.from.end(), [&](const std::string& s) {
+      return policy::Document::selector_matches(s, identity);
+    });
+    if (!mine) continue;
+    for (const policy::GrantBudget& budget : grant.budgets) named.insert(budget.name);
+  }
+  json list = json::array();
+  for (const budget::Balance& balance :
+       core_.ledger.balances(std::nullopt, std::nullopt, now_unix_ms())) {
+    const std::string key = balance.balance_key.substr(balance.balance_key.find('|') + 1);
+    if (!named.contains(balance.budget) || !keys.contains(key)) continue;
+    json item = {{"budget", balance.budget},
+                 {"key", key},
+                 {"spent_usd", static_cast<double>(balance.spent_usd) / 1e12},
+                 {"reserved_usd", static_cast<double>(balance.reserved_usd) / 1e12},
+                 {"spent_tokens", balance.spent_tokens},
+                 {"window_end_ms", balance.window_end_ms}};
+    item["limit_usd"] =
+        balance.limit_usd ? json(static_cast<double>(*balance.limit_usd) / 1e12) : json(nullptr);
+    item["limit_tokens"] = balance.limit_tokens ? json(*balance.limit_tokens) : json(nullptr);
+    item["remaining_usd"] = balance.remaining_usd
+                                ? json(static_cast<double>(*balance.remaining_usd) / 1e12)
+                                : json(nullptr);
+    list.push_back(std::move(item));
+  }
+  record_.cost = 0;
+  record_.usage_complete = true;
+  json answer = json::object();
+  answer["user"] = identity.user;
+  answer["budgets"] = std::move(list);
+  std::string body = answer.dump();
+  co_await respond(200, std::move(body));
 }
 
 asio::awaitable<void> Exchange::list_models(const policy::Identity& identity) {
@@ -386,8 +742,11 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
       [&](const http::ResponseHeader& header) -> asio::awaitable<bool> {
     record_.status = static_cast<int>(header.result_int());
     const bool sse = istarts_with(sv(header[bhttp::field::content_type]), "text/event-stream");
-    relay.emplace(RelayOptions{api, sse, strip_usage && sse});
     hold = record_.status / 100 != 2;
+    RelayOptions relay_options{api, sse, strip_usage && sse};
+    relay_options.hold_events = sse && !hold && cuts_tool_calls();
+    relay.emplace(relay_options);
+    if (sse && !hold) watch_tool_calls(*relay);
     http::ResponseHeader out = redacted(header);
     prepare_client_header(out, (strip_usage && sse) || hold);
     out.set("x-airlock-request-id", record_.id);
@@ -401,7 +760,14 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   const http::OnBody on_body = [&](std::string_view data) -> asio::awaitable<bool> {
     to_client.clear();
     relay->feed(data, to_client);
-    co_return co_await pass(to_client, false);
+    if (!co_await pass(to_client, false)) co_return false;
+    if (!relay->cut()) co_return true;
+    // The event that completed the match was held back; the client gets the provider-style
+    // error in its place and the upstream request is cancelled.
+    const std::string event =
+        error_event(format_, GatewayError::kGuardrailCut, cut_reason_.value_or("guardrail"));
+    co_await send(event);
+    co_return false;
   };
 
   const http::UpstreamResult result =
@@ -424,7 +790,7 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   if (!client_gone) co_await pass(to_client, true);
   // A transport failure after the header leaves the response unfinished: the server then
   // closes the connection without the final chunk, so the client sees a truncated body.
-  if (result.error == http::UpstreamResult::Error::kNone && !client_gone) {
+  if ((result.error == http::UpstreamResult::Error::kNone || cut_reason_) && !client_gone) {
     if (!co_await writer_.finish()) client_gone = true;
   }
   if (log_bodies) record_.response_body = loggable(response_copy);
@@ -449,6 +815,7 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
   } else if (relay.metering_error()) {
     error = "metering: " + *relay.metering_error();
   }
+  if (cut_reason_) error = *cut_reason_;
   record_.error = redact(error, secrets_);
 
   record_.tool_calls = relay.tool_calls();
@@ -466,6 +833,15 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
   std::optional<Price> price = state_->prices.find(provider.kind, record_.model);
   if (!price && !usage.model.empty()) price = state_->prices.find(provider.kind, usage.model);
   record_.cost = price ? std::optional<Picodollars>(cost_of(*price, usage)) : std::nullopt;
+  if (tool_scanner_) {
+    for (const guardrails::ToolCallMatch& match : tool_scanner_->close()) {
+      record_.guardrail_hits.push_back(
+          {match.guardrail, match.pattern, std::string(action_name(match.action)), "response"});
+    }
+  } else if (!guardrails_.empty() && record_.status / 100 == 2) {
+    scan_whole_tool_calls(relay);
+  }
+  settle(usage);
 }
 
 std::optional<Picodollars> price_field(const std::optional<std::string>& text) {
@@ -529,6 +905,14 @@ std::shared_ptr<const GatewayState> make_gateway_state(
     }
     state->keys.emplace(provider.name, std::move(*key));
   }
+  if (!document->guardrails.empty()) {
+    std::string compile_error;
+    state->guardrails = guardrails::Guardrails::compile(document->guardrails, &compile_error);
+    if (!state->guardrails) {
+      if (error) *error = compile_error;
+      return nullptr;
+    }
+  }
   state->document = std::move(document);
   return state;
 }
@@ -548,8 +932,23 @@ std::unique_ptr<Gateway> Gateway::create(asio::io_context& io, GatewayOptions op
   std::unique_ptr<http::UpstreamPool> pool =
       http::UpstreamPool::create(io, options.upstream, error);
   if (!pool) return nullptr;
-  auto core = std::make_shared<Core>(io, std::move(options), store, std::move(lookup),
-                                     std::move(pool), std::move(state));
+  // A hook answers in well under a second or not at all; its own timeout_ms ends the wait, these
+  // end the connection the wait left behind.
+  http::UpstreamOptions hook_options = options.upstream;
+  hook_options.connect_timeout = std::chrono::seconds(2);
+  hook_options.first_byte_timeout = std::chrono::seconds(60);
+  hook_options.idle_timeout = std::chrono::seconds(60);
+  std::unique_ptr<http::UpstreamPool> hook_pool =
+      http::UpstreamPool::create(io, hook_options, error);
+  if (!hook_pool) return nullptr;
+  std::unique_ptr<budget::Ledger> own_ledger;
+  if (!options.services.ledger) {
+    own_ledger = budget::Ledger::open("", error);
+    if (!own_ledger) return nullptr;
+  }
+  auto core =
+      std::make_shared<Core>(io, std::move(options), store, std::move(lookup), std::move(pool),
+                             std::move(hook_pool), std::move(own_ledger), std::move(state));
   return std::unique_ptr<Gateway>(new Gateway(std::move(core)));
 }
 
@@ -586,7 +985,9 @@ uint16_t Gateway::port() const {
 }
 
 void Gateway::set_state(std::shared_ptr<const GatewayState> state) {
-  if (state && state->document) core_->state.store(std::move(state));
+  if (!state || !state->document) return;
+  if (core_->default_ledger) core_->default_ledger->set_budgets(state->document->budgets);
+  core_->state.store(std::move(state));
 }
 
 void Gateway::stop() {

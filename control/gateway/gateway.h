@@ -20,8 +20,13 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "control/budget/ledger.h"
+#include "control/budget/rate_limit.h"
+#include "control/events/outbox.h"
+#include "control/guardrails/guardrails.h"
 #include "control/http/server.h"
 #include "control/http/upstream.h"
+#include "control/metrics/gateway_metrics.h"
 #include "control/prices/prices.h"
 #include "control/secrets/secret.h"
 #include "control/store/store.h"
@@ -29,20 +34,34 @@
 
 namespace airlock::control::gateway {
 
+// What the gateway enforces and reports besides routing. Each must outlive the gateway and
+// every request in flight. Without a ledger or rate limiter the gateway keeps its own in memory
+// (budgets and limits are always enforced); without an outbox or metrics nothing is reported.
+struct GatewayServices {
+  budget::Ledger* ledger = nullptr;
+  budget::RateLimiter* rate_limiter = nullptr;
+  events::Outbox* outbox = nullptr;
+  metrics::GatewayMetrics* metrics = nullptr;
+};
+
 struct GatewayOptions {
   http::ServerOptions server;
   http::UpstreamOptions upstream;
+  GatewayServices services;
 };
 
 struct GatewayState {
   std::shared_ptr<const policy::Document> document;
   PriceTable prices;                                // built-in or file prices + policy overrides
   std::map<std::string, Secret, std::less<>> keys;  // provider name -> key
-  int64_t loaded_unix_s = 0;                        // reported as `created` by /v1/models
+  // The policy's guardrails compiled (indexes follow document->guardrails); null when none.
+  std::shared_ptr<const guardrails::Guardrails> guardrails;
+  int64_t loaded_unix_s = 0;  // reported as `created` by /v1/models
 };
 
-// Loads every provider's key_ref and applies the policy's price overrides. On failure returns
-// nullptr with *error naming the provider and the reference (never a key).
+// Loads every provider's key_ref, applies the policy's price overrides and compiles its
+// guardrails. On failure returns nullptr with *error naming the provider and the reference
+// (never a key), or the guardrail and pattern.
 std::shared_ptr<const GatewayState> make_gateway_state(
     std::shared_ptr<const policy::Document> document, const PriceTable& base_prices,
     std::string* error);

@@ -7,9 +7,11 @@ namespace airlock::control::gateway {
 Relay::Relay(RelayOptions options)
     : options_(options), meter_(options.api), parser_(SseParser::kDefaultMaxEventBytes) {
   options_.strip_injected_usage = options.sse && options.strip_injected_usage;
+  options_.hold_events = options.sse && (options.hold_events || options_.strip_injected_usage);
 }
 
 void Relay::feed(std::string_view upstream, std::string& to_client) {
+  if (cut_) return;
   if (!options_.sse) {
     to_client.append(upstream);
     if (body_copy_overflow_) return;
@@ -24,19 +26,19 @@ void Relay::feed(std::string_view upstream, std::string& to_client) {
     body_copy_.append(upstream);
     return;
   }
-  if (options_.strip_injected_usage) {
+  if (options_.hold_events) {
     feed_stripping(upstream, to_client);
     return;
   }
-  to_client.append(upstream);
   feed_parser(upstream);
+  if (!cut_) to_client.append(upstream);
 }
 
 void Relay::finish(std::string& to_client) {
   if (options_.sse) {
     // An event without its blank line is never dispatched by an SSE client either, so it is
     // not the usage chunk: the client gets its bytes as they came.
-    release_held(to_client);
+    if (!cut_) release_held(to_client);
     return;
   }
   if (!body_copy_overflow_) meter_.feed_body(body_copy_);
@@ -46,7 +48,9 @@ void Relay::finish(std::string& to_client) {
 void Relay::feed_parser(std::string_view piece) {
   if (metering_error_) return;
   const bool ok = parser_.feed(piece, [this](const SseEvent& event) {
+    if (cut_) return;
     meter_.feed_event(event);
+    if (check_ && !check_(meter_)) cut_ = true;
     if (options_.strip_injected_usage) dispatched_ = event;
   });
   if (!ok) metering_error_ = parser_.error().value_or("SSE stream broken");
@@ -78,6 +82,12 @@ void Relay::release_held(std::string& to_client) {
 
 void Relay::feed_stripping(std::string_view upstream, std::string& to_client) {
   while (!upstream.empty()) {
+    if (cut_) {
+      held_.clear();
+      held_comments_.clear();
+      holding_ = false;
+      return;
+    }
     // Once the parser gave up, nothing can be recognised any more: pass everything.
     if (metering_error_) {
       release_held(to_client);
@@ -103,9 +113,10 @@ void Relay::feed_stripping(std::string_view upstream, std::string& to_client) {
       // A blank line: it ends the held event, if any.
       dispatched_.reset();
       feed_parser(piece);
+      if (cut_) continue;
       Sink sink = Sink::kClient;
       if (holding_) {
-        if (dispatched_ && is_injected_usage_chunk(*dispatched_)) {
+        if (options_.strip_injected_usage && dispatched_ && is_injected_usage_chunk(*dispatched_)) {
           to_client.append(held_comments_);
           held_.clear();
           held_comments_.clear();

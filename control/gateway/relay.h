@@ -10,9 +10,11 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "control/metering/sse.h"
@@ -24,6 +26,9 @@ struct RelayOptions {
   Api api = Api::kOpenAiChat;         // how to meter
   bool sse = false;                   // text/event-stream; otherwise one JSON body
   bool strip_injected_usage = false;  // OpenAI Chat stream whose usage the gateway asked for
+  // Hold each event until it is complete, so the event check below can stop a stream before any
+  // byte of the event that fails it reaches the client.
+  bool hold_events = false;
   // A non-streamed body is metered on a copy of at most this many bytes (the relay itself never
   // holds it); a larger body is relayed but not metered.
   std::size_t max_body_copy = SseParser::kDefaultMaxEventBytes;
@@ -38,8 +43,18 @@ class Relay {
   // The upstream body ended (or was cut): appends anything still held, meters a whole body.
   void finish(std::string& to_client);
 
+  // Runs after each SSE event is metered; returning false cuts the stream: that event and
+  // everything after it are dropped (with hold_events, none of its bytes have been sent).
+  using EventCheck = std::function<bool(const UsageMeter&)>;
+  void set_event_check(EventCheck check) { check_ = std::move(check); }
+  bool cut() const { return cut_; }
+
   Usage usage() const { return meter_.usage(); }
   std::vector<ToolCall> tool_calls() const { return meter_.tool_calls(); }
+  template <class Visit>
+  void visit_tool_calls(Visit&& visit) const {
+    meter_.visit_tool_calls(std::forward<Visit>(visit));
+  }
   // The provider's error: mid-stream error event, failed response, or an error body.
   const std::optional<std::string>& error() const { return meter_.error(); }
   // Why usage could not be read (an SSE line over the parser's cap, a body over the copy cap).
@@ -58,6 +73,8 @@ class Relay {
   UsageMeter meter_;
   SseParser parser_;
   std::optional<std::string> metering_error_;
+  EventCheck check_;
+  bool cut_ = false;
   std::string body_copy_;
   bool body_copy_overflow_ = false;
 

@@ -3,23 +3,16 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "control/metering/json_access.h"
+
 namespace airlock::control {
 namespace {
 
 using nlohmann::json;
 
-// Lenient accessors: providers add fields and compatible upstreams send nulls or odd types, and
-// metering must never throw on a response it is only observing.
-const json* member(const json& j, const char* key) {
-  if (!j.is_object()) return nullptr;
-  const auto it = j.find(key);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
-
-const json* member(const json& j, const char* key, const char* inner) {
-  const json* outer = member(j, key);
-  return outer ? member(*outer, inner) : nullptr;
-}
+using json_access::member;
+using json_access::raw_of;
+using json_access::text_of;
 
 std::optional<uint64_t> count_of(const json* v) {
   if (v == nullptr) return std::nullopt;
@@ -30,21 +23,9 @@ std::optional<uint64_t> count_of(const json* v) {
   return std::nullopt;
 }
 
-std::string text_of(const json* v) {
-  return v && v->is_string() ? v->get<std::string>() : "";
-}
-
 int64_t index_of(const json& j, const char* key, int64_t fallback) {
   const json* v = member(j, key);
   return v && v->is_number_integer() ? v->get<int64_t>() : fallback;
-}
-
-// Tool arguments are kept as the provider's raw text; objects (Anthropic input, Gemini args,
-// shell actions) are serialised compactly.
-std::string raw_of(const json* v) {
-  if (v == nullptr) return "";
-  if (v->is_string()) return v->get<std::string>();
-  return v->dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void merge(std::optional<uint64_t>& field, const json* v) {

@@ -53,6 +53,17 @@ struct ToolCall {
   friend bool operator==(const ToolCall&, const ToolCall&) = default;
 };
 
+// A tool's output that the client sends back to the model in the request after the call.
+// `content` is the raw text or JSON as sent; `name` is empty when the format does not carry it.
+struct ToolResult {
+  std::string call_id;
+  std::string name;
+  std::string content;
+  bool is_error = false;
+
+  friend bool operator==(const ToolResult&, const ToolResult&) = default;
+};
+
 class UsageMeter {
  public:
   explicit UsageMeter(Api api) : api_(api) {}
@@ -70,6 +81,11 @@ class UsageMeter {
   const std::optional<std::string>& error() const { return error_; }
   // Tool calls in the order the provider numbered them.
   std::vector<ToolCall> tool_calls() const;
+  // The same calls without copying them, for inspecting a stream after every event.
+  template <class Visit>
+  void visit_tool_calls(Visit&& visit) const {
+    for (const auto& entry : tools_) visit(entry.second);
+  }
 
  private:
   // Raw provider counters; each parser overwrites only the fields its event carries, because

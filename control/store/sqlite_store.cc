@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -28,7 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 // Version 1. Tags and groups are JSON arrays so SQL can filter them with json_each(). Bodies are
 // BLOBs because a body cut at its size cap may end inside a UTF-8 sequence.
 constexpr const char* kSchemaV1 = R"sql(
@@ -72,14 +73,55 @@ CREATE TABLE tool_calls (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 2: sessions, and tool calls and results denormalised with the request's identity and
+// time so "what did this agent do" reads one table in time order. Columns added to existing
+// tables are added only when missing (add_missing_columns).
+constexpr const char* kSchemaV2 = R"sql(
+UPDATE tool_calls SET (time_ms, user, device, session_id, model) =
+  (SELECT time_ms, user, device, session_id, model FROM requests WHERE id = request_id);
+CREATE TABLE IF NOT EXISTS tool_results (
+  request_id TEXT NOT NULL REFERENCES requests (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  user TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  call_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  content TEXT NOT NULL,
+  is_error INTEGER NOT NULL,
+  PRIMARY KEY (request_id, seq)
+);
+CREATE INDEX IF NOT EXISTS requests_session ON requests (session_id, user, time_ms);
+CREATE INDEX IF NOT EXISTS tool_calls_time ON tool_calls (time_ms, request_id, seq);
+CREATE INDEX IF NOT EXISTS tool_calls_user ON tool_calls (user, time_ms);
+CREATE INDEX IF NOT EXISTS tool_calls_session ON tool_calls (session_id, time_ms);
+CREATE INDEX IF NOT EXISTS tool_results_call ON tool_results (user, call_id, time_ms);
+CREATE INDEX IF NOT EXISTS tool_results_name ON tool_results (user, session_id, name, time_ms);
+)sql";
+
+struct AddedColumn {
+  const char* table;
+  const char* name;
+  const char* definition;
+};
+constexpr AddedColumn kV2Columns[] = {
+    {"requests", "session_id", "TEXT NOT NULL DEFAULT ''"},
+    {"tool_calls", "time_ms", "INTEGER NOT NULL DEFAULT 0"},
+    {"tool_calls", "user", "TEXT NOT NULL DEFAULT ''"},
+    {"tool_calls", "device", "TEXT NOT NULL DEFAULT ''"},
+    {"tool_calls", "session_id", "TEXT NOT NULL DEFAULT ''"},
+    {"tool_calls", "model", "TEXT NOT NULL DEFAULT ''"},
+    {"requests", "guardrails", "TEXT NOT NULL DEFAULT '[]'"},
+};
+
 // Column order shared by the INSERT and the row decoder.
 constexpr const char* kScalarColumns =
     "id, time_ms, user, device, tags, user_groups, peer_key, provider, model, api, status, "
     "streamed, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
     "reasoning_tokens, usage_complete, client_disconnected, cost_picodollars, ttfb_us, "
-    "duration_us, error";
-constexpr int kRequestBodyColumn = 23;
-constexpr int kResponseBodyColumn = 24;
+    "duration_us, error, session_id, guardrails";
+constexpr int kRequestBodyColumn = 25;
+constexpr int kResponseBodyColumn = 26;
 
 constexpr size_t kBatchRecords = 256;
 // The queue is bounded by count and by bytes, so bodies cannot exhaust memory while the disk is
@@ -137,6 +179,29 @@ std::optional<std::string> column_blob(sqlite3_stmt* stmt, int column) {
   return data ? std::string(data, static_cast<size_t>(size)) : std::string();
 }
 
+std::string hits_to_json(const std::vector<GuardrailHit>& hits) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const GuardrailHit& hit : hits) {
+    out.push_back({{"guardrail", hit.guardrail},
+                   {"pattern", hit.pattern},
+                   {"action", hit.action},
+                   {"where", hit.where}});
+  }
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<GuardrailHit> hits_from_json(const std::string& text) {
+  std::vector<GuardrailHit> hits;
+  const nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+  if (!parsed.is_array()) return hits;
+  for (const nlohmann::json& item : parsed) {
+    if (!item.is_object()) continue;
+    hits.push_back({item.value("guardrail", ""), item.value("pattern", ""),
+                    item.value("action", ""), item.value("where", "")});
+  }
+  return hits;
+}
+
 std::string to_json_array(const std::vector<std::string>& items) {
   // Replacing invalid UTF-8 instead of throwing: a malformed tag must not lose the record.
   return nlohmann::json(items).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -185,17 +250,23 @@ RequestRecord decode_row(sqlite3_stmt* stmt) {
   r.ttfb_us = sqlite3_column_int64(stmt, 20);
   r.duration_us = sqlite3_column_int64(stmt, 21);
   r.error = column_text(stmt, 22);
+  r.session_id = column_text(stmt, 23);
+  r.guardrail_hits = hits_from_json(column_text(stmt, 24));
   return r;
 }
 
 size_t approximate_bytes(const RequestRecord& r) {
   size_t bytes = sizeof(RequestRecord) + r.id.size() + r.user.size() + r.device.size() +
                  r.peer_key.size() + r.provider.size() + r.model.size() + r.api.size() +
-                 r.error.size();
+                 r.error.size() + r.session_id.size();
   for (const auto& s : r.tags) bytes += s.size();
   for (const auto& s : r.groups) bytes += s.size();
   for (const auto& call : r.tool_calls) {
     bytes += sizeof(ToolCall) + call.id.size() + call.name.size() + call.arguments.size();
+  }
+  for (const auto& result : r.tool_results) {
+    bytes +=
+        sizeof(ToolResult) + result.call_id.size() + result.name.size() + result.content.size();
   }
   if (r.request_body) bytes += r.request_body->size();
   if (r.response_body) bytes += r.response_body->size();
@@ -244,6 +315,7 @@ struct Writer {
   Db db;
   Stmt insert_request;
   Stmt insert_tool_call;
+  Stmt insert_tool_result;
 };
 
 class SqliteStore final : public Store {
@@ -377,7 +449,143 @@ class SqliteStore final : public Store {
     return totals;
   }
 
+  std::vector<SessionSummary> sessions(const SessionQuery& query, std::string* error) override {
+    if (error) error->clear();
+    wait_written(/*stop_when_failing=*/true);
+    std::lock_guard lock(reader_mutex_);
+
+    // The window picks the sessions; their totals cover every request they made.
+    std::string active = "SELECT session_id, user FROM requests WHERE session_id != ''";
+    std::vector<Param> params;
+    add_filters(query.user, std::nullopt, query.since_ms, query.until_ms, active, params);
+    std::string sql =
+        "SELECT session_id, user, MAX(device), MIN(time_ms), MAX(time_ms), COUNT(*), "
+        "SUM((SELECT COUNT(*) FROM tool_calls t WHERE t.request_id = requests.id)), "
+        "SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
+        "COALESCE(SUM(cost_picodollars), 0) FROM requests WHERE (session_id, user) IN (" +
+        active + ") GROUP BY session_id, user ORDER BY MAX(time_ms) DESC, session_id DESC LIMIT ?";
+    params.emplace_back(int64_t{std::clamp<uint32_t>(query.limit, 1, kMaxPageSize)});
+
+    std::vector<SessionSummary> sessions;
+    const Stmt stmt = prepare(reader_.get(), sql);
+    if (!stmt || !bind_params(stmt.get(), params)) {
+      fail(error);
+      return {};
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      sqlite3_stmt* row = stmt.get();
+      SessionSummary& s = sessions.emplace_back();
+      s.id = column_text(row, 0);
+      s.user = column_text(row, 1);
+      s.device = column_text(row, 2);
+      s.first_ms = sqlite3_column_int64(row, 3);
+      s.last_ms = sqlite3_column_int64(row, 4);
+      s.requests = column_uint64(row, 5);
+      s.tool_calls = column_uint64(row, 6);
+      s.input_tokens = column_uint64(row, 7);
+      s.output_tokens = column_uint64(row, 8);
+      s.cache_read_tokens = column_uint64(row, 9);
+      s.cache_write_tokens = column_uint64(row, 10);
+      s.cost = sqlite3_column_int64(row, 11);
+    }
+    if (rc != SQLITE_DONE) {
+      fail(error);
+      return {};
+    }
+    return sessions;
+  }
+
+  std::vector<ToolCallRow> tool_calls(const ToolCallQuery& query, std::string* error) override {
+    if (error) error->clear();
+    wait_written(/*stop_when_failing=*/true);
+    std::lock_guard lock(reader_mutex_);
+
+    // The result of a call comes in a later request of the same user: by call id, or for calls
+    // without one (Gemini) the first later result of that name in the session.
+    std::string sql =
+        "SELECT c.request_id, c.seq, c.time_ms, c.user, c.device, c.session_id, c.model, "
+        "c.call_id, c.name, c.arguments, r.request_id, r.time_ms, r.call_id, r.name, r.content, "
+        "r.is_error FROM tool_calls c LEFT JOIN tool_results r ON r.rowid = COALESCE("
+        "(SELECT x.rowid FROM tool_results x WHERE c.call_id != '' AND x.user = c.user AND "
+        "x.call_id = c.call_id AND x.time_ms >= c.time_ms AND x.request_id != c.request_id "
+        "ORDER BY x.time_ms, x.request_id, x.seq LIMIT 1), "
+        "(SELECT x.rowid FROM tool_results x WHERE c.call_id = '' AND x.user = c.user AND "
+        "x.session_id = c.session_id AND x.name = c.name AND x.call_id = '' AND "
+        "x.time_ms >= c.time_ms AND x.request_id != c.request_id "
+        "ORDER BY x.time_ms, x.request_id, x.seq LIMIT 1)) WHERE 1";
+    std::vector<Param> params;
+    const std::pair<const char*, const std::optional<std::string>*> texts[] = {
+        {" AND c.user = ?", &query.user},
+        {" AND c.session_id = ?", &query.session},
+        {" AND c.name = ?", &query.name},
+    };
+    for (const auto& [clause, value] : texts) {
+      if (!*value) continue;
+      sql += clause;
+      params.emplace_back(**value);
+    }
+    if (query.since_ms) {
+      sql += " AND c.time_ms >= ?";
+      params.emplace_back(*query.since_ms);
+    }
+    if (query.before) {
+      const std::optional<int64_t> before_time = time_of(query.before->request_id, error);
+      if (!before_time) return {};
+      sql += " AND (c.time_ms, c.request_id, c.seq) < (?, ?, ?)";
+      params.emplace_back(*before_time);
+      params.emplace_back(query.before->request_id);
+      params.emplace_back(int64_t{query.before->seq});
+    }
+    sql += " ORDER BY c.time_ms DESC, c.request_id DESC, c.seq DESC LIMIT ?";
+    params.emplace_back(int64_t{std::clamp<uint32_t>(query.limit, 1, kMaxPageSize)});
+
+    std::vector<ToolCallRow> newest_first;
+    const Stmt stmt = prepare(reader_.get(), sql);
+    if (!stmt || !bind_params(stmt.get(), params)) {
+      fail(error);
+      return {};
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      sqlite3_stmt* row = stmt.get();
+      ToolCallRow& t = newest_first.emplace_back();
+      t.position = {column_text(row, 0), static_cast<uint32_t>(sqlite3_column_int64(row, 1))};
+      t.time_ms = sqlite3_column_int64(row, 2);
+      t.user = column_text(row, 3);
+      t.device = column_text(row, 4);
+      t.session_id = column_text(row, 5);
+      t.model = column_text(row, 6);
+      t.call = {column_text(row, 7), column_text(row, 8), column_text(row, 9)};
+      if (sqlite3_column_type(row, 10) != SQLITE_NULL) {
+        t.result_request_id = column_text(row, 10);
+        t.result_time_ms = sqlite3_column_int64(row, 11);
+        t.result = ToolResult{column_text(row, 12), column_text(row, 13), column_text(row, 14),
+                              sqlite3_column_int(row, 15) != 0};
+      }
+    }
+    if (rc != SQLITE_DONE) {
+      fail(error);
+      return {};
+    }
+    return grouped_by_session(std::move(newest_first));
+  }
+
  private:
+  // Rows newest first -> sessions in order of their first call, each in time order.
+  static std::vector<ToolCallRow> grouped_by_session(std::vector<ToolCallRow> newest_first) {
+    std::reverse(newest_first.begin(), newest_first.end());
+    std::map<std::pair<std::string, std::string>, size_t> first_seen;
+    for (const ToolCallRow& row : newest_first) {
+      first_seen.emplace(std::pair(row.user, row.session_id), first_seen.size());
+    }
+    std::stable_sort(
+        newest_first.begin(), newest_first.end(), [&](const ToolCallRow& a, const ToolCallRow& b) {
+          return first_seen.at({a.user, a.session_id}) < first_seen.at({b.user, b.session_id});
+        });
+    return newest_first;
+  }
+
   // Reader helpers; the caller holds reader_mutex_.
   void fail(std::string* error) const {
     if (error) *error = std::string("request log query failed: ") + sqlite3_errmsg(reader_.get());
@@ -426,6 +634,23 @@ class SqliteStore final : public Store {
     while ((rc = sqlite3_step(calls.get())) == SQLITE_ROW) {
       record.tool_calls.push_back(
           {column_text(calls.get(), 0), column_text(calls.get(), 1), column_text(calls.get(), 2)});
+    }
+    if (rc != SQLITE_DONE) {
+      fail(error);
+      return std::nullopt;
+    }
+
+    const Stmt results = prepare(db,
+                                 "SELECT call_id, name, content, is_error FROM tool_results WHERE "
+                                 "request_id = ? ORDER BY seq");
+    if (!results || bind_text(results.get(), 1, id) != SQLITE_OK) {
+      fail(error);
+      return std::nullopt;
+    }
+    while ((rc = sqlite3_step(results.get())) == SQLITE_ROW) {
+      record.tool_results.push_back({column_text(results.get(), 0), column_text(results.get(), 1),
+                                     column_text(results.get(), 2),
+                                     sqlite3_column_int(results.get(), 3) != 0});
     }
     if (rc != SQLITE_DONE) {
       fail(error);
@@ -578,6 +803,7 @@ class SqliteStore final : public Store {
     sqlite3_stmt* stmt = writer_.insert_request.get();
     const std::string tags = to_json_array(r.tags);
     const std::string groups = to_json_array(r.groups);
+    const std::string hits = hits_to_json(r.guardrail_hits);
     const int binds[] = {
         bind_text(stmt, 1, r.id),
         sqlite3_bind_int64(stmt, 2, r.time_ms),
@@ -602,25 +828,58 @@ class SqliteStore final : public Store {
         sqlite3_bind_int64(stmt, 21, r.ttfb_us),
         sqlite3_bind_int64(stmt, 22, r.duration_us),
         bind_text(stmt, 23, r.error),
-        bind_blob(stmt, 24, r.request_body),
-        bind_blob(stmt, 25, r.response_body),
+        bind_text(stmt, 24, r.session_id),
+        bind_text(stmt, 25, hits),
+        bind_blob(stmt, 26, r.request_body),
+        bind_blob(stmt, 27, r.response_body),
     };
-    int rc = SQLITE_OK;
-    for (const int bind_rc : binds) {
-      if (rc == SQLITE_OK) rc = bind_rc;
-    }
+    int rc = first_error(binds);
     rc = rc == SQLITE_OK ? step_once(stmt) : unbind(stmt, rc);
     if (rc != SQLITE_OK) return rc;
 
     sqlite3_stmt* call = writer_.insert_tool_call.get();
     int64_t seq = 0;
     for (const ToolCall& c : r.tool_calls) {
-      rc = bind_text(call, 1, r.id);
-      if (rc == SQLITE_OK) rc = sqlite3_bind_int64(call, 2, seq++);
-      if (rc == SQLITE_OK) rc = bind_text(call, 3, c.id);
-      if (rc == SQLITE_OK) rc = bind_text(call, 4, c.name);
-      if (rc == SQLITE_OK) rc = bind_text(call, 5, c.arguments);
+      const int call_binds[] = {
+          bind_text(call, 1, r.id),
+          sqlite3_bind_int64(call, 2, seq++),
+          sqlite3_bind_int64(call, 3, r.time_ms),
+          bind_text(call, 4, r.user),
+          bind_text(call, 5, r.device),
+          bind_text(call, 6, r.session_id),
+          bind_text(call, 7, r.model),
+          bind_text(call, 8, c.id),
+          bind_text(call, 9, c.name),
+          bind_text(call, 10, c.arguments),
+      };
+      rc = first_error(call_binds);
       rc = rc == SQLITE_OK ? step_once(call) : unbind(call, rc);
+      if (rc != SQLITE_OK) return rc;
+    }
+
+    sqlite3_stmt* result = writer_.insert_tool_result.get();
+    seq = 0;
+    for (const ToolResult& t : r.tool_results) {
+      const int result_binds[] = {
+          bind_text(result, 1, r.id),
+          sqlite3_bind_int64(result, 2, seq++),
+          sqlite3_bind_int64(result, 3, r.time_ms),
+          bind_text(result, 4, r.user),
+          bind_text(result, 5, r.session_id),
+          bind_text(result, 6, t.call_id),
+          bind_text(result, 7, t.name),
+          bind_text(result, 8, t.content),
+          sqlite3_bind_int(result, 9, t.is_error ? 1 : 0),
+      };
+      rc = first_error(result_binds);
+      rc = rc == SQLITE_OK ? step_once(result) : unbind(result, rc);
+      if (rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK;
+  }
+
+  static int first_error(std::span<const int> codes) {
+    for (const int rc : codes) {
       if (rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
@@ -702,8 +961,24 @@ bool configure_writer(const std::string& path, sqlite3* db, std::string* error) 
   return true;
 }
 
-// Creates the schema in a new database or checks an existing one; BEGIN IMMEDIATE makes two
-// processes opening the same new file create it once.
+bool has_column(sqlite3* db, const char* table, const char* column) {
+  const Stmt stmt = prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
+  return stmt && bind_text(stmt.get(), 1, table) == SQLITE_OK &&
+         bind_text(stmt.get(), 2, column) == SQLITE_OK && sqlite3_step(stmt.get()) == SQLITE_ROW;
+}
+
+bool add_missing_columns(sqlite3* db, std::span<const AddedColumn> columns) {
+  for (const AddedColumn& c : columns) {
+    if (has_column(db, c.table, c.name)) continue;
+    const std::string sql =
+        std::string("ALTER TABLE ") + c.table + " ADD COLUMN " + c.name + " " + c.definition;
+    if (exec(db, sql.c_str()) != SQLITE_OK) return false;
+  }
+  return true;
+}
+
+// Creates the schema in a new database, or upgrades or checks an existing one; BEGIN IMMEDIATE
+// makes two processes opening the same new file create it once.
 bool migrate(const std::string& path, sqlite3* db, std::string* error) {
   if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
     *error = describe(path, db);
@@ -712,8 +987,9 @@ bool migrate(const std::string& path, sqlite3* db, std::string* error) {
   const std::optional<std::string> version_text = pragma(db, "PRAGMA user_version");
   const int version = version_text ? std::atoi(version_text->c_str()) : -1;
   bool ok = version_text.has_value();
-  if (ok && version == 0) {
-    ok = exec(db, kSchemaV1) == SQLITE_OK &&
+  if (ok && version == 0) ok = exec(db, kSchemaV1) == SQLITE_OK;
+  if (ok && version < 2) {
+    ok = add_missing_columns(db, kV2Columns) && exec(db, kSchemaV2) == SQLITE_OK &&
          exec(db, ("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str()) == SQLITE_OK;
   }
   if (!ok) {
@@ -755,11 +1031,16 @@ std::unique_ptr<Store> open_sqlite_store(const std::string& path, std::string* e
       prepare(writer.db.get(), std::string("INSERT INTO requests (") + kScalarColumns +
                                    ", request_body, response_body) VALUES (?1, ?2, ?3, ?4, ?5, "
                                    "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-                                   "?19, ?20, ?21, ?22, ?23, ?24, ?25)");
-  writer.insert_tool_call = prepare(writer.db.get(),
-                                    "INSERT INTO tool_calls (request_id, seq, call_id, name, "
-                                    "arguments) VALUES (?1, ?2, ?3, ?4, ?5)");
-  if (!writer.insert_request || !writer.insert_tool_call) {
+                                   "?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)");
+  writer.insert_tool_call =
+      prepare(writer.db.get(),
+              "INSERT INTO tool_calls (request_id, seq, time_ms, user, device, session_id, model, "
+              "call_id, name, arguments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  writer.insert_tool_result =
+      prepare(writer.db.get(),
+              "INSERT INTO tool_results (request_id, seq, time_ms, user, session_id, call_id, "
+              "name, content, is_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (!writer.insert_request || !writer.insert_tool_call || !writer.insert_tool_result) {
     err = describe(path, writer.db.get());
     return nullptr;
   }

@@ -80,6 +80,12 @@ write_policy() {  # write_policy VERSION FILE [EXTRA_TEST]
     {"from": ["group:ci"], "models": ["openai/gpt-*"]}
   ],
   "prices": {"openai/gpt-sim-1": {"input": "2", "output": "8"}},
+  "request_log": {"bodies": true},
+  "guardrails": [
+    {"name": "secrets", "builtin": ["provider_keys"], "prompt": "redact"},
+    {"name": "codes", "patterns": [{"name": "launch-codes", "literal": "LAUNCH-CODES-0000"}],
+     "prompt": "block"}
+  ],
   "tests": [
     {"from": "user:bob", "model": "anthropic/claude-sonnet-4-5", "expect": "deny"},
     {"from": "user:alice", "to": "100.80.0.1", "proto": "tcp", "port": 80, "expect": "allow"}
@@ -194,6 +200,37 @@ PY
 }
 check "request log: identity, tokens and cost per request, the denial too" log_check
 
+# Guardrails through the tunnel: a provider key in a prompt is redacted before the provider or
+# the log sees it; a blocked word stops the request at the gateway.
+leak=sk-proj-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+curl -sS -X DELETE "$sim_url/_sim/requests" >/dev/null
+curl_in al-a -o "$work/redacted.json" -H 'content-type: application/json' \
+  -d '{"model":"gpt-sim-1","messages":[{"role":"user","content":"deploy with '"$leak"' now"}]}' \
+  "$gateway/v1/chat/completions"
+check "a prompt with a provider key is answered (redacted)" \
+  grep -q '"object": *"chat.completion"' "$work/redacted.json"
+curl -sS "$sim_url/_sim/requests" >"$work/upstream-guard.json"
+check "the provider got [REDACTED:provider_keys/openai] instead of the key" \
+  grep -qF 'REDACTED:provider_keys/openai' "$work/upstream-guard.json"
+check "the key never reached the provider" bash -c "! grep -qF '$leak' '$work/upstream-guard.json'"
+status=$(curl_in al-a -o "$work/blocked.json" -w '%{http_code}' -H 'content-type: application/json' \
+  -d '{"model":"gpt-sim-1","messages":[{"role":"user","content":"LAUNCH-CODES-0000 please"}]}' \
+  "$gateway/v1/chat/completions")
+check "a blocked prompt gets 400 guardrail_blocked" \
+  bash -c "[ '$status' = 400 ] && grep -q guardrail_blocked '$work/blocked.json'"
+check "the blocked prompt never reached the provider" bash -c \
+  "curl -sS '$sim_url/_sim/requests' | grep -c LAUNCH-CODES | grep -qx 0"
+"$ctl" requests --json --limit 5 >"$work/requests-guard.json"
+guard_log_check() {
+  /usr/bin/python3 - "$work/requests-guard.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+reqs = doc["requests"] if isinstance(doc, dict) else doc
+assert any(r["status"] == 400 and "codes" in r["error"] for r in reqs), reqs
+PY
+}
+check "the request log names the guardrail that blocked" guard_log_check
+
 if [[ -x $here/../sdk/run.sh ]] && command -v node >/dev/null; then
   if "$here/../sdk/run.sh" --install-only >"$work/sdk-install.log" 2>&1; then
     check "official SDKs (openai, @anthropic-ai/sdk) work unmodified through the tunnel" \
@@ -219,11 +256,12 @@ check "the gateway still answers after the push" \
 kill "$control_pid" && wait "$control_pid" 2>/dev/null || true
 control_pid=
 canary_check() {
-  ! grep -rqaF -e "$AIRLOCK_TEST_OPENAI_KEY" -e "$AIRLOCK_TEST_ANTHROPIC_KEY" \
-    "$work/control.log" "$work"/requests.db* "$work"/*.txt \
+  ! grep -rqaF -e "$AIRLOCK_TEST_OPENAI_KEY" -e "$AIRLOCK_TEST_ANTHROPIC_KEY" -e "$leak" \
+    "$work/control.log" "$work"/*.db* "$work"/*.txt \
     "$work/chat.json" "$work/responses.json" "$work/denied.json" "$work/requests.json"
 }
-check "the canary provider keys appear in no log, database row or response" canary_check
+check "the canary provider keys and the redacted secret appear in no log, database row or response" \
+  canary_check
 
 echo "gateway interop: $passed passed, $failed failed"
 ((failed == 0))

@@ -1,0 +1,606 @@
+// Guardrails and events end to end over loopback: a client, the Gateway on two threads with a
+// SQLite request log, an in-test upstream that records what reached it and streams a tool call
+// split across events, and for events a webhook receiver behind a real outbox.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "control/events/outbox.h"
+#include "control/events/signature.h"
+#include "control/gateway/gateway.h"
+#include "control/http/server.h"
+#include "tests/http_test_util.h"
+
+namespace airlock::control::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kSecretInPrompt = "CANARY-31415926";
+constexpr std::string_view kCommand = "rm -rf /";
+
+std::string random_hex(size_t bytes) {
+  std::string out;
+  while (out.size() < bytes * 2) out += new_request_id().substr(4);
+  return out.substr(0, bytes * 2);
+}
+
+std::string lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- the in-test upstream
+
+constexpr std::string_view kChatBody =
+    R"({"id":"chatcmpl-1","object":"chat.completion","model":"gpt-5.5","choices":[{"index":0,)"
+    R"("message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],)"
+    R"("usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120}})";
+
+// An OpenAI Chat stream in which the model calls `bash` with "rm -rf / --no-preserve-root", the
+// command split between two events that the upstream sends 100 ms apart.
+constexpr std::string_view kToolHead =
+    "data: {\"id\":\"chatcmpl-t\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-5.5\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
+    "[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"bash\","
+    "\"arguments\":\"\"}}]},\"finish_reason\":null}],\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-t\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-5.5\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+    "{\"arguments\":\"{\\\"command\\\":\\\"rm "
+    "-r\"}}]},\"finish_reason\":null}],\"usage\":null}\n\n";
+constexpr std::string_view kToolTail =
+    "data: {\"id\":\"chatcmpl-t\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-5.5\","
+    "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+    "{\"arguments\":\"f / --no-preserve-root\\\"}\"}}]},\"finish_reason\":null}],\"usage\":null}"
+    "\n\n"
+    "data: {\"id\":\"chatcmpl-t\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-5.5\","
+    "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":null}\n\n";
+constexpr std::string_view kToolUsage =
+    "data: {\"id\":\"chatcmpl-t\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-5.5\","
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":12,"
+    "\"total_tokens\":42}}\n\n";
+constexpr std::string_view kDone = "data: [DONE]\n\n";
+constexpr std::string_view kToolArguments = R"({"command":"rm -rf / --no-preserve-root"})";
+
+class FakeUpstream {
+ public:
+  FakeUpstream() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    accept_thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~FakeUpstream() { stop(); }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  std::vector<std::string> seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+  void stop() {
+    if (stopping_.exchange(true)) return;
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    accept_thread_.join();
+    {
+      std::lock_guard lock(mutex_);
+      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& t : connection_threads_) t.join();
+  }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      auto socket = std::make_unique<tcp::socket>(io_);
+      beast::error_code ec;
+      acceptor_.accept(*socket, ec);
+      if (ec || stopping_) return;
+      std::lock_guard lock(mutex_);
+      open_fds_.push_back(socket->native_handle());
+      connection_threads_.emplace_back(
+          [this, s = std::move(socket)]() mutable { serve(std::move(*s)); });
+    }
+  }
+
+  void serve(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request<bhttp::string_body> request;
+      beast::error_code ec;
+      bhttp::read(socket, buffer, request, ec);
+      if (ec) return;
+      {
+        std::lock_guard lock(mutex_);
+        seen_.push_back(request.body());
+      }
+      if (!answer(socket, request.body()) || !request.keep_alive()) return;
+    }
+  }
+
+  static bool write_all(tcp::socket& socket, std::string_view bytes) {
+    beast::error_code ec;
+    asio::write(socket, asio::buffer(bytes), ec);
+    return !ec;
+  }
+
+  static bool chunk(tcp::socket& socket, std::string_view data) {
+    std::ostringstream size;
+    size << std::hex << data.size();
+    return write_all(socket, size.str() + "\r\n" + std::string(data) + "\r\n");
+  }
+
+  static bool answer(tcp::socket& socket, const std::string& text) {
+    const json body = json::parse(text, nullptr, false);
+    const bool stream = body.is_object() && body.value("stream", false);
+    if (!stream) {
+      return write_all(socket,
+                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                           std::to_string(kChatBody.size()) + "\r\n\r\n" + std::string(kChatBody));
+    }
+    const bool usage =
+        body.contains("stream_options") && body["stream_options"].value("include_usage", false);
+    if (!write_all(socket,
+                   "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n") ||
+        !chunk(socket, kToolHead)) {
+      return false;
+    }
+    std::this_thread::sleep_for(100ms);
+    return chunk(socket, std::string(kToolTail) + (usage ? std::string(kToolUsage) : "") +
+                             std::string(kDone)) &&
+           write_all(socket, "0\r\n\r\n");
+  }
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread accept_thread_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> seen_;
+  std::vector<int> open_fds_;
+  std::vector<std::thread> connection_threads_;
+  std::atomic<bool> stopping_{false};
+};
+
+// ---------------------------------------------------------------- the webhook receiver
+
+constexpr std::string_view kWebhookSecret = "whsec_gateway_test_0123456789";
+
+class Receiver {
+ public:
+  struct Hit {
+    std::string event_type;  // the airlock-event-type header
+    std::string signature;
+    std::string body;
+  };
+
+  Receiver() {
+    std::string error;
+    http::Handler handler = [this](http::Request& request, http::BodyStatus,
+                                   const http::ClientInfo&,
+                                   http::ResponseWriter& writer) -> asio::awaitable<void> {
+      {
+        std::lock_guard lock(mutex_);
+        hits_.push_back({std::string(request["airlock-event-type"]),
+                         std::string(request["airlock-signature"]), request.body()});
+      }
+      http::Response response{bhttp::status::ok, 11};
+      response.body() = "ok";
+      co_await writer.write(std::move(response));
+    };
+    server_ = http::Server::listen(threads_.io(), {asio::ip::make_address("127.0.0.1"), 0}, {},
+                                   std::move(handler), &error);
+    EXPECT_TRUE(server_) << error;
+  }
+  ~Receiver() {
+    if (server_) server_->stop();
+    threads_.join();
+  }
+
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(server_ ? server_->port() : 0) + "/hook";
+  }
+  std::vector<Hit> hits() {
+    std::lock_guard lock(mutex_);
+    return hits_;
+  }
+
+ private:
+  http::testing::IoThreads threads_;
+  std::mutex mutex_;
+  std::vector<Hit> hits_;
+  std::unique_ptr<http::Server> server_;
+};
+
+// ---------------------------------------------------------------- the client
+
+struct Reply {
+  unsigned status = 0;
+  std::multimap<std::string, std::string> headers;  // lower-cased names
+  std::string body;
+  std::string error;  // the transport failed, e.g. a response without its end
+
+  std::string header(const std::string& name) const {
+    const auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+Reply call(uint16_t port, std::string_view target, std::string body) {
+  Reply reply;
+  try {
+    asio::io_context io;
+    tcp::socket socket(io);
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    bhttp::request<bhttp::string_body> request{
+        bhttp::verb::post, beast::string_view(target.data(), target.size()), 11};
+    request.set(bhttp::field::host, "gateway");
+    request.set(bhttp::field::content_type, "application/json");
+    request.body() = std::move(body);
+    request.prepare_payload();
+    bhttp::write(socket, request);
+    beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> response;
+    bhttp::read(socket, buffer, response);
+    reply.status = response.result_int();
+    for (const auto& field : response) {
+      reply.headers.emplace(lower(std::string(field.name_string())), std::string(field.value()));
+    }
+    reply.body = response.body();
+  } catch (const std::exception& e) {
+    reply.error = e.what();
+  }
+  return reply;
+}
+
+// ---------------------------------------------------------------- the fixture
+
+constexpr const char* kKeyVariable = "AIRLOCK_TEST_GUARD_OPENAI_KEY";
+
+policy::GuardrailSpec secrets_guardrail(policy::PromptAction prompt) {
+  policy::GuardrailSpec spec;
+  spec.name = "secrets";
+  spec.patterns = {{"canary", "CANARY-[0-9]{8}", false, false, 0}};
+  spec.prompt = prompt;
+  spec.response = policy::ResponseAction::kOff;
+  return spec;
+}
+
+policy::GuardrailSpec command_guardrail(policy::ResponseAction response) {
+  policy::GuardrailSpec spec;
+  spec.name = "no-rm-root";
+  spec.patterns = {{"rm-root", std::string(kCommand), true, false, 0}};
+  spec.prompt = policy::PromptAction::kOff;
+  spec.response = response;
+  return spec;
+}
+
+class GuardrailTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("airlock-guard-" + random_hex(8));
+    std::filesystem::create_directories(dir_);
+    std::string error;
+    store_ = open_sqlite_store((dir_ / "requests.db").string(), &error);
+    ASSERT_TRUE(store_) << error;
+    setenv(kKeyVariable, ("sk-canary-" + random_hex(16)).c_str(), 1);
+    alice_.user = "alice";
+    alice_.device = "laptop";
+    alice_.public_key.fill(5);
+  }
+
+  void TearDown() override {
+    if (gateway_) gateway_->stop();
+    work_.reset();
+    io_.stop();
+    for (std::thread& thread : threads_) thread.join();
+    gateway_.reset();
+    outbox_.reset();
+    upstream_.stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Starts the gateway with these guardrails; with `outbox` it reports events there.
+  void start(std::vector<policy::GuardrailSpec> guardrails, events::Outbox* outbox = nullptr) {
+    auto document = std::make_shared<policy::Document>();
+    document->providers = {{"openai",
+                            policy::ProviderKind::kOpenAi,
+                            "http://127.0.0.1:" + std::to_string(upstream_.port()),
+                            {"gpt-*"},
+                            std::string("env:") + kKeyVariable}};
+    document->grants = {{{"user:alice"}, {"openai/gpt-5*"}, {}}};
+    document->guardrails = std::move(guardrails);
+    document->request_log.bodies = true;
+    std::string error;
+    const auto state = make_gateway_state(document, PriceTable::builtin(), &error);
+    ASSERT_TRUE(state) << error;
+    ASSERT_TRUE(state->guardrails);
+    GatewayOptions options;
+    options.services.outbox = outbox;
+    IdentityLookup lookup = [this](const asio::ip::address& remote) {
+      return remote == asio::ip::make_address("127.0.0.1") ? std::optional(alice_) : std::nullopt;
+    };
+    gateway_ = Gateway::create(io_, options, *store_, lookup, state, &error);
+    ASSERT_TRUE(gateway_) << error;
+    ASSERT_TRUE(gateway_->listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), &error))
+        << error;
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+
+  Reply post(const json& body) {
+    return call(gateway_->port(), "/v1/chat/completions", body.dump());
+  }
+
+  RequestRecord record_of(const Reply& reply) {
+    const std::string id = reply.header("x-airlock-request-id");
+    for (int i = 0; i < 2000; ++i) {
+      std::string error;
+      if (auto record = store_->request(id, &error)) return *record;
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << "no record for request \"" << id << "\"";
+    return {};
+  }
+
+  static json prompt_with_secret() {
+    return {{"model", "gpt-5.5"},
+            {"messages",
+             {{{"role", "user"},
+               {"content", "deploy with token " + std::string(kSecretInPrompt) + " please"}}}}};
+  }
+
+  static bool has_hit(const RequestRecord& record, const GuardrailHit& hit) {
+    return std::find(record.guardrail_hits.begin(), record.guardrail_hits.end(), hit) !=
+           record.guardrail_hits.end();
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  FakeUpstream upstream_;
+  std::unique_ptr<events::Outbox> outbox_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::vector<std::thread> threads_;
+  std::unique_ptr<Gateway> gateway_;
+  policy::Identity alice_;
+};
+
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
+
+// ---------------------------------------------------------------- prompts
+
+TEST_F(GuardrailTest, BlockedPromptNeverLeavesAndIsNotLogged) {
+  start({secrets_guardrail(policy::PromptAction::kBlock)});
+  const Reply reply = post(prompt_with_secret());
+  EXPECT_EQ(reply.status, 400u) << reply.body;
+  const json error = json::parse(reply.body, nullptr, false);
+  ASSERT_TRUE(error.is_object()) << reply.body;
+  EXPECT_EQ(error["error"]["code"], "guardrail_blocked");
+  const std::string message = error["error"]["message"];
+  EXPECT_TRUE(contains(message, "secrets")) << message;
+  EXPECT_TRUE(contains(message, "canary")) << message;
+  EXPECT_FALSE(contains(reply.body, kSecretInPrompt));
+  EXPECT_TRUE(upstream_.seen().empty());
+
+  const RequestRecord record = record_of(reply);
+  EXPECT_EQ(record.status, 400);
+  ASSERT_TRUE(record.request_body);
+  EXPECT_FALSE(contains(*record.request_body, kSecretInPrompt)) << *record.request_body;
+  EXPECT_TRUE(contains(*record.request_body, "[REDACTED:canary]")) << *record.request_body;
+  EXPECT_FALSE(contains(record.response_body.value_or(""), kSecretInPrompt));
+  EXPECT_FALSE(contains(record.error, kSecretInPrompt));
+  EXPECT_EQ(record.guardrail_hits,
+            (std::vector<GuardrailHit>{{"secrets", "canary", "block", "prompt"}}));
+}
+
+TEST_F(GuardrailTest, RedactedPromptIsForwardedAndLoggedWithoutTheSecret) {
+  start({secrets_guardrail(policy::PromptAction::kRedact)});
+  const Reply reply = post(prompt_with_secret());
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_EQ(reply.body, kChatBody);
+  const std::vector<std::string> seen = upstream_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_FALSE(contains(seen[0], kSecretInPrompt)) << seen[0];
+  const json forwarded = json::parse(seen[0], nullptr, false);
+  ASSERT_TRUE(forwarded.is_object()) << seen[0];
+  EXPECT_EQ(forwarded["messages"][0]["content"], "deploy with token [REDACTED:canary] please");
+
+  const RequestRecord record = record_of(reply);
+  ASSERT_TRUE(record.request_body);
+  EXPECT_FALSE(contains(*record.request_body, kSecretInPrompt)) << *record.request_body;
+  EXPECT_TRUE(contains(*record.request_body, "[REDACTED:canary]")) << *record.request_body;
+  EXPECT_EQ(record.guardrail_hits,
+            (std::vector<GuardrailHit>{{"secrets", "canary", "redact", "prompt"}}));
+}
+
+TEST_F(GuardrailTest, FlaggedPromptIsForwardedUnchangedAndRecorded) {
+  start({secrets_guardrail(policy::PromptAction::kFlag)});
+  const std::string body = prompt_with_secret().dump();
+  const Reply reply = call(gateway_->port(), "/v1/chat/completions", body);
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  const std::vector<std::string> seen = upstream_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], body);
+  const RequestRecord record = record_of(reply);
+  EXPECT_EQ(record.guardrail_hits,
+            (std::vector<GuardrailHit>{{"secrets", "canary", "flag", "prompt"}}));
+  EXPECT_TRUE(record.error.empty()) << record.error;
+}
+
+TEST_F(GuardrailTest, CleanPromptHasNoHits) {
+  start({secrets_guardrail(policy::PromptAction::kBlock)});
+  const json request = {{"model", "gpt-5.5"},
+                        {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  const Reply reply = post(request);
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_EQ(upstream_.seen().at(0), request.dump());
+  EXPECT_TRUE(record_of(reply).guardrail_hits.empty());
+}
+
+// ---------------------------------------------------------------- streamed tool calls
+
+json tool_request(bool asks_usage) {
+  json request = {{"model", "gpt-5.5"},
+                  {"stream", true},
+                  {"messages", {{{"role", "user"}, {"content", "clean up the disk"}}}}};
+  if (asks_usage) request["stream_options"] = {{"include_usage", true}};
+  return request;
+}
+
+TEST_F(GuardrailTest, ToolCallSplitAcrossEventsIsCutBeforeTheClientSeesIt) {
+  start({command_guardrail(policy::ResponseAction::kCut)});
+  const Reply reply = post(tool_request(false));
+  ASSERT_TRUE(reply.error.empty()) << "the cut stream must still end cleanly: " << reply.error;
+  EXPECT_EQ(reply.status, 200u);
+  // Everything before the event that completed the command arrived; that event did not.
+  EXPECT_TRUE(reply.body.starts_with(kToolHead)) << reply.body;
+  EXPECT_FALSE(contains(reply.body, kCommand)) << reply.body;
+  EXPECT_FALSE(contains(reply.body, "no-preserve-root")) << reply.body;
+  EXPECT_FALSE(contains(reply.body, "[DONE]")) << reply.body;
+  // In its place, an error event in OpenAI's format, and nothing after it.
+  const std::string rest = reply.body.substr(std::min(reply.body.size(), kToolHead.size()));
+  ASSERT_TRUE(rest.starts_with("data: ")) << rest;
+  ASSERT_TRUE(rest.ends_with("\n\n")) << rest;
+  const json event = json::parse(rest.substr(6), nullptr, false);
+  ASSERT_TRUE(event.is_object()) << rest;
+  EXPECT_EQ(event["error"]["code"], "guardrail_cut") << rest;
+  EXPECT_TRUE(contains(event["error"]["message"].get<std::string>(), "no-rm-root")) << rest;
+
+  const RequestRecord record = record_of(reply);
+  EXPECT_EQ(record.status, 200);
+  EXPECT_TRUE(contains(record.error, "no-rm-root")) << record.error;
+  EXPECT_TRUE(has_hit(record, {"no-rm-root", "rm-root", "cut", "response"}));
+  EXPECT_FALSE(contains(record.response_body.value_or(""), "no-preserve-root"))
+      << "the log holds what the client got";
+}
+
+TEST_F(GuardrailTest, FlaggedToolCallStreamsUnchangedAndIsRecorded) {
+  start({command_guardrail(policy::ResponseAction::kFlag)});
+  const Reply reply = post(tool_request(true));
+  ASSERT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_EQ(reply.body, std::string(kToolHead) + std::string(kToolTail) + std::string(kToolUsage) +
+                            std::string(kDone));
+  const RequestRecord record = record_of(reply);
+  EXPECT_TRUE(record.error.empty()) << record.error;
+  EXPECT_EQ(record.guardrail_hits,
+            (std::vector<GuardrailHit>{{"no-rm-root", "rm-root", "flag", "response"}}));
+  ASSERT_EQ(record.tool_calls.size(), 1u);
+  EXPECT_EQ(record.tool_calls[0].name, "bash");
+  EXPECT_EQ(record.tool_calls[0].arguments, kToolArguments);
+  EXPECT_TRUE(record.usage_complete);
+  EXPECT_EQ(record.output_tokens, 12u);
+}
+
+// ---------------------------------------------------------------- events
+
+TEST_F(GuardrailTest, EventsReachTheWebhookSigned) {
+  Receiver receiver;
+  events::OutboxOptions options;
+  options.first_retry = 50ms;
+  options.max_retry = 200ms;
+  options.connect_timeout = 2s;
+  options.response_timeout = 5s;
+  options.stop_grace = 200ms;
+  std::string error;
+  outbox_ = events::Outbox::open((dir_ / "outbox.db").string(), &error, options);
+  ASSERT_TRUE(outbox_) << error;
+  std::vector<events::Subscription> subscriptions;
+  subscriptions.push_back({receiver.url(), Secret(kWebhookSecret), {}});
+  ASSERT_TRUE(outbox_->set_webhooks(std::move(subscriptions), &error)) << error;
+  start({command_guardrail(policy::ResponseAction::kFlag)}, outbox_.get());
+
+  const Reply denied = post({{"model", "gpt-4o"}, {"messages", json::array()}});
+  EXPECT_EQ(denied.status, 403u) << denied.body;
+  const Reply tools = post(tool_request(false));
+  EXPECT_EQ(tools.status, 200u) << tools.body;
+  const std::string denied_id = denied.header("x-airlock-request-id");
+  const std::string tools_id = tools.header("x-airlock-request-id");
+
+  // (type, request id) of every event received.
+  std::multimap<std::string, std::string> received;
+  std::vector<Receiver::Hit> hits;
+  const auto got = [&](const std::string& type, const std::string& id) {
+    const auto [begin, end] = received.equal_range(type);
+    return std::any_of(begin, end, [&](const auto& entry) { return entry.second == id; });
+  };
+  const bool all = eventually([&] {
+    hits = receiver.hits();
+    received.clear();
+    for (const Receiver::Hit& hit : hits) {
+      const json envelope = json::parse(hit.body, nullptr, false);
+      if (!envelope.is_object() || !envelope.contains("data")) continue;
+      received.emplace(envelope.value("type", ""), envelope["data"].value("request_id", ""));
+    }
+    return got("access.denied", denied_id) && got("request.completed", denied_id) &&
+           got("request.completed", tools_id) && got("tool.call", tools_id) &&
+           got("guardrail.match", tools_id);
+  });
+  EXPECT_TRUE(all) << hits.size() << " events received";
+  EXPECT_FALSE(got("access.denied", tools_id));
+
+  for (const Receiver::Hit& hit : hits) {
+    EXPECT_TRUE(events::verify_signature(kWebhookSecret, hit.signature, hit.body,
+                                         std::chrono::system_clock::now()))
+        << hit.signature << " " << hit.body;
+    const json envelope = json::parse(hit.body, nullptr, false);
+    ASSERT_TRUE(envelope.is_object()) << hit.body;
+    EXPECT_EQ(envelope["type"], hit.event_type);
+    const json& data = envelope["data"];
+    if (envelope["type"] == "access.denied") {
+      EXPECT_EQ(data["user"], "alice");
+      EXPECT_EQ(data["model"], "gpt-4o");
+      EXPECT_TRUE(contains(data["reason"].get<std::string>(), "not granted")) << hit.body;
+    } else if (envelope["type"] == "tool.call") {
+      EXPECT_EQ(data["name"], "bash");
+      EXPECT_EQ(data["arguments"], kToolArguments);
+      EXPECT_EQ(data["call_id"], "call_1");
+    } else if (envelope["type"] == "guardrail.match") {
+      EXPECT_EQ(data["guardrail"], "no-rm-root");
+      EXPECT_EQ(data["pattern"], "rm-root");
+      EXPECT_EQ(data["action"], "flag");
+      EXPECT_EQ(data["where"], "response");
+    } else if (envelope["type"] == "request.completed" && data["request_id"] == tools_id) {
+      EXPECT_EQ(data["status"], 200);
+      EXPECT_EQ(data["tool_calls"], 1);
+      EXPECT_EQ(data["output_tokens"], 12);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace airlock::control::gateway

@@ -1,0 +1,609 @@
+// Budgets and rate limits end to end over loopback: real concurrent HTTP clients, the Gateway on
+// an io_context run by two threads, a SQLite request log, and an in-test upstream that answers
+// like the providers do, with usage that grows with the output cap the request set, so every
+// request has a known cost.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <latch>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "control/budget/estimate.h"
+#include "control/gateway/gateway.h"
+
+namespace airlock::control::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+constexpr Picodollars kDollar = kPicodollarsPerDollar;
+
+std::string random_hex(size_t bytes) {
+  std::string out;
+  while (out.size() < bytes * 2) out += new_request_id().substr(4);
+  return out.substr(0, bytes * 2);
+}
+
+std::string lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// ---------------------------------------------------------------- the in-test upstream
+
+// Answers OpenAI Chat and Anthropic Messages like the providers, after `delay` (so concurrent
+// requests really are in flight together). The usage it reports is what a model that wrote a
+// random 50-100% of the request's output cap would bill, and never more than the cap.
+class FakeUpstream {
+ public:
+  static constexpr uint64_t kPromptTokens = 40;
+
+  explicit FakeUpstream(std::chrono::milliseconds delay = std::chrono::milliseconds(0))
+      : delay_(delay), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    accept_thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~FakeUpstream() { stop(); }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  // Request bodies as they reached the upstream.
+  std::vector<std::string> seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+  void stop() {
+    if (stopping_.exchange(true)) return;
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    accept_thread_.join();
+    {
+      std::lock_guard lock(mutex_);
+      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& t : connection_threads_) t.join();
+  }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      auto socket = std::make_unique<tcp::socket>(io_);
+      beast::error_code ec;
+      acceptor_.accept(*socket, ec);
+      if (ec || stopping_) return;
+      std::lock_guard lock(mutex_);
+      open_fds_.push_back(socket->native_handle());
+      connection_threads_.emplace_back(
+          [this, s = std::move(socket)]() mutable { serve(std::move(*s)); });
+    }
+  }
+
+  void serve(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request<bhttp::string_body> request;
+      beast::error_code ec;
+      bhttp::read(socket, buffer, request, ec);
+      if (ec) return;
+      {
+        std::lock_guard lock(mutex_);
+        seen_.push_back(request.body());
+      }
+      std::this_thread::sleep_for(delay_);
+      const std::string target(request.target());
+      if (!answer(socket, target.substr(0, target.find('?')), request.body()) ||
+          !request.keep_alive()) {
+        return;
+      }
+    }
+  }
+
+  uint64_t output_tokens(uint64_t cap) {
+    std::lock_guard lock(mutex_);
+    return std::uniform_int_distribution<uint64_t>(cap / 2, cap)(random_);
+  }
+
+  static bool whole(tcp::socket& socket, unsigned status, std::string_view body) {
+    const std::string response =
+        "HTTP/1.1 " + std::to_string(status) +
+        " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + std::string(body);
+    beast::error_code ec;
+    asio::write(socket, asio::buffer(response), ec);
+    return !ec;
+  }
+
+  bool answer(tcp::socket& socket, const std::string& path, const std::string& text) {
+    const json body = json::parse(text, nullptr, false);
+    if (!body.is_object()) return whole(socket, 400, R"({"error":{"message":"bad json"}})");
+    const std::string model = body.value("model", "");
+    if (path == "/v1/chat/completions") {
+      const uint64_t cap = std::max(body.value("max_completion_tokens", uint64_t{0}),
+                                    body.value("max_tokens", uint64_t{0}));
+      const uint64_t out = output_tokens(cap == 0 ? 16 : cap);
+      const json reply = {{"id", "chatcmpl-" + random_hex(6)},
+                          {"object", "chat.completion"},
+                          {"created", 1767225600},
+                          {"model", model},
+                          {"choices",
+                           {{{"index", 0},
+                             {"message", {{"role", "assistant"}, {"content", "ok"}}},
+                             {"finish_reason", "length"}}}},
+                          {"usage",
+                           {{"prompt_tokens", kPromptTokens},
+                            {"completion_tokens", out},
+                            {"total_tokens", kPromptTokens + out}}}};
+      return whole(socket, 200, reply.dump());
+    }
+    if (path == "/v1/messages") {
+      // The whole cap: Anthropic requires max_tokens and a long answer uses all of it.
+      const uint64_t out = body.value("max_tokens", uint64_t{0});
+      const json reply = {{"id", "msg_" + random_hex(6)},
+                          {"type", "message"},
+                          {"role", "assistant"},
+                          {"model", model},
+                          {"content", {{{"type", "text"}, {"text", "ok"}}}},
+                          {"stop_reason", "max_tokens"},
+                          {"usage", {{"input_tokens", kPromptTokens}, {"output_tokens", out}}}};
+      return whole(socket, 200, reply.dump());
+    }
+    return whole(socket, 404, R"({"error":{"message":"no route"}})");
+  }
+
+  const std::chrono::milliseconds delay_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread accept_thread_;
+  mutable std::mutex mutex_;
+  std::mt19937_64 random_{std::random_device{}()};
+  std::vector<std::string> seen_;
+  std::vector<int> open_fds_;
+  std::vector<std::thread> connection_threads_;
+  std::atomic<bool> stopping_{false};
+};
+
+// ---------------------------------------------------------------- the client
+
+struct Reply {
+  unsigned status = 0;
+  std::multimap<std::string, std::string> headers;  // lower-cased names
+  std::string body;
+  std::string error;  // the transport failed
+
+  std::string header(const std::string& name) const {
+    const auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+Reply call(uint16_t port, bhttp::verb method, std::string_view target, std::string body,
+           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  Reply reply;
+  try {
+    asio::io_context io;
+    tcp::socket socket(io);
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    bhttp::request<bhttp::string_body> request{
+        method, beast::string_view(target.data(), target.size()), 11};
+    request.set(bhttp::field::host, "gateway");
+    request.set(bhttp::field::content_type, "application/json");
+    for (const auto& [name, value] : headers) {
+      request.insert(beast::string_view(name.data(), name.size()), value);
+    }
+    request.body() = std::move(body);
+    request.prepare_payload();
+    bhttp::write(socket, request);
+    beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> response;
+    bhttp::read(socket, buffer, response);
+    reply.status = response.result_int();
+    for (const auto& field : response) {
+      reply.headers.emplace(lower(std::string(field.name_string())), std::string(field.value()));
+    }
+    reply.body = response.body();
+  } catch (const std::exception& e) {
+    reply.error = e.what();
+  }
+  return reply;
+}
+
+// ---------------------------------------------------------------- the gateway under test
+
+constexpr const char* kKeyVariable = "AIRLOCK_TEST_SPEND_OPENAI_KEY";
+
+// providers: openai (gpt-*, "gpt-metered" priced by the policy at $1 in / $10 out per million
+// tokens), anthropic (claude-*, built-in prices) and local (an unpriced OpenAI-compatible
+// server). alice may use all three; the grant attaches `budgets`.
+std::shared_ptr<policy::Document> document_for(uint16_t upstream_port,
+                                               std::vector<policy::BudgetSpec> budgets) {
+  const std::string base = "http://127.0.0.1:" + std::to_string(upstream_port);
+  auto document = std::make_shared<policy::Document>();
+  document->providers = {
+      {"openai",
+       policy::ProviderKind::kOpenAi,
+       base,
+       {"gpt-*"},
+       std::string("env:") + kKeyVariable},
+      {"anthropic", policy::ProviderKind::kAnthropic, base, {"claude-*"}, std::nullopt},
+      {"local", policy::ProviderKind::kOpenAiCompatible, base, {"local-*"}, std::nullopt},
+  };
+  document->prices = {
+      {"openai", "gpt-metered", "1", "10", std::nullopt, std::nullopt, std::nullopt}};
+  policy::GrantSpec grant{{"user:alice"}, {"openai/gpt-*", "anthropic/claude-*", "local/*"}, {}};
+  for (const policy::BudgetSpec& budget : budgets) grant.budgets.push_back({budget.name, {}});
+  document->grants = {grant};
+  document->budgets = std::move(budgets);
+  document->request_log.bodies = true;
+  return document;
+}
+
+policy::BudgetSpec budget(std::string name, policy::BudgetScope scope, Picodollars usd) {
+  policy::BudgetSpec spec;
+  spec.name = std::move(name);
+  spec.scope = scope;
+  spec.usd_picodollars = usd;
+  spec.window = policy::BudgetWindow::kDay;
+  return spec;
+}
+
+// A Gateway with its own SQLite request log, on an io_context run by two threads. With
+// `own_ledger` false the test's ledger keeps the balances, so the test can read them.
+class Rig {
+ public:
+  Rig(std::shared_ptr<policy::Document> document, bool own_ledger = false) {
+    dir_ = std::filesystem::temp_directory_path() / ("airlock-spend-" + random_hex(8));
+    std::filesystem::create_directories(dir_);
+    std::string error;
+    store_ = open_sqlite_store((dir_ / "requests.db").string(), &error);
+    EXPECT_TRUE(store_) << error;
+    GatewayOptions options;
+    if (!own_ledger) {
+      ledger_ = budget::Ledger::open("", &error);
+      EXPECT_TRUE(ledger_) << error;
+      ledger_->set_budgets(document->budgets);
+      options.services.ledger = ledger_.get();
+    }
+    state_ = make_gateway_state(std::move(document), PriceTable::builtin(), &error);
+    EXPECT_TRUE(state_) << error;
+    alice_.user = "alice";
+    alice_.device = "laptop";
+    alice_.public_key.fill(9);
+    IdentityLookup lookup = [this](const asio::ip::address& remote) {
+      return remote == asio::ip::make_address("127.0.0.1") ? std::optional(alice_) : std::nullopt;
+    };
+    if (!store_ || !state_) return;
+    gateway_ = Gateway::create(io_, options, *store_, lookup, state_, &error);
+    EXPECT_TRUE(gateway_) << error;
+    if (!gateway_) return;
+    EXPECT_TRUE(gateway_->listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), &error))
+        << error;
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+
+  ~Rig() {
+    if (gateway_) gateway_->stop();
+    work_.reset();
+    io_.stop();
+    for (std::thread& thread : threads_) thread.join();
+    gateway_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  bool ok() const { return gateway_ && gateway_->port() != 0; }
+  uint16_t port() const { return gateway_->port(); }
+  budget::Ledger& ledger() { return *ledger_; }
+  const GatewayState& state() const { return *state_; }
+
+  Reply post(std::string_view target, const json& body,
+             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    return call(port(), bhttp::verb::post, target, body.dump(), headers);
+  }
+
+  // The request's record, once the gateway has logged it (after the client saw the response).
+  std::optional<RequestRecord> record_of(const Reply& reply) {
+    const std::string id = reply.header("x-airlock-request-id");
+    for (int i = 0; i < 3000; ++i) {
+      std::string error;
+      if (auto record = store_->request(id, &error)) return record;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "no record for request " << id;
+    return std::nullopt;
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<budget::Ledger> ledger_;
+  std::shared_ptr<const GatewayState> state_;
+  policy::Identity alice_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::unique_ptr<Gateway> gateway_;
+  std::vector<std::thread> threads_;
+};
+
+class SpendTest : public ::testing::Test {
+ protected:
+  void SetUp() override { setenv(kKeyVariable, ("sk-canary-" + random_hex(16)).c_str(), 1); }
+};
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool positive_integer(const std::string& text) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
+         std::stoll(text) > 0;
+}
+
+// ---------------------------------------------------------------- the tests
+
+// The issue's test: 200 requests at once against a $1 budget, each of whose worst case is about
+// 3 cents. Whatever the interleaving, the budget is never overspent, the request log accounts
+// for every cent the ledger charged, and every refusal is a well-formed 429.
+TEST_F(SpendTest, ConcurrentRequestsNeverOverspendTheBudget) {
+  constexpr int kRounds = 4;
+  constexpr int kClients = 200;
+  constexpr uint64_t kCap = 3000;
+  FakeUpstream upstream(std::chrono::milliseconds(30));
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string name = "pool-" + std::to_string(round);
+    Rig rig(document_for(upstream.port(), {budget(name, policy::BudgetScope::kShared, kDollar)}));
+    ASSERT_TRUE(rig.ok());
+
+    std::vector<std::string> bodies;
+    Picodollars max_worst = 0;
+    const Price price = *rig.state().prices.find(policy::ProviderKind::kOpenAi, "gpt-metered");
+    for (int i = 0; i < kClients; ++i) {
+      bodies.push_back(
+          json{{"model", "gpt-metered"},
+               {"max_tokens", kCap},
+               {"messages", {{{"role", "user"}, {"content", "hi " + std::to_string(i)}}}}}
+              .dump());
+      max_worst = std::max(
+          max_worst, budget::worst_case(price, budget::input_token_bound(bodies.back()), kCap).usd);
+    }
+    ASSERT_GT(max_worst, kDollar / 50);  // a few cents: only some requests fit
+    ASSERT_LT(max_worst, kDollar / 20);
+
+    std::vector<Reply> replies(kClients);
+    std::latch start(kClients);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < kClients; ++i) {
+      clients.emplace_back([&, i] {
+        start.arrive_and_wait();
+        replies[i] = call(rig.port(), bhttp::verb::post, "/v1/chat/completions", bodies[i]);
+      });
+    }
+    for (std::thread& client : clients) client.join();
+
+    int ok = 0;
+    int refused = 0;
+    Picodollars logged = 0;
+    for (const Reply& reply : replies) {
+      ASSERT_TRUE(reply.error.empty()) << reply.error;
+      if (reply.status == 200) {
+        ++ok;
+      } else if (reply.status == 429) {
+        ++refused;
+        EXPECT_TRUE(positive_integer(reply.header("retry-after")))
+            << "Retry-After: \"" << reply.header("retry-after") << "\"";
+        const json error = json::parse(reply.body, nullptr, false);
+        ASSERT_TRUE(error.is_object()) << reply.body;
+        EXPECT_EQ(error["error"]["type"], "insufficient_quota") << reply.body;
+        EXPECT_EQ(error["error"]["code"], "budget_exceeded") << reply.body;
+        EXPECT_NE(error["error"]["message"].get<std::string>().find(name), std::string::npos)
+            << reply.body;
+      }
+      const std::optional<RequestRecord> record = rig.record_of(reply);
+      ASSERT_TRUE(record);
+      EXPECT_EQ(record->status, static_cast<int>(reply.status));
+      ASSERT_TRUE(record->cost.has_value()) << record->id;
+      if (reply.status == 429) {
+        EXPECT_EQ(*record->cost, 0);
+      } else {
+        EXPECT_GT(*record->cost, 0);
+      }
+      logged += *record->cost;
+    }
+    EXPECT_EQ(ok + refused, kClients);
+    EXPECT_GT(refused, 0);
+    // A refusal means spent + reserved + worst case > $1, and each admitted request holds at most
+    // its worst case: fewer admitted requests than that means the ledger refused too early.
+    EXPECT_GT(static_cast<Picodollars>(ok) * max_worst, kDollar - max_worst) << ok << " admitted";
+
+    const std::vector<budget::Balance> balances =
+        rig.ledger().balances(name, std::nullopt, now_ms());
+    ASSERT_EQ(balances.size(), 1u);
+    EXPECT_EQ(balances[0].balance_key, name + "|shared");
+    EXPECT_LE(balances[0].spent_usd, kDollar);
+    EXPECT_GT(balances[0].spent_usd, 0);
+    EXPECT_EQ(balances[0].reserved_usd, 0);  // nothing left held once every request ended
+    EXPECT_EQ(logged, balances[0].spent_usd);
+  }
+}
+
+TEST_F(SpendTest, AnthropicClientGetsItsOwn429) {
+  FakeUpstream upstream;
+  // Two cents: one 1000-token Sonnet answer (1.5 cents of output) fits, a second does not.
+  Rig rig(document_for(upstream.port(),
+                       {budget("sonnet", policy::BudgetScope::kUser, 2 * kDollar / 100)}));
+  ASSERT_TRUE(rig.ok());
+  const json request = {{"model", "claude-sonnet-4-5"},
+                        {"max_tokens", 1000},
+                        {"messages", {{{"role", "user"}, {"content", "hello"}}}}};
+  const std::vector<std::pair<std::string, std::string>> headers = {
+      {"anthropic-version", "2023-06-01"}};
+  const Reply first = rig.post("/v1/messages", request, headers);
+  ASSERT_EQ(first.status, 200u) << first.body;
+  const Reply second = rig.post("/v1/messages", request, headers);
+  EXPECT_EQ(second.status, 429u) << second.body;
+  EXPECT_TRUE(positive_integer(second.header("retry-after")));
+  const json error = json::parse(second.body, nullptr, false);
+  ASSERT_TRUE(error.is_object()) << second.body;
+  EXPECT_EQ(error["type"], "error");
+  EXPECT_EQ(error["error"]["type"], "rate_limit_error");
+  EXPECT_NE(error["error"]["message"].get<std::string>().find("sonnet"), std::string::npos);
+  EXPECT_EQ(upstream.seen().size(), 1u);
+
+  const std::optional<RequestRecord> record = rig.record_of(first);
+  ASSERT_TRUE(record && record->cost);
+  const std::vector<budget::Balance> balances =
+      rig.ledger().balances("sonnet", std::nullopt, now_ms());
+  ASSERT_EQ(balances.size(), 1u);
+  EXPECT_EQ(balances[0].balance_key, "sonnet|user:alice");
+  EXPECT_EQ(balances[0].spent_usd, *record->cost);
+}
+
+TEST_F(SpendTest, DefaultOutputCapIsInsertedWhenTheClientSetsNone) {
+  FakeUpstream upstream;
+  auto document =
+      document_for(upstream.port(), {budget("pool", policy::BudgetScope::kShared, kDollar)});
+  document->default_max_output_tokens = 777;
+  Rig rig(document);
+  ASSERT_TRUE(rig.ok());
+  const json request = {{"model", "gpt-metered"},
+                        {"temperature", 0.5},
+                        {"messages", {{{"role", "user"}, {"content", "no cap here"}}}}};
+  const Reply reply = rig.post("/v1/chat/completions", request);
+  ASSERT_EQ(reply.status, 200u) << reply.body;
+  const std::vector<std::string> seen = upstream.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  json forwarded = json::parse(seen[0], nullptr, false);
+  ASSERT_TRUE(forwarded.is_object()) << seen[0];
+  EXPECT_EQ(forwarded["max_completion_tokens"], 777) << seen[0];
+  forwarded.erase("max_completion_tokens");
+  EXPECT_EQ(forwarded, request);  // nothing else changed
+
+  // The answer was bounded by the inserted cap, so what the ledger charged is what it cost.
+  const json answer = json::parse(reply.body);
+  EXPECT_LE(answer["usage"]["completion_tokens"].get<uint64_t>(), 777u);
+  const std::optional<RequestRecord> record = rig.record_of(reply);
+  ASSERT_TRUE(record && record->cost);
+  EXPECT_EQ(rig.ledger().balances("pool", std::nullopt, now_ms()).at(0).spent_usd, *record->cost);
+
+  // A client's own cap is left alone.
+  const Reply capped =
+      rig.post("/v1/chat/completions",
+               {{"model", "gpt-metered"}, {"max_tokens", 5}, {"messages", json::array()}});
+  ASSERT_EQ(capped.status, 200u);
+  const json second = json::parse(upstream.seen().at(1));
+  EXPECT_EQ(second["max_tokens"], 5);
+  EXPECT_FALSE(second.contains("max_completion_tokens")) << upstream.seen().at(1);
+}
+
+TEST_F(SpendTest, BudgetedModelWithoutAPriceIsRefused) {
+  FakeUpstream upstream;
+  Rig rig(document_for(upstream.port(), {budget("pool", policy::BudgetScope::kShared, kDollar)}));
+  ASSERT_TRUE(rig.ok());
+  const Reply reply =
+      rig.post("/v1/chat/completions",
+               {{"model", "local-llama"}, {"max_tokens", 10}, {"messages", json::array()}});
+  EXPECT_EQ(reply.status, 403u) << reply.body;
+  const json error = json::parse(reply.body, nullptr, false);
+  ASSERT_TRUE(error.is_object()) << reply.body;
+  EXPECT_EQ(error["error"]["code"], "model_not_priced");
+  EXPECT_NE(error["error"]["message"].get<std::string>().find("local/local-llama"),
+            std::string::npos)
+      << reply.body;
+  EXPECT_TRUE(upstream.seen().empty());
+  const std::optional<RequestRecord> record = rig.record_of(reply);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->status, 403);
+  EXPECT_EQ(record->cost, 0);
+}
+
+TEST_F(SpendTest, RequestsPerMinuteLimitRefusesTheNextOne) {
+  FakeUpstream upstream;
+  auto document = document_for(upstream.port(), {});
+  policy::RateLimitSpec limit;
+  limit.from = {"user:alice"};
+  limit.requests_per_minute = 3;
+  document->rate_limits = {limit};
+  Rig rig(document);
+  ASSERT_TRUE(rig.ok());
+  const json request = {{"model", "gpt-metered"}, {"messages", json::array()}};
+  for (int i = 0; i < 3; ++i) {
+    const Reply reply = rig.post("/v1/chat/completions", request);
+    EXPECT_EQ(reply.status, 200u) << i << ": " << reply.body;
+  }
+  const Reply refused = rig.post("/v1/chat/completions", request);
+  EXPECT_EQ(refused.status, 429u) << refused.body;
+  EXPECT_TRUE(positive_integer(refused.header("retry-after")))
+      << "Retry-After: \"" << refused.header("retry-after") << "\"";
+  EXPECT_LE(std::stoll(refused.header("retry-after").empty() ? "0" : refused.header("retry-after")),
+            60);
+  const json error = json::parse(refused.body, nullptr, false);
+  ASSERT_TRUE(error.is_object()) << refused.body;
+  EXPECT_EQ(error["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(error["error"]["code"], "rate_limit_exceeded");
+  EXPECT_EQ(upstream.seen().size(), 3u);
+  const std::optional<RequestRecord> record = rig.record_of(refused);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->status, 429);
+  EXPECT_NE(record->error.find("requests per minute"), std::string::npos) << record->error;
+}
+
+TEST_F(SpendTest, CallerSeesItsOwnBalances) {
+  FakeUpstream upstream;
+  // The gateway's own in-memory ledger: what a deployment without a ledger file gets.
+  Rig rig(document_for(upstream.port(), {budget("pool", policy::BudgetScope::kShared, kDollar),
+                                         budget("mine", policy::BudgetScope::kUser, 5 * kDollar)}),
+          /*own_ledger=*/true);
+  ASSERT_TRUE(rig.ok());
+  const Reply spent =
+      rig.post("/v1/chat/completions",
+               {{"model", "gpt-metered"}, {"max_tokens", 100}, {"messages", json::array()}});
+  ASSERT_EQ(spent.status, 200u) << spent.body;
+  const std::optional<RequestRecord> record = rig.record_of(spent);
+  ASSERT_TRUE(record && record->cost);
+  const double cost_usd = static_cast<double>(*record->cost) / 1e12;
+
+  const Reply reply = call(rig.port(), bhttp::verb::get, "/airlock/budgets", "");
+  ASSERT_EQ(reply.status, 200u) << reply.body;
+  const json answer = json::parse(reply.body, nullptr, false);
+  ASSERT_TRUE(answer.is_object()) << reply.body;
+  EXPECT_EQ(answer["user"], "alice");
+  std::map<std::string, json> by_budget;
+  for (const json& item : answer["budgets"]) by_budget[item["budget"]] = item;
+  ASSERT_EQ(by_budget.size(), 2u) << reply.body;
+  EXPECT_EQ(by_budget["pool"]["key"], "shared");
+  EXPECT_DOUBLE_EQ(by_budget["pool"]["limit_usd"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(by_budget["pool"]["spent_usd"].get<double>(), cost_usd);
+  EXPECT_DOUBLE_EQ(by_budget["pool"]["reserved_usd"].get<double>(), 0.0);
+  EXPECT_NEAR(by_budget["pool"]["remaining_usd"].get<double>(), 1.0 - cost_usd, 1e-9);
+  EXPECT_EQ(by_budget["mine"]["key"], "user:alice");
+  EXPECT_DOUBLE_EQ(by_budget["mine"]["limit_usd"].get<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(by_budget["mine"]["spent_usd"].get<double>(), cost_usd);
+  EXPECT_GT(by_budget["mine"]["window_end_ms"].get<int64_t>(), now_ms());
+  EXPECT_EQ(upstream.seen().size(), 1u);  // the balance query reached no provider
+}
+
+}  // namespace
+}  // namespace airlock::control::gateway
