@@ -236,6 +236,21 @@ TEST(EventTest, EnvelopeCarriesIdTypeTimeAndData) {
   EXPECT_FALSE(is_event_type("guardrail.matched"));
 }
 
+TEST_F(WebhookTest, WantsOnlyTheTypesSomeWebhookTakes) {
+  Receiver receiver;
+  auto outbox = open();
+  ASSERT_TRUE(outbox);
+  EXPECT_FALSE(outbox->wants(kRequestCompleted));
+  std::vector<Subscription> subscriptions;
+  subscriptions.push_back({receiver.url("/guardrails"), Secret(kSecret), {"guardrail.match"}});
+  std::string error;
+  ASSERT_TRUE(outbox->set_webhooks(std::move(subscriptions), &error)) << error;
+  EXPECT_TRUE(outbox->wants(kGuardrailMatch));
+  EXPECT_FALSE(outbox->wants(kRequestCompleted));
+  ASSERT_TRUE(outbox->set_webhooks(subscribe(receiver.url("/all")), &error)) << error;
+  EXPECT_TRUE(outbox->wants(kRequestCompleted));
+}
+
 TEST_F(WebhookTest, DeliversSignedEventsToSubscribedWebhooksOnly) {
   Receiver receiver;
   auto outbox = open();

@@ -311,6 +311,12 @@ class OutboxImpl final : public Outbox {
     work_.notify_one();
   }
 
+  bool wants(std::string_view type) const override {
+    std::lock_guard lock(webhooks_mutex_);
+    return std::any_of(webhooks_->items.begin(), webhooks_->items.end(),
+                       [&](const Webhook& hook) { return hook.wants(type); });
+  }
+
   bool set_webhooks(std::vector<Subscription> subscriptions, std::string* error) override {
     auto webhooks = std::make_shared<Webhooks>();
     for (Subscription& subscription : subscriptions) {

@@ -96,6 +96,10 @@ class Outbox {
   // persisted. Never waits for the disk or a receiver.
   virtual void publish(Event event) = 0;
 
+  // Whether any current webhook takes events of `type`: publishers skip building events no one
+  // receives (the request path publishes several per request).
+  virtual bool wants(std::string_view type) const = 0;
+
   // Replaces the webhooks (on every policy swap). Returns false and keeps the previous set when
   // a URL is not a valid http(s) URL. A repeated URL keeps its first entry. Deliveries to a URL
   // no longer listed wait (a later policy may list it again) until max_age, then fail.

@@ -35,9 +35,45 @@ bool denied(const RequestRecord& record) {
   return record.status == 403;
 }
 
+void publish_completed(events::Outbox& outbox, const RequestRecord& record);
+
 }  // namespace
 
 void publish_record_events(events::Outbox& outbox, const RequestRecord& record) {
+  if (outbox.wants(events::kRequestCompleted)) publish_completed(outbox, record);
+  if (outbox.wants(events::kToolCall)) {
+    for (const ToolCall& call : record.tool_calls) {
+      json data = who(record);
+      const bool cut = call.arguments.size() > kMaxEventArguments;
+      data.update({{"model", record.model},
+                   {"call_id", call.id},
+                   {"name", call.name},
+                   {"arguments", call.arguments.substr(0, kMaxEventArguments)},
+                   {"arguments_truncated", cut}});
+      publish(outbox, events::kToolCall, data);
+    }
+  }
+  if (denied(record) && outbox.wants(events::kAccessDenied)) {
+    json data = who(record);
+    data.update({{"model", record.model}, {"provider", record.provider}, {"reason", record.error}});
+    publish(outbox, events::kAccessDenied, data);
+  }
+  if (!record.guardrail_hits.empty() && outbox.wants(events::kGuardrailMatch)) {
+    for (const GuardrailHit& hit : record.guardrail_hits) {
+      json data = who(record);
+      data.update({{"model", record.model},
+                   {"guardrail", hit.guardrail},
+                   {"pattern", hit.pattern},
+                   {"action", hit.action},
+                   {"where", hit.where}});
+      publish(outbox, events::kGuardrailMatch, data);
+    }
+  }
+}
+
+namespace {
+
+void publish_completed(events::Outbox& outbox, const RequestRecord& record) {
   json completed = who(record);
   completed.update({{"provider", record.provider},
                     {"model", record.model},
@@ -56,31 +92,8 @@ void publish_record_events(events::Outbox& outbox, const RequestRecord& record) 
                     {"tool_calls", record.tool_calls.size()},
                     {"error", record.error}});
   publish(outbox, events::kRequestCompleted, completed);
-
-  for (const ToolCall& call : record.tool_calls) {
-    json data = who(record);
-    const bool cut = call.arguments.size() > kMaxEventArguments;
-    data.update({{"model", record.model},
-                 {"call_id", call.id},
-                 {"name", call.name},
-                 {"arguments", call.arguments.substr(0, kMaxEventArguments)},
-                 {"arguments_truncated", cut}});
-    publish(outbox, events::kToolCall, data);
-  }
-  if (denied(record)) {
-    json data = who(record);
-    data.update({{"model", record.model}, {"provider", record.provider}, {"reason", record.error}});
-    publish(outbox, events::kAccessDenied, data);
-  }
-  for (const GuardrailHit& hit : record.guardrail_hits) {
-    json data = who(record);
-    data.update({{"model", record.model},
-                 {"guardrail", hit.guardrail},
-                 {"pattern", hit.pattern},
-                 {"action", hit.action},
-                 {"where", hit.where}});
-    publish(outbox, events::kGuardrailMatch, data);
-  }
 }
+
+}  // namespace
 
 }  // namespace airlock::control::gateway
