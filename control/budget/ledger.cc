@@ -20,6 +20,8 @@
 #include <thread>
 #include <utility>
 
+#include "control/sqlite/sqlite.h"
+
 namespace airlock::control::budget {
 
 using policy::BudgetSpec;
@@ -38,7 +40,6 @@ constexpr auto kFirstRetryDelay = 100ms;
 constexpr auto kMaxRetryDelay = 2s;
 // How long flush() and shutdown wait on a database that cannot be written.
 constexpr auto kFailingWaitLimit = 10s;
-constexpr int kBusyTimeoutMs = 5000;
 constexpr int kSchemaVersion = 1;
 
 constexpr const char* kSchema = R"sql(
@@ -69,31 +70,13 @@ bool is_calendar(BudgetWindow window) {
   return window != BudgetWindow::kBucket;
 }
 
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using Db = std::unique_ptr<sqlite3, DbClose>;
+using sqlite::column_text;
+using sqlite::Db;
+using sqlite::exec;
+using sqlite::prepare;
+using sqlite::Stmt;
 
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
-
-Stmt prepare(sqlite3* db, const char* sql) {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr);
-  return Stmt(stmt);
-}
-
-int exec(sqlite3* db, const char* sql) {
-  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-}
-
-std::string column_text(sqlite3_stmt* stmt, int column) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
-  const int size = sqlite3_column_bytes(stmt, column);
-  return text ? std::string(text, static_cast<size_t>(size)) : std::string();
-}
+constexpr std::string_view kWhat = "budget ledger";
 
 }  // namespace
 
@@ -797,11 +780,6 @@ std::unique_ptr<Ledger> Ledger::open(const std::string& sqlite_path, std::string
   if (sqlite_path.empty()) {
     return std::make_unique<Ledger>(std::make_unique<detail::Core>("", nullptr));
   }
-  const auto fail = [&](sqlite3* db) {
-    err = "cannot open budget ledger '" + sqlite_path +
-          "': " + (db ? sqlite3_errmsg(db) : "out of memory");
-    return nullptr;
-  };
   // Balances name users and their spend: owner-only. SQLite gives -wal and -shm the same mode.
   const int fd = ::open(sqlite_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -809,25 +787,13 @@ std::unique_ptr<Ledger> Ledger::open(const std::string& sqlite_path, std::string
     return nullptr;
   }
   ::close(fd);
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(sqlite_path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  Db db(raw);
-  if (rc != SQLITE_OK) return fail(db.get());
-  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
-  {
-    const Stmt mode = prepare(db.get(), "PRAGMA journal_mode = WAL");
-    if (!mode || sqlite3_step(mode.get()) != SQLITE_ROW || column_text(mode.get(), 0) != "wal") {
-      err = "cannot open budget ledger '" + sqlite_path + "': WAL mode unavailable";
-      return nullptr;
-    }
-  }
-  // NORMAL in WAL mode: a commit survives a process crash, which is what flush() promises.
-  if (exec(db.get(), "PRAGMA synchronous = NORMAL") != SQLITE_OK ||
-      exec(db.get(), kSchema) != SQLITE_OK ||
+  Db db = sqlite::open(kWhat, sqlite_path, SQLITE_OPEN_READWRITE, &err);
+  if (!db || !sqlite::configure_writer(kWhat, sqlite_path, db.get(), &err)) return nullptr;
+  if (exec(db.get(), kSchema) != SQLITE_OK ||
       exec(db.get(), ("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str()) !=
           SQLITE_OK) {
-    return fail(db.get());
+    err = sqlite::describe(kWhat, sqlite_path, db.get());
+    return nullptr;
   }
   auto core = std::make_unique<detail::Core>(sqlite_path, std::move(db));
   if (!core->load(&err)) return nullptr;

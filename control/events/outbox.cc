@@ -32,6 +32,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "control/http/upstream.h"
+#include "control/sqlite/sqlite.h"
 
 namespace airlock::control::events {
 namespace {
@@ -40,6 +41,19 @@ namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
+
+using sqlite::bind_params;
+using sqlite::bind_text;
+using sqlite::column_text;
+using sqlite::Db;
+using sqlite::exec;
+using sqlite::Param;
+using sqlite::pragma;
+using sqlite::prepare;
+using sqlite::Stmt;
+
+// How errors name this database.
+constexpr std::string_view kWhat = "outbox";
 
 constexpr int kSchemaVersion = 1;
 // The version lives in a table of its own, not PRAGMA user_version, so the outbox may share a
@@ -82,7 +96,6 @@ constexpr int kDelivered = 1;
 constexpr int kFailed = 2;
 
 constexpr size_t kBatchCommands = 256;
-constexpr int kBusyTimeoutMs = 5000;
 constexpr auto kFirstWriteRetry = 50ms;
 constexpr auto kMaxWriteRetry = 2s;
 // How long shutdown keeps retrying a database that cannot be written.
@@ -99,51 +112,6 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using Db = std::unique_ptr<sqlite3, DbClose>;
-
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
-
-Stmt prepare(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
-  return Stmt(stmt);
-}
-
-int exec(sqlite3* db, const char* sql) {
-  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-}
-
-int bind_text(sqlite3_stmt* stmt, int index, std::string_view text) {
-  return sqlite3_bind_text64(stmt, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
-}
-
-std::string column_text(sqlite3_stmt* stmt, int column) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
-  const int size = sqlite3_column_bytes(stmt, column);
-  return text ? std::string(text, static_cast<size_t>(size)) : std::string();
-}
-
-// Query parameters bound in order of their `?` in the SQL text.
-using Param = std::variant<int64_t, std::string>;
-
-bool bind_params(sqlite3_stmt* stmt, const std::vector<Param>& params) {
-  int index = 1;
-  for (const auto& param : params) {
-    const int rc = std::holds_alternative<int64_t>(param)
-                       ? sqlite3_bind_int64(stmt, index, std::get<int64_t>(param))
-                       : bind_text(stmt, index, std::get<std::string>(param));
-    if (rc != SQLITE_OK) return false;
-    ++index;
-  }
-  return true;
 }
 
 // " AND <column> [NOT] IN (?, ?, ...)" for `urls`; "" for an empty NOT IN, which matches all.
@@ -939,42 +907,7 @@ class OutboxImpl final : public Outbox {
 };
 
 std::string describe(const std::string& path, sqlite3* db) {
-  return "cannot open outbox '" + path + "': " + (db ? sqlite3_errmsg(db) : "out of memory");
-}
-
-Db open_db(const std::string& path, int flags, std::string* error) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
-  Db db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
-  if (rc != SQLITE_OK) {
-    *error = describe(path, db.get());
-    return nullptr;
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
-  return db;
-}
-
-std::optional<std::string> pragma(sqlite3* db, const char* sql) {
-  const Stmt stmt = prepare(db, sql);
-  if (!stmt || sqlite3_step(stmt.get()) != SQLITE_ROW) return std::nullopt;
-  return column_text(stmt.get(), 0);
-}
-
-bool configure_writer(const std::string& path, sqlite3* db, std::string* error) {
-  const std::optional<std::string> mode = pragma(db, "PRAGMA journal_mode = WAL");
-  if (!mode || *mode != "wal") {
-    *error = mode ? "cannot open outbox '" + path + "': WAL mode unavailable" : describe(path, db);
-    return false;
-  }
-  // NORMAL in WAL mode: a commit survives a process crash; only power loss can undo the last
-  // commits (an event is then lost or a delivery repeated), never corrupt the database.
-  if (exec(db, "PRAGMA synchronous = NORMAL") != SQLITE_OK ||
-      exec(db, "PRAGMA foreign_keys = ON") != SQLITE_OK) {
-    *error = describe(path, db);
-    return false;
-  }
-  return true;
+  return sqlite::describe(kWhat, path, db);
 }
 
 // Creates the schema in a new database or checks an existing one; BEGIN IMMEDIATE makes two
@@ -1053,8 +986,8 @@ std::unique_ptr<Outbox> Outbox::open(const std::string& sqlite_path, std::string
   ::close(fd);
 
   Writer writer;
-  writer.db = open_db(sqlite_path, SQLITE_OPEN_READWRITE, &err);
-  if (!writer.db || !configure_writer(sqlite_path, writer.db.get(), &err) ||
+  writer.db = sqlite::open(kWhat, sqlite_path, SQLITE_OPEN_READWRITE, &err);
+  if (!writer.db || !sqlite::configure_writer(kWhat, sqlite_path, writer.db.get(), &err) ||
       !migrate(sqlite_path, writer.db.get(), &err)) {
     return nullptr;
   }
@@ -1079,9 +1012,9 @@ std::unique_ptr<Outbox> Outbox::open(const std::string& sqlite_path, std::string
     return nullptr;
   }
   // Read-only, so neither the admin API's queries nor the scheduler can write.
-  Db reader = open_db(sqlite_path, SQLITE_OPEN_READONLY, &err);
+  Db reader = sqlite::open(kWhat, sqlite_path, SQLITE_OPEN_READONLY, &err);
   if (!reader) return nullptr;
-  Db scheduler = open_db(sqlite_path, SQLITE_OPEN_READONLY, &err);
+  Db scheduler = sqlite::open(kWhat, sqlite_path, SQLITE_OPEN_READONLY, &err);
   if (!scheduler) return nullptr;
   auto outbox = std::make_unique<OutboxImpl>(sqlite_path, std::move(options), std::move(writer),
                                              std::move(reader), std::move(scheduler), &err);

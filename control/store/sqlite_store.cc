@@ -23,11 +23,28 @@
 #include <utility>
 #include <variant>
 
+#include "control/sqlite/sqlite.h"
+
 namespace airlock::control {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+
+using sqlite::bind_blob;
+using sqlite::bind_params;
+using sqlite::bind_text;
+using sqlite::column_blob;
+using sqlite::column_text;
+using sqlite::Db;
+using sqlite::exec;
+using sqlite::Param;
+using sqlite::pragma;
+using sqlite::prepare;
+using sqlite::Stmt;
+
+// How errors name this database.
+constexpr std::string_view kWhat = "request log";
 
 constexpr int kSchemaVersion = 2;
 // Version 1. Tags and groups are JSON arrays so SQL can filter them with json_each(). Bodies are
@@ -128,56 +145,12 @@ constexpr size_t kBatchRecords = 256;
 // slow or failing.
 constexpr size_t kMaxQueuedRecords = 100'000;
 constexpr size_t kMaxQueuedBytes = size_t{256} << 20;
-constexpr int kBusyTimeoutMs = 5000;
 constexpr auto kFirstRetryDelay = 50ms;
 constexpr auto kMaxRetryDelay = 2s;
 // How long flush() and shutdown keep waiting on a database that cannot be written: long enough
 // for a transient lock or a freed disk, short enough that shutdown cannot hang on a dead disk.
 constexpr auto kFailingWaitLimit = 10s;
 constexpr uint32_t kMaxPageSize = 1000;
-
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using Db = std::unique_ptr<sqlite3, DbClose>;
-
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
-
-Stmt prepare(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
-  return Stmt(stmt);
-}
-
-int exec(sqlite3* db, const char* sql) {
-  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-}
-
-int bind_text(sqlite3_stmt* stmt, int index, std::string_view text) {
-  return sqlite3_bind_text64(stmt, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
-}
-
-int bind_blob(sqlite3_stmt* stmt, int index, const std::optional<std::string>& blob) {
-  // data() is never null, so an empty body stays an empty BLOB rather than becoming NULL.
-  if (!blob) return sqlite3_bind_null(stmt, index);
-  return sqlite3_bind_blob64(stmt, index, blob->data(), blob->size(), SQLITE_STATIC);
-}
-
-std::string column_text(sqlite3_stmt* stmt, int column) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, column));
-  const int size = sqlite3_column_bytes(stmt, column);
-  return text ? std::string(text, static_cast<size_t>(size)) : std::string();
-}
-
-std::optional<std::string> column_blob(sqlite3_stmt* stmt, int column) {
-  if (sqlite3_column_type(stmt, column) == SQLITE_NULL) return std::nullopt;
-  const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt, column));
-  const int size = sqlite3_column_bytes(stmt, column);
-  return data ? std::string(data, static_cast<size_t>(size)) : std::string();
-}
 
 std::string hits_to_json(const std::vector<GuardrailHit>& hits) {
   nlohmann::json out = nlohmann::json::array();
@@ -274,20 +247,6 @@ size_t approximate_bytes(const RequestRecord& r) {
 }
 
 // Query parameters bound in order of their `?` in the SQL text.
-using Param = std::variant<int64_t, std::string>;
-
-bool bind_params(sqlite3_stmt* stmt, const std::vector<Param>& params) {
-  int index = 1;
-  for (const auto& param : params) {
-    const int rc = std::holds_alternative<int64_t>(param)
-                       ? sqlite3_bind_int64(stmt, index, std::get<int64_t>(param))
-                       : bind_text(stmt, index, std::get<std::string>(param));
-    if (rc != SQLITE_OK) return false;
-    ++index;
-  }
-  return true;
-}
-
 // The WHERE clauses the request and usage queries share, appended to `sql` with their values.
 void add_filters(const std::optional<std::string>& user, const std::optional<std::string>& model,
                  const std::optional<int64_t>& since_ms, const std::optional<int64_t>& until_ms,
@@ -917,48 +876,7 @@ class SqliteStore final : public Store {
 };
 
 std::string describe(const std::string& path, sqlite3* db) {
-  return "cannot open request log '" + path + "': " + (db ? sqlite3_errmsg(db) : "out of memory");
-}
-
-Db open_db(const std::string& path, int flags, std::string* error) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
-  Db db(raw);  // sqlite3_open_v2 allocates a handle even when it fails
-  if (rc != SQLITE_OK) {
-    *error = describe(path, db.get());
-    return nullptr;
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
-  return db;
-}
-
-// Runs a single-row PRAGMA and returns its value as text.
-std::optional<std::string> pragma(sqlite3* db, const char* sql) {
-  const Stmt stmt = prepare(db, sql);
-  if (!stmt || sqlite3_step(stmt.get()) != SQLITE_ROW) return std::nullopt;
-  return column_text(stmt.get(), 0);
-}
-
-bool configure_writer(const std::string& path, sqlite3* db, std::string* error) {
-  const std::optional<std::string> mode = pragma(db, "PRAGMA journal_mode = WAL");
-  if (!mode) {
-    *error = describe(path, db);
-    return false;
-  }
-  if (*mode != "wal") {
-    *error =
-        "cannot open request log '" + path + "': WAL mode unavailable (journal mode " + *mode + ")";
-    return false;
-  }
-  // NORMAL in WAL mode: a commit survives a process crash; only power loss can undo the last
-  // commits, and never corrupts the database.
-  if (exec(db, "PRAGMA synchronous = NORMAL") != SQLITE_OK ||
-      exec(db, "PRAGMA foreign_keys = ON") != SQLITE_OK) {
-    *error = describe(path, db);
-    return false;
-  }
-  return true;
+  return sqlite::describe(kWhat, path, db);
 }
 
 bool has_column(sqlite3* db, const char* table, const char* column) {
@@ -1022,8 +940,8 @@ std::unique_ptr<Store> open_sqlite_store(const std::string& path, std::string* e
   ::close(fd);
 
   Writer writer;
-  writer.db = open_db(path, SQLITE_OPEN_READWRITE, &err);
-  if (!writer.db || !configure_writer(path, writer.db.get(), &err) ||
+  writer.db = sqlite::open(kWhat, path, SQLITE_OPEN_READWRITE, &err);
+  if (!writer.db || !sqlite::configure_writer(kWhat, path, writer.db.get(), &err) ||
       !migrate(path, writer.db.get(), &err)) {
     return nullptr;
   }
@@ -1046,7 +964,7 @@ std::unique_ptr<Store> open_sqlite_store(const std::string& path, std::string* e
   }
 
   // Read-only, so no query path can ever write to the log.
-  Db reader = open_db(path, SQLITE_OPEN_READONLY, &err);
+  Db reader = sqlite::open(kWhat, path, SQLITE_OPEN_READONLY, &err);
   if (!reader) return nullptr;
   return std::make_unique<SqliteStore>(path, std::move(writer), std::move(reader));
 }
