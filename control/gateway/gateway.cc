@@ -207,6 +207,7 @@ class Exchange {
   asio::awaitable<bool> reserve_budget(const policy::Identity& identity,
                                        const policy::ProviderSpec& provider,
                                        const std::string& model, std::string& body);
+  bool scans_tool_calls() const;
   bool cuts_tool_calls() const;
   void watch_tool_calls(Relay& relay);
   void scan_whole_tool_calls(const Relay& relay);
@@ -386,7 +387,6 @@ asio::awaitable<bool> Exchange::guard_prompt(const policy::Identity& identity, s
     guardrails_.push_back(static_cast<std::size_t>(spec - document().guardrails.data()));
   }
   if (guardrails_.empty()) co_return true;
-  const std::string scanned = document().request_log.bodies ? body : std::string();
   const guardrails::PromptVerdict verdict = state_->guardrails->scan_prompt(guardrails_, body);
   const guardrails::PromptMatch* blocking = nullptr;
   for (const guardrails::PromptMatch& match : verdict.matches) {
@@ -399,8 +399,8 @@ asio::awaitable<bool> Exchange::guard_prompt(const policy::Identity& identity, s
         {match.guardrail, match.pattern, std::string(action), "prompt"});
   }
   if (!verdict.blocked) co_return true;
-  if (document().request_log.bodies)
-    record_.request_body = loggable(masked(scanned, verdict.matches));
+  // A blocked body is left as it was scanned, so the match offsets still apply.
+  if (document().request_log.bodies) record_.request_body = loggable(masked(body, verdict.matches));
   std::string message = "request blocked by guardrail";
   if (blocking != nullptr) {
     message += " \"" + blocking->guardrail + "\": the prompt matches \"" + blocking->pattern + "\"";
@@ -542,6 +542,12 @@ asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
   co_return false;
 }
 
+bool Exchange::scans_tool_calls() const {
+  return std::any_of(guardrails_.begin(), guardrails_.end(), [this](std::size_t index) {
+    return document().guardrails[index].response != policy::ResponseAction::kOff;
+  });
+}
+
 bool Exchange::cuts_tool_calls() const {
   return std::any_of(guardrails_.begin(), guardrails_.end(), [this](std::size_t index) {
     return document().guardrails[index].response == policy::ResponseAction::kCut;
@@ -551,11 +557,7 @@ bool Exchange::cuts_tool_calls() const {
 // A response that is not streamed has already gone to the client when its tool calls can be
 // read, so its matches are recorded (and raise events) but cannot cut it.
 void Exchange::scan_whole_tool_calls(const Relay& relay) {
-  bool scans = false;
-  for (const std::size_t index : guardrails_) {
-    scans = scans || document().guardrails[index].response != policy::ResponseAction::kOff;
-  }
-  if (!scans) return;
+  if (!scans_tool_calls()) return;
   guardrails::ToolCallScanner scanner(state_->guardrails, guardrails_);
   std::size_t n = 0;
   relay.visit_tool_calls(
@@ -567,11 +569,7 @@ void Exchange::scan_whole_tool_calls(const Relay& relay) {
 }
 
 void Exchange::watch_tool_calls(Relay& relay) {
-  bool scans = false;
-  for (const std::size_t index : guardrails_) {
-    scans = scans || document().guardrails[index].response != policy::ResponseAction::kOff;
-  }
-  if (!scans) return;
+  if (!scans_tool_calls()) return;
   tool_scanner_.emplace(state_->guardrails, guardrails_);
   relay.set_event_check([this](const UsageMeter& meter) {
     std::size_t n = 0;
