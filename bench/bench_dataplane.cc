@@ -29,8 +29,21 @@
 // before the worker sees it, which a NIC doing DMA would not charge to the core; "%bare-pmd"
 // compares the bare rate with the worker's time per packet minus that copy.
 //
+// Policy swaps under traffic (--swap-every-ms N): the policy is a synthetic one of 10 000 peers
+// and 100 000 rules by default (--swap-policy; bench/synthetic_policy.h) that also holds A and B,
+// the A -> B rule in the middle. During each pass the control lcore loads exactly --swaps fresh
+// versions of it, N ms apart (after the previous load and its grace period), each with the other
+// set of synthetic peers, so every swap removes and adds all peers but A and B, which stay with
+// their keys, allowed IPs and rule. The worker is paced so that the pass spans all the swaps and
+// packets are in flight around each publish; it never gets more than its share ahead of the swaps,
+// and the last share waits for the last swap. The counters must add up exactly as without swaps; a
+// second table gives per pass the swaps, the load time (Hub::apply_policy), the grace period
+// (publish until the worker passed a quiescent state) and the control_tick that frees the old
+// generation. Rates in this mode are of a paced, shared core: only the counters matter.
+//
 // Usage (root): bench_dataplane [--packets N] [--bare-seconds X] [--pcap-dir DIR]
 //                               [--only receive|acl-drop|forward]
+//                               [--swap-every-ms N [--swaps K] [--swap-policy PEERS,RULES]]
 #include <pcap/pcap.h>
 #include <rte_cycles.h>
 #include <rte_dev.h>
@@ -41,6 +54,8 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_pause.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_udp.h>
 #include <sodium.h>
 #include <unistd.h>
@@ -62,6 +77,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/synthetic_policy.h"
 #include "dataplane/crypto_batch.h"
 #include "dataplane/hub.h"
 #include "dataplane/port.h"
@@ -85,11 +101,23 @@ constexpr uint32_t kPoolSlack = 16383;
 // until its grace period ends), rings, the pcap PMD.
 constexpr uint64_t kOtherMemoryMb = 2048;
 
+// EAL memory for the swapped policy's generations, two live during a swap. Each is mostly
+// allowed-IPs tables: two 64 MiB tbl24s plus tbl8s for 4 prefixes per peer of each family
+// (1 KiB per IPv4 and 13 KiB per IPv6 prefix); the ACL needs far less (~25 MiB at 100k rules).
+uint64_t swap_memory_mb(uint32_t peers, uint32_t rules) {
+  const uint64_t generation_mb = 128 + uint64_t{peers} * 4 * 14 / 1024 + rules / 2000;
+  return 2 * generation_mb + 512;
+}
+
 struct Options {
   uint32_t packets = 512 * 1024;
   double bare_seconds = 1.0;
   std::string pcap_dir = "/tmp";
-  std::string only_mode;  // empty: every mode; else run just this one (for profiling)
+  std::string only_mode;        // empty: every mode; else run just this one (for profiling)
+  int swap_every_ms = -1;       // < 0: no policy swaps
+  uint32_t swaps = 3;           // per pass, with swap_every_ms
+  uint32_t swap_peers = 10000;  // size of the swapped policy, A and B included
+  uint32_t swap_rules = 100000;
 };
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -104,6 +132,18 @@ std::optional<Options> parse_options(int argc, char** argv) {
       if (o.bare_seconds <= 0) return std::nullopt;
     } else if (arg == "--pcap-dir" && i + 1 < argc) {
       o.pcap_dir = argv[++i];
+    } else if (arg == "--swap-every-ms" && i + 1 < argc) {
+      o.swap_every_ms = std::atoi(argv[++i]);
+      if (o.swap_every_ms < 0) return std::nullopt;
+    } else if (arg == "--swap-policy" && i + 1 < argc) {
+      char* end = nullptr;
+      o.swap_peers = static_cast<uint32_t>(std::strtoul(argv[++i], &end, 10));
+      if (*end != ',') return std::nullopt;
+      o.swap_rules = static_cast<uint32_t>(std::strtoul(end + 1, nullptr, 10));
+      if (o.swap_peers < 2 || o.swap_rules < 1) return std::nullopt;
+    } else if (arg == "--swaps" && i + 1 < argc) {
+      o.swaps = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
+      if (o.swaps == 0) return std::nullopt;
     } else if (arg == "--only" && i + 1 < argc) {
       o.only_mode = argv[++i];
       if (o.only_mode != "receive" && o.only_mode != "acl-drop" && o.only_mode != "forward") {
@@ -371,11 +411,35 @@ uint64_t rx_packets(uint16_t port) {
   return s.ipackets;
 }
 
+// Policy swaps during one pass.
+struct SwapStats {
+  std::vector<double> apply_ms;  // Hub::apply_policy
+  std::vector<double> grace_us;  // from the publish until the worker passed a quiescent state
+  std::vector<double> free_ms;   // the control_tick that frees the old generation
+  bool peers_kept = true;        // A and B kept their slots through every swap
+};
+
 struct PassResult {
   double median_rate = 0;  // packets/s
   double wall_rate = 0;
   WorkerSnapshot counters;  // delta over the pass
+  SwapStats swaps;
 };
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  auto mid = v.begin() + static_cast<ptrdiff_t>(v.size() / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  return *mid;
+}
+
+double max_of(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+}
+
+double seconds_of(uint64_t cycles) {
+  return static_cast<double>(cycles) / static_cast<double>(rte_get_tsc_hz());
+}
 
 enum class Mode { kReceive, kAclDrop, kForward };
 
@@ -390,9 +454,21 @@ class Bench {
     cfg.instance = "airlock-bench-" + std::to_string(getpid());
     cfg.max_peers = 16;
     cfg.max_rules = 16;
+    if (swapping()) {
+      // Both sets of synthetic peers, as removed ones wait for their grace period.
+      const uint32_t others = options_.swap_peers - 2;
+      cfg.max_peers = 2 * others + 16;
+      cfg.max_rules = options_.swap_rules;
+      fillers_[0] = airlock::bench::synthetic_peers(others, 0);
+      fillers_[1] = airlock::bench::synthetic_peers(others, 1);
+      filler_rules_ =
+          airlock::bench::synthetic_rules(options_.swap_rules - 1, std::max(1u, others));
+    }
     cfg.mbufs = options_.packets + kPoolSlack;
-    // Timers play no part in throughput; keep rekeying out of the measurement.
+    // Timers play no part in throughput; keep rekeying, and in passes that last as long as
+    // swaps do, keepalives and handshakes to the silent B, out of the measurement.
     cfg.timers.rekey_after_ns = cfg.timers.reject_after_ns = 3600'000'000'000ULL;
+    cfg.timers.keepalive_timeout_ns = 3600'000'000'000ULL;
     std::string error;
     hub_ = Hub::create(cfg, random_key(), 1, &error);
     if (!hub_) die("Hub::create: " + error);
@@ -422,28 +498,20 @@ class Bench {
     return r;
   }
 
-  // Peers A and B; one rule for A -> B with `action`.
+  // Peers A and B; one rule for A -> B with `action`. When swapping, inside the synthetic
+  // policy with the current set of other peers.
   void apply_policy(pol::Action action) {
-    pol::PolicyBuilder policy;
-    policy.version(++policy_version_);
-    for (const PeerSide* p : {&a_, &b_}) {
-      pol::PeerSpec spec;
-      spec.public_key = public_of(p->private_key);
-      spec.allowed_ips = {p == &a_ ? "10.0.0.2/32" : "10.0.0.3/32"};
-      spec.user = p == &a_ ? "a" : "b";
-      policy.add_peer(spec);
-    }
-    pol::RuleSpec rule;
-    rule.name = "a-to-b";
-    rule.sources = {"user:a"};
-    rule.destinations = {"10.0.0.3/32"};
-    rule.protocol = IPPROTO_UDP;
-    rule.action = action;
-    policy.add_rule(rule);
+    action_ = action;
+    const uint64_t start = rte_rdtsc();
+    const std::vector<uint8_t> bytes = policy_bytes();
     std::string error;
-    auto bytes = policy.finish(&error);
-    if (!bytes || !hub_->apply_policy(*bytes, &error)) die("policy: " + error);
+    if (!hub_->apply_policy(bytes, &error)) die("policy: " + error);
+    last_load_s_ = seconds_of(rte_rdtsc() - start);
   }
+
+  bool swapping() const { return options_.swap_every_ms >= 0; }
+  // Building and applying the last policy (the first one after setup adds every peer).
+  double last_load_seconds() const { return last_load_s_; }
 
   // Gives B a session and an endpoint: from here on A's packets are re-encrypted to B.
   void establish_b() {
@@ -476,6 +544,59 @@ class Bench {
   uint32_t packets() const { return options_.packets; }
 
  private:
+  std::vector<uint8_t> policy_bytes() {
+    pol::PolicyBuilder policy;
+    policy.version(++policy_version_);
+    for (const PeerSide* p : {&a_, &b_}) {
+      pol::PeerSpec spec;
+      spec.public_key = public_of(p->private_key);
+      spec.allowed_ips = {p == &a_ ? "10.0.0.2/32" : "10.0.0.3/32"};
+      spec.user = p == &a_ ? "a" : "b";
+      policy.add_peer(spec);
+    }
+    pol::RuleSpec rule;
+    rule.name = "a-to-b";
+    rule.sources = {"user:a"};
+    rule.destinations = {"10.0.0.3/32"};
+    rule.protocol = IPPROTO_UDP;
+    rule.action = action_;
+    if (swapping()) {
+      for (const pol::PeerSpec& p : fillers_[filler_set_]) policy.add_peer(p);
+      const size_t middle = filler_rules_.size() / 2;
+      for (size_t i = 0; i < filler_rules_.size(); ++i) {
+        if (i == middle) policy.add_rule(rule);
+        policy.add_rule(filler_rules_[i]);
+      }
+    } else {
+      policy.add_rule(rule);
+    }
+    std::string error;
+    auto bytes = policy.finish(&error);
+    if (!bytes) die("policy: " + error);
+    return std::move(*bytes);
+  }
+
+  // On the control lcore during a pass: the next version with the other set of peers, its grace
+  // period, then the control_tick that frees the old generation.
+  void swap_policy(SwapStats& s) {
+    filler_set_ ^= 1;
+    const std::vector<uint8_t> bytes = policy_bytes();
+    std::string error;
+    const uint64_t t0 = rte_rdtsc();
+    if (!hub_->apply_policy(bytes, &error)) die("policy swap: " + error);
+    const uint64_t t1 = rte_rdtsc();
+    const uint64_t token = rte_rcu_qsbr_start(hub_->rcu());
+    while (rte_rcu_qsbr_check(hub_->rcu(), token, false) != 1) rte_pause();
+    const uint64_t t2 = rte_rdtsc();
+    hub_->control_tick();
+    const uint64_t t3 = rte_rdtsc();
+    s.apply_ms.push_back(seconds_of(t1 - t0) * 1e3);
+    s.grace_us.push_back(seconds_of(t2 - t1) * 1e6);
+    s.free_ms.push_back(seconds_of(t3 - t2) * 1e3);
+    s.peers_kept &= hub_->slot_of(public_of(a_.private_key)) == a_.slot &&
+                    hub_->slot_of(public_of(b_.private_key)) == b_.slot;
+  }
+
   PeerSide make_peer(uint8_t n) {
     PeerSide p;
     p.private_key = random_key();
@@ -506,9 +627,25 @@ class Bench {
     bursts.reserve(target / kBurst + 1);
     const WorkerSnapshot before = stats_->snapshot().total;
     uint64_t wall = 0;
+    PassResult r;
+    // With swaps, the worker spreads the pass over one interval more than there are swaps,
+    // guessing an interval from the last load, and takes share i + 1 of the packets only once
+    // swap i is done. The control lcore stops at exactly `swaps`, so none is in its grace period
+    // (which needs the worker) when the worker leaves.
+    const uint32_t swaps = swapping() ? options_.swaps : 0;
+    const double interval_s = last_load_s_ + std::max(0, options_.swap_every_ms) / 1e3;
+    const double pace_cycles = (swaps + 1) * interval_s * static_cast<double>(rte_get_tsc_hz());
+    std::atomic<uint32_t> swaps_done{0};
+    auto next_swap = std::chrono::steady_clock::now();
     // lcore 0 meanwhile does what airlock-dataplane's main loop does.
     auto control = [&] {
       hub_->control_tick();
+      if (swaps_done.load() < swaps && std::chrono::steady_clock::now() >= next_swap) {
+        swap_policy(r.swaps);
+        swaps_done.fetch_add(1);
+        next_swap =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.swap_every_ms);
+      }
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     };
     on_worker_lcore(
@@ -517,6 +654,18 @@ class Bench {
           uint64_t seen = 0;
           const uint64_t start = rte_rdtsc();
           while (seen < target) {
+            if (swaps > 0) {
+              const auto by_time =
+                  static_cast<uint64_t>(static_cast<double>(target) *
+                                        static_cast<double>(rte_rdtsc() - start) / pace_cycles);
+              const uint64_t by_swaps = target * (swaps_done.load() + 1) / (swaps + 1);
+              if (seen + kBurst > std::min(by_time, by_swaps)) {
+                // Idle as an empty poll would be, quiescent state included.
+                rte_rcu_qsbr_quiescent(hub_->rcu(), 0);
+                rte_pause();
+                continue;
+              }
+            }
             const uint64_t t0 = rte_rdtsc();
             worker_->poll_once();
             const uint64_t t1 = rte_rdtsc();
@@ -528,7 +677,6 @@ class Bench {
           if (seen != target) die("pass ended off a burst boundary: " + std::to_string(seen));
         },
         control);
-    PassResult r;
     r.median_rate = rate_from_median(std::move(bursts), kBurst);
     r.wall_rate = static_cast<double>(target) * static_cast<double>(rte_get_tsc_hz()) /
                   static_cast<double>(wall);
@@ -568,12 +716,18 @@ class Bench {
   PeerSide a_, b_;
   uint32_t a_index_ = 0;
   uint64_t policy_version_ = 0;
+  pol::Action action_ = pol::Action::Forward;
+  double last_load_s_ = 0;
+  // Two sets of other peers for the swapped policy, alternated by each swap.
+  std::array<std::vector<pol::PeerSpec>, 2> fillers_;
+  uint32_t filler_set_ = 0;
+  std::vector<pol::RuleSpec> filler_rules_;
 };
 
 // Every packet of the pass must have taken the measured path, or the rate means nothing.
 // Packets staged for B (receive mode) leave as no_session drops rekey_timeout later, possibly
 // during the next pass, or go to B once it has a session: kMaxStaged either way. The control
-// lcore's own packets (keepalives the timers send to A) also leave through the worker.
+// lcore's own packets (ARP requests, say) also leave through the worker.
 constexpr uint64_t kControlSlack = 16;
 std::string check_counters(const WorkerSnapshot& c, Mode mode, uint64_t packets) {
   const auto drops = [&c](DropReason r) { return c.drops[size_t(r)]; };
@@ -604,6 +758,14 @@ std::string check_counters(const WorkerSnapshot& c, Mode mode, uint64_t packets)
     }
   }
   return why;
+}
+
+// A pass with swaps counts only if all of them happened during it and left A and B in place.
+std::string check_swaps(const SwapStats& s, uint32_t wanted) {
+  if (s.apply_ms.size() != wanted) {
+    return std::to_string(s.apply_ms.size()) + " of " + std::to_string(wanted) + " swaps";
+  }
+  return s.peers_kept ? std::string() : "A or B lost its slot in a swap";
 }
 
 struct Row {
@@ -650,6 +812,15 @@ void print_row(const Row& r) {
               r.invalid.empty() ? "" : "  INVALID: ", r.invalid.c_str());
 }
 
+void print_swap_row(const Row& r) {
+  const SwapStats& s = r.pass.swaps;
+  const bool met = r.invalid.empty() && max_of(s.apply_ms) < 1000;
+  std::printf("%5u %-8s %5zu %8.0f %8.0f %9.0f %9.0f %8.1f  %-8s  %s\n", r.size, mode_name(r.mode),
+              s.apply_ms.size(), median_of(s.apply_ms), max_of(s.apply_ms), median_of(s.grace_us),
+              max_of(s.grace_us), max_of(s.free_ms), r.invalid.empty() ? "exact" : "INVALID",
+              met ? "met" : "MISSED");
+}
+
 int run(const Options& options) {
   Bench bench(options);
   bench.setup();
@@ -662,8 +833,10 @@ int run(const Options& options) {
     Row r{kSizes[i], mode, {}, mode == Mode::kForward ? bare.decrypt_encrypt : bare.decrypt, 0, {}};
     r.pass = bench.run(kSizes[i], &r.pmd);
     r.invalid = check_counters(r.pass.counters, mode, options.packets);
+    if (bench.swapping() && r.invalid.empty()) r.invalid = check_swaps(r.pass.swaps, options.swaps);
     rows.push_back(r);
   };
+  const double first_load_s = bench.last_load_seconds();
   bench.apply_policy(airlock::policy::Action::Drop);
   for (size_t i = 0; i < std::size(kSizes); ++i) measure(Mode::kAclDrop, i);
   bench.apply_policy(airlock::policy::Action::Forward);
@@ -686,6 +859,20 @@ int run(const Options& options) {
     print_row(r);
     valid &= r.invalid.empty();
   }
+  if (bench.swapping()) {
+    std::printf(
+        "\nPolicy swaps per pass: %u peers / %u rules each, every %d ms, each replacing the %u "
+        "other peers; A and B stay. First load (every peer new, builder included): %.2f s.\n"
+        "load = Hub::apply_policy; grace = publish until the worker was quiescent; free = the "
+        "control_tick freeing the old generation. Target: loaded in under 1 s, zero packets "
+        "lost.\n",
+        options.swap_peers, options.swap_rules, options.swap_every_ms, options.swap_peers - 2,
+        first_load_s);
+    std::printf("%5s %-8s %5s %8s %8s %9s %9s %8s  %-8s  %s\n", "inner", "mode", "swaps", "loadMed",
+                "loadMax", "graceMed", "graceMax", "freeMax", "counters", "target");
+    std::printf("%5s %-8s %5s %8s %8s %9s %9s %8s\n", "", "", "", "ms", "ms", "us", "us", "ms");
+    for (const Row& r : rows) print_swap_row(r);
+  }
   return valid ? 0 : 1;
 }
 
@@ -696,17 +883,22 @@ int main(int argc, char** argv) {
   if (!options) {
     std::fprintf(stderr,
                  "usage: %s [--packets N (multiple of %u, >= 1024)] [--bare-seconds X] "
-                 "[--pcap-dir DIR] [--only receive|acl-drop|forward]\n",
+                 "[--pcap-dir DIR] [--only receive|acl-drop|forward] "
+                 "[--swap-every-ms N [--swaps K (>= 1)] [--swap-policy PEERS,RULES]]\n",
                  argv[0], kBurst);
     return 2;
   }
   if (sodium_init() < 0) return 1;
   const uint64_t mem_mb =
-      (uint64_t{options->packets} + kPoolSlack) * kMbufFootprint / (1 << 20) + kOtherMemoryMb;
+      (uint64_t{options->packets} + kPoolSlack) * kMbufFootprint / (1 << 20) + kOtherMemoryMb +
+      (options->swap_every_ms >= 0 ? swap_memory_mb(options->swap_peers, options->swap_rules) : 0);
   const std::string mem = std::to_string(mem_mb);
+  // A per-process prefix lets this run beside other DPDK processes.
+  const std::string prefix = "--file-prefix=bench-dataplane-" + std::to_string(getpid());
   std::vector<const char*> eal = {
       argv[0],       "--no-huge",      "-m", mem.c_str(), "--no-pci",
-      "--no-shconf", "--no-telemetry", "-l", "0,1",       "--log-level=*:warning"};
+      "--no-shconf", "--no-telemetry", "-l", "0,1",       "--log-level=*:warning",
+      prefix.c_str()};
   if (rte_eal_init(static_cast<int>(eal.size()), const_cast<char**>(eal.data())) < 0) {
     std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
     return 1;

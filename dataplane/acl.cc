@@ -173,26 +173,36 @@ bool validate_peers(std::span<const AclIdentity> peers, std::string* error) {
 
 // ---- Identity classes -----------------------------------------------------------------------
 
-// Bit r of a peer's membership says whether rule r's sources match the peer. Rule r sits at
-// bit 63 - r % 64 of word r / 64, so comparing the word vectors orders peers lexicographically
-// by rule index; numbering classes in that order makes each rule's classes mostly contiguous.
-using Membership = std::vector<uint64_t>;
+// A peer's membership lists, in increasing order, the rules whose sources match the peer.
+// Peers are ordered as if each list were a bit vector with rule 0 as the most significant bit,
+// highest first (see precedes); numbering classes in that order makes each rule's classes mostly
+// contiguous. Lists rather than bit vectors keep the cost in the number of (peer, rule) matches:
+// at 10k peers and 100k rules a bit vector per peer would be 125 MB to zero, sort and scan.
+using Membership = std::vector<uint32_t>;
 
 std::vector<Membership> compute_memberships(const PeerIndex& index, size_t peer_count,
                                             const std::vector<std::vector<Selector>>& selectors) {
-  const size_t words = (selectors.size() + 63) / 64;
-  std::vector<Membership> memberships(peer_count, Membership(words, 0));
+  std::vector<Membership> memberships(peer_count);
   for (size_t rule = 0; rule < selectors.size(); ++rule) {
-    const uint64_t bit = uint64_t{1} << (63 - rule % 64);
+    const auto r = static_cast<uint32_t>(rule);
     for (const Selector& selector : selectors[rule]) {
-      index.for_each_match(selector, [&](uint32_t peer) { memberships[peer][rule / 64] |= bit; });
+      index.for_each_match(selector, [&](uint32_t peer) {
+        // Several selectors of one rule may match the same peer.
+        if (memberships[peer].empty() || memberships[peer].back() != r) {
+          memberships[peer].push_back(r);
+        }
+      });
     }
   }
   return memberships;
 }
 
-bool has_rule(const Membership& membership, size_t rule) {
-  return (membership[rule / 64] >> (63 - rule % 64)) & 1;
+// True if a's bit vector is greater than b's: at the first rule in which they differ, a has it;
+// or b is a proper prefix of a.
+bool precedes(const Membership& a, const Membership& b) {
+  const auto [in_a, in_b] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+  if (in_b == b.end()) return in_a != a.end();
+  return in_a != a.end() && *in_a < *in_b;
 }
 
 struct Classes {
@@ -200,16 +210,16 @@ struct Classes {
   std::vector<Membership> by_class;  // index = class id; [0] is the empty membership
 };
 
-Classes assign_classes(const std::vector<Membership>& memberships, size_t words) {
+Classes assign_classes(std::vector<Membership> memberships) {
   std::vector<uint32_t> order(memberships.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
-            [&](uint32_t a, uint32_t b) { return memberships[a] > memberships[b]; });
-  Classes classes{std::vector<uint32_t>(memberships.size(), 0), {Membership(words, 0)}};
+            [&](uint32_t a, uint32_t b) { return precedes(memberships[a], memberships[b]); });
+  Classes classes{std::vector<uint32_t>(memberships.size(), 0), {Membership{}}};
   for (uint32_t peer : order) {
-    const Membership& membership = memberships[peer];
-    if (membership == classes.by_class.front()) continue;  // matches no rule: class 0
-    if (membership != classes.by_class.back()) classes.by_class.push_back(membership);
+    Membership& membership = memberships[peer];
+    if (membership.empty()) continue;  // matches no rule: class 0
+    if (membership != classes.by_class.back()) classes.by_class.push_back(std::move(membership));
     classes.of_peer[peer] = static_cast<uint32_t>(classes.by_class.size() - 1);
   }
   return classes;
@@ -219,14 +229,18 @@ struct ClassRange {
   uint32_t low, high;
 };
 
-std::vector<ClassRange> class_ranges_of_rule(const Classes& classes, size_t rule) {
-  std::vector<ClassRange> ranges;
+// The class ranges of every rule, each in class order, from one pass over the classes.
+std::vector<std::vector<ClassRange>> class_ranges_by_rule(const Classes& classes,
+                                                          size_t rule_count) {
+  std::vector<std::vector<ClassRange>> ranges(rule_count);
   for (uint32_t klass = 1; klass < classes.by_class.size(); ++klass) {
-    if (!has_rule(classes.by_class[klass], rule)) continue;
-    if (!ranges.empty() && ranges.back().high + 1 == klass) {
-      ranges.back().high = klass;
-    } else {
-      ranges.push_back({klass, klass});
+    for (uint32_t rule : classes.by_class[klass]) {
+      std::vector<ClassRange>& rule_ranges = ranges[rule];
+      if (!rule_ranges.empty() && rule_ranges.back().high + 1 == klass) {
+        rule_ranges.back().high = klass;
+      } else {
+        rule_ranges.push_back({klass, klass});
+      }
     }
   }
   return ranges;
@@ -382,6 +396,79 @@ void classify(const rte_acl_ctx* ctx, const Key* const* keys, uint32_t* results,
                    results, n, 1);
 }
 
+// At most this many rte_acl rules per context: at 100k rules, 13 contexts of ~8k build in about
+// 40 % of the time one context takes, and more, smaller contexts gain little more while a burst
+// spread over them costs one rte_acl_classify call per context it touches.
+constexpr size_t kRulesPerContext = 8192;
+constexpr uint32_t kMaxContexts = 16;
+
+uint32_t context_of(uint32_t klass, uint32_t classes_per_context, size_t contexts) {
+  return std::min(klass / classes_per_context, static_cast<uint32_t>(contexts - 1));
+}
+
+// Groups each chunk of keys by context (a counting sort, on the stack), classifies each group
+// and puts the results back in key order.
+template <typename Key, typename Contexts>
+void classify_split(const Contexts& contexts, uint32_t classes_per_context, const Key* const* keys,
+                    uint32_t* results, uint32_t n) {
+  if (contexts.size() <= 1) {
+    classify(contexts.empty() ? nullptr : contexts.front().get(), keys, results, n);
+    return;
+  }
+  constexpr uint32_t kChunk = 64;
+  uint8_t context[kChunk];
+  const Key* grouped[kChunk];
+  uint32_t position[kChunk];
+  uint32_t grouped_results[kChunk];
+  for (uint32_t done = 0; done < n; done += kChunk) {
+    const uint32_t count = std::min(kChunk, n - done);
+    uint32_t start[kMaxContexts + 1] = {};
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint32_t klass = rte_be_to_cpu_32(keys[done + i]->klass);
+      context[i] = static_cast<uint8_t>(context_of(klass, classes_per_context, contexts.size()));
+      ++start[context[i] + 1];
+    }
+    for (uint32_t b = 0; b < contexts.size(); ++b) start[b + 1] += start[b];
+    uint32_t next[kMaxContexts];
+    std::copy_n(start, contexts.size(), next);
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint32_t slot = next[context[i]]++;
+      grouped[slot] = keys[done + i];
+      position[slot] = i;
+    }
+    for (uint32_t b = 0; b < contexts.size(); ++b) {
+      if (start[b + 1] > start[b]) {
+        classify(contexts[b].get(), grouped + start[b], grouped_results + start[b],
+                 start[b + 1] - start[b]);
+      }
+    }
+    for (uint32_t slot = 0; slot < count; ++slot) {
+      results[done + position[slot]] = grouped_results[slot];
+    }
+  }
+}
+
+// Clips each rule's class range to the buckets it spans; result[b] holds bucket b's rules.
+template <typename RuleT>
+std::vector<std::vector<RuleT>> split_by_class(const std::vector<RuleT>& rules,
+                                               uint32_t class_field, uint32_t classes_per_context,
+                                               size_t contexts) {
+  std::vector<std::vector<RuleT>> buckets(contexts);
+  for (const RuleT& rule : rules) {
+    const uint32_t low = rule.field[class_field].value.u32;
+    const uint32_t high = rule.field[class_field].mask_range.u32;
+    const uint32_t first = context_of(low, classes_per_context, contexts);
+    const uint32_t last = context_of(high, classes_per_context, contexts);
+    for (uint32_t b = first; b <= last; ++b) {
+      RuleT clipped = rule;
+      clipped.field[class_field].value.u32 = std::max(low, b * classes_per_context);
+      if (b != last) clipped.field[class_field].mask_range.u32 = (b + 1) * classes_per_context - 1;
+      buckets[b].push_back(clipped);
+    }
+  }
+  return buckets;
+}
+
 // ---- Keys -----------------------------------------------------------------------------------
 
 bool has_ports(uint8_t proto) {
@@ -480,25 +567,35 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
   }
 
   const PeerIndex index(peers);
-  const Classes classes =
-      assign_classes(compute_memberships(index, peers.size(), selectors), (rules.size() + 63) / 64);
+  const Classes classes = assign_classes(compute_memberships(index, peers.size(), selectors));
 
   std::vector<AclRuleV4> v4_rules;
   std::vector<AclRuleV6> v6_rules;
+  const std::vector<std::vector<ClassRange>> ranges = class_ranges_by_rule(classes, rules.size());
   for (size_t i = 0; i < rules.size(); ++i) {
-    const std::vector<ClassRange> ranges = class_ranges_of_rule(classes, i);
-    expand_rule(i, rules[i], ranges, 4, make_rule_v4, v4_rules);
-    expand_rule(i, rules[i], ranges, 6, make_rule_v6, v6_rules);
+    expand_rule(i, rules[i], ranges[i], 4, make_rule_v4, v4_rules);
+    expand_rule(i, rules[i], ranges[i], 6, make_rule_v6, v6_rules);
   }
 
   AclTable table;
-  if (!v4_rules.empty()) {
-    table.v4_.reset(build_context("acl4", v4_rules, kV4Defs, error));
-    if (!table.v4_) return std::nullopt;
-  }
-  if (!v6_rules.empty()) {
-    table.v6_.reset(build_context("acl6", v6_rules, kV6Defs, error));
-    if (!table.v6_) return std::nullopt;
+  const auto class_ids = static_cast<uint32_t>(classes.by_class.size());
+  const size_t most_rules = std::max(v4_rules.size(), v6_rules.size());
+  const size_t contexts = std::clamp<size_t>((most_rules + kRulesPerContext - 1) / kRulesPerContext,
+                                             1, std::min(kMaxContexts, class_ids));
+  table.classes_per_context_ = static_cast<uint32_t>((class_ids + contexts - 1) / contexts);
+  const auto build_all = [&](const char* kind, const auto& family_rules, uint32_t class_field,
+                             const auto& defs, std::vector<Context>& out) {
+    if (family_rules.empty()) return true;
+    for (const auto& bucket :
+         split_by_class(family_rules, class_field, table.classes_per_context_, contexts)) {
+      out.emplace_back(bucket.empty() ? nullptr : build_context(kind, bucket, defs, error));
+      if (!bucket.empty() && !out.back()) return false;
+    }
+    return true;
+  };
+  if (!build_all("acl4", v4_rules, 4, kV4Defs, table.v4_) ||
+      !build_all("acl6", v6_rules, 7, kV6Defs, table.v6_)) {
+    return std::nullopt;
   }
   for (size_t i = 0; i < peers.size(); ++i) {
     const uint32_t slot = peers[i].peer_slot;
@@ -510,12 +607,18 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
   return table;
 }
 
+size_t AclTable::context_count() const {
+  const auto built = [](const Context& context) { return context != nullptr; };
+  return static_cast<size_t>(std::count_if(v4_.begin(), v4_.end(), built) +
+                             std::count_if(v6_.begin(), v6_.end(), built));
+}
+
 void AclTable::classify_v4(const AclKeyV4* const* keys, uint32_t* results, uint32_t n) const {
-  classify(v4_.get(), keys, results, n);
+  classify_split(v4_, classes_per_context_, keys, results, n);
 }
 
 void AclTable::classify_v6(const AclKeyV6* const* keys, uint32_t* results, uint32_t n) const {
-  classify(v6_.get(), keys, results, n);
+  classify_split(v6_, classes_per_context_, keys, results, n);
 }
 
 }  // namespace airlock::dp

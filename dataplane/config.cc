@@ -34,7 +34,8 @@ std::string config_usage() {
          "         [--ring-slots N] [--mbufs N] [--mtu N] [--under-load-depth N]\n"
          "         [--under-load-rate N]\n"
          "         [--rekey-after-time S] [--reject-after-time S] [--rekey-timeout S]\n"
-         "         [--keepalive-timeout S] [--rekey-attempt-time S]\n";
+         "         [--keepalive-timeout S] [--rekey-attempt-time S]\n"
+         "         [--static-sessions FILE]   (benchmarks only; needs --policy)\n";
 }
 
 std::optional<Config> parse_config(std::span<char*> args, std::string* error) {
@@ -63,6 +64,9 @@ std::optional<Config> parse_config(std::span<char*> args, std::string* error) {
       c.private_key_file = v;
     } else if (flag == "--policy") {
       c.policy_file = v;
+    } else if (flag == "--static-sessions") {
+      c.static_sessions_file = v;
+      ok = !v.empty();
     } else if (flag == "--instance") {
       c.instance = v;
       ok = !v.empty() && v.find('/') == std::string_view::npos && v.size() < 40;
@@ -110,6 +114,10 @@ std::optional<Config> parse_config(std::span<char*> args, std::string* error) {
   }
   if (c.private_key_file.empty()) {
     *error = "--private-key is required\n" + config_usage();
+    return std::nullopt;
+  }
+  if (!c.static_sessions_file.empty() && c.policy_file.empty()) {
+    *error = "--static-sessions needs --policy: the sessions are for that policy's peers";
     return std::nullopt;
   }
   if (c.timers.rekey_after_ns >= c.timers.reject_after_ns) {

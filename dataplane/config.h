@@ -15,6 +15,7 @@ struct Config {
   uint16_t listen_port = 51820;
   std::string private_key_file;      // base64 as written by `wg genkey`
   std::string policy_file;           // compiled policy (FlatBuffers), optional at start
+  std::string static_sessions_file;  // benchmarks only: see static_sessions.h
   std::string instance = "airlock";  // names the shared-memory regions and the control socket
   std::string control_socket;        // default /run/airlock/<instance>.sock
   uint16_t port_id = 0;

@@ -126,7 +126,12 @@ std::optional<uint32_t> Hub::slot_of(const crypto::Key& public_key) const {
 }
 
 std::optional<uint32_t> Hub::install_session(uint32_t slot, SessionKeys keys, const Endpoint& to) {
-  auto index = index_.reserve(slot);
+  std::optional<uint32_t> index;
+  if (keys.local_index == 0) {
+    index = index_.reserve(slot);
+  } else if (index_.reserve_exact(keys.local_index, slot)) {
+    index = keys.local_index;
+  }
   if (!index) return std::nullopt;
   keys.local_index = *index;
   keys.we_initiated = true;

@@ -72,9 +72,10 @@ class Hub {
   const LocalIdentity& identity() const { return identity_; }
   // The slot of the peer with this public key in the running policy.
   std::optional<uint32_t> slot_of(const crypto::Key& public_key) const;
-  // Installs transport keys as if a handshake had completed (keys.local_index is ignored: the
-  // hub assigns one and returns it). For benchmarks and tests that start from an established
-  // session; the protocol path is handle_initiation/handle_response.
+  // Installs transport keys as if a handshake had completed and returns the local index. With
+  // keys.local_index 0 the hub assigns one; otherwise that exact index is used, and nullopt is
+  // returned if its table entry is taken. For benchmarks and tests that start from an
+  // established session; the protocol path is handle_initiation/handle_response.
   std::optional<uint32_t> install_session(uint32_t slot, SessionKeys keys, const Endpoint& to);
 
   // --- shared with workers -------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "dataplane/control_socket.h"
 #include "dataplane/hub.h"
 #include "dataplane/port.h"
+#include "dataplane/static_sessions.h"
 #include "dataplane/worker.h"
 #include "policy/policy.h"
 
@@ -105,7 +106,13 @@ int main(int argc, char** argv) {
 
   auto port = Port::open(
       PortConfig{cfg->port_id, static_cast<uint16_t>(nb_workers), 1024, 1024, hub->pool()}, &error);
-  if (!port) return fail(error);
+  // The port and the hub hold EAL memory: release them before fail() cleans EAL up.
+  auto fail_started = [&](const std::string& msg) {
+    port.reset();
+    hub.reset();
+    return fail(msg);
+  };
+  if (!port) return fail_started(error);
   hub->attach_port(port->id(), port->info().mac);
   hub->set_data_checksum(port->info().tx_udp_cksum_offload ? UdpChecksum::kOffload
                                                            : UdpChecksum::kNone);
@@ -120,11 +127,28 @@ int main(int argc, char** argv) {
   if (!cfg->policy_file.empty()) {
     auto bytes = airlock::policy::read_file(cfg->policy_file, &error);
     if (!bytes || !hub->apply_policy(*bytes, &error)) {
-      return fail("policy " + cfg->policy_file + ": " + error);
+      return fail_started("policy " + cfg->policy_file + ": " + error);
     }
   }
+  if (!cfg->static_sessions_file.empty()) {
+    const std::string what = "static sessions " + cfg->static_sessions_file + ": ";
+    auto sessions = read_static_sessions(cfg->static_sessions_file, &error);
+    if (!sessions || !install_static_sessions(*hub, *sessions, &error)) {
+      return fail_started(what + error);
+    }
+    std::fprintf(stderr,
+                 "airlock-dataplane: WARNING: %zu STATIC SESSION(S) IN USE, FOR BENCHMARKS ONLY: "
+                 "their keys come from %s, not from a handshake, so whoever can read that file "
+                 "can read and forge their traffic.\n",
+                 sessions->size(), cfg->static_sessions_file.c_str());
+    // Static sessions are never rekeyed by a peer: once too old they stop working.
+    std::fprintf(stderr,
+                 "airlock-dataplane: static sessions stop carrying traffic after "
+                 "--reject-after-time (%.0f s from now)\n",
+                 static_cast<double>(cfg->timers.reject_after_ns) / 1e9);
+  }
   auto control = ControlSocket::start(cfg->control_socket, &error);
-  if (!control) return fail(error);
+  if (!control) return fail_started(error);
 
   std::vector<std::unique_ptr<Worker>> workers;
   uint16_t queue = 0;

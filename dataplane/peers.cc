@@ -66,6 +66,14 @@ std::optional<uint32_t> IndexTable::reserve(uint32_t peer_slot) {
   return std::nullopt;
 }
 
+bool IndexTable::reserve_exact(uint32_t index, uint32_t peer_slot) {
+  uint32_t entry = index & (kIndexTableSize - 1);
+  if (entry == 0 || owner_[entry] != ~0u) return false;
+  owner_[entry] = peer_slot;
+  full_index_[entry] = index;
+  return true;
+}
+
 void IndexTable::publish(uint32_t index, Keypair* kp) {
   entries_[index & (kIndexTableSize - 1)].store(kp, std::memory_order_release);
 }

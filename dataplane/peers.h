@@ -111,6 +111,9 @@ class IndexTable {
   }
   // Control lcore only. Reserves a free entry and returns a fresh index, or nullopt if full.
   std::optional<uint32_t> reserve(uint32_t peer_slot);
+  // Control lcore only. Reserves exactly `index` (static sessions, whose index is fixed in
+  // advance); false if its entry is 0 or already taken.
+  bool reserve_exact(uint32_t index, uint32_t peer_slot);
   void publish(uint32_t index, Keypair* kp);
   void release(uint32_t index);
   // The peer that reserved `index` for a pending handshake, if the entry is still reserved.

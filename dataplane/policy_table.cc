@@ -88,28 +88,42 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
     c.slots.push_back(*slot);
   }
 
-  auto allowed =
-      AllowedIps::create(std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)),
-                         std::max<uint32_t>(1024, static_cast<uint32_t>(n_peers * 4)), error);
+  // Each peer's allowed IPs, parsed once: their count per family sizes the LPM tables, which
+  // reserve room per rule (IPv6: 13 tbl8 groups each) and are zeroed on creation and on free.
+  std::vector<std::vector<Prefix>> peer_prefixes(n_peers);
+  uint32_t v4_prefixes = 0, v6_prefixes = 0;
+  for (size_t i = 0; i < n_peers; ++i) {
+    const auto* ips = root->peers()->Get(i)->allowed_ips();
+    for (size_t j = 0; ips != nullptr && j < ips->size(); ++j) {
+      auto ip = airlock::policy::to_ip_prefix(*ips->Get(j), error);
+      if (!ip) {
+        roll_back();
+        *error =
+            "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) + "]: " + *error;
+        return false;
+      }
+      const Prefix prefix = to_dp_prefix(*ip);
+      // A /0 lives outside the tables.
+      if (prefix.len != 0) ++(prefix.family == 4 ? v4_prefixes : v6_prefixes);
+      peer_prefixes[i].push_back(prefix);
+    }
+  }
+  auto allowed = AllowedIps::create(v4_prefixes, v6_prefixes, error);
   if (!allowed) {
     roll_back();
     return false;
   }
   std::vector<AclIdentity> identities;
   for (size_t i = 0; i < n_peers; ++i) {
-    const auto* p = root->peers()->Get(i);
-    if (p->allowed_ips() != nullptr) {
-      for (size_t j = 0; j < p->allowed_ips()->size(); ++j) {
-        auto ip = airlock::policy::to_ip_prefix(*p->allowed_ips()->Get(j), error);
-        std::string sub;
-        if (!ip || !allowed->add(to_dp_prefix(*ip), c.slots[i], &sub)) {
-          roll_back();
-          *error = "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) +
-                   "]: " + (ip ? sub : *error);
-          return false;
-        }
+    for (size_t j = 0; j < peer_prefixes[i].size(); ++j) {
+      std::string sub;
+      if (!allowed->add(peer_prefixes[i][j], c.slots[i], &sub)) {
+        roll_back();
+        *error = "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) + "]: " + sub;
+        return false;
       }
     }
+    const auto* p = root->peers()->Get(i);
     AclIdentity id;
     id.peer_slot = c.slots[i];
     const auto* ident = p->identity();
