@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <future>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -450,6 +452,49 @@ TEST_F(ServerTest, HandlerSeesClientAddresses) {
   EXPECT_EQ(info.remote_address.to_string(), "127.0.0.1");
   EXPECT_NE(info.remote_port, 0);
   EXPECT_EQ(info.local_port, server_->port());
+}
+
+// The gateway runs one io_context per thread: connections are dealt to them in turn, and every
+// request on a connection runs on that connection's io_context.
+TEST_F(ServerTest, ConnectionsAreDealtToTheConnectionContextsInTurn) {
+  IoThreads first;
+  IoThreads second;
+  ServerOptions options;
+  options.connection_contexts = {&first.io(), &second.io()};
+  std::mutex mutex;
+  std::map<std::string, const asio::execution_context*> context_of_target;
+  start(options,
+        [&](Request& request, BodyStatus, const ClientInfo&,
+            ResponseWriter& writer) -> asio::awaitable<void> {
+          const auto executor = co_await asio::this_coro::executor;
+          {
+            std::lock_guard lock(mutex);
+            context_of_target[std::string(request.target())] =
+                &asio::query(executor, asio::execution::context);
+          }
+          co_await writer.write(text_response(bhttp::status::ok, ""));
+        });
+  auto request = [&](Client& client, const std::string& target) {
+    ASSERT_TRUE(client.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(client.read_response());
+  };
+  Client a(server_->port());
+  request(a, "/a1");
+  Client b(server_->port());
+  request(b, "/b1");
+  Client c(server_->port());
+  request(c, "/c1");
+  request(a, "/a2");
+  request(b, "/b2");
+  server_->stop();
+  server_.reset();
+
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(context_of_target["/a1"], &first.io());
+  EXPECT_EQ(context_of_target["/b1"], &second.io());
+  EXPECT_EQ(context_of_target["/c1"], &first.io());
+  EXPECT_EQ(context_of_target["/a2"], &first.io());
+  EXPECT_EQ(context_of_target["/b2"], &second.io());
 }
 
 TEST_F(ServerTest, StopClosesIdleConnections) {

@@ -51,7 +51,7 @@ class PreRequestHookTest : public ::testing::Test {
     options.first_byte_timeout = 3s;
     options.idle_timeout = 3s;
     std::string error;
-    pool_ = http::UpstreamPool::create(threads_.io(), options, &error);
+    pool_ = http::UpstreamPool::create(options, &error);
     ASSERT_TRUE(pool_) << error;
   }
 

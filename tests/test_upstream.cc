@@ -91,7 +91,7 @@ class UpstreamTest : public ::testing::Test {
 
   std::unique_ptr<UpstreamPool> make_pool(UpstreamOptions options = {}) {
     std::string error;
-    auto pool = UpstreamPool::create(threads_.io(), std::move(options), &error);
+    auto pool = UpstreamPool::create(std::move(options), &error);
     EXPECT_TRUE(pool) << error;
     return pool;
   }
@@ -104,9 +104,14 @@ class UpstreamTest : public ::testing::Test {
   // Like a server handler, the caller runs on a strand (send() needs one on a threaded io).
   Fetched fetch(UpstreamPool& pool, const Url& url, Request request,
                 std::function<bool(std::string_view)> on_piece = {}) {
+    return fetch_on(threads_.io(), pool, url, std::move(request), std::move(on_piece));
+  }
+
+  Fetched fetch_on(asio::io_context& io, UpstreamPool& pool, const Url& url, Request request,
+                   std::function<bool(std::string_view)> on_piece = {}) {
     auto fetched = std::make_shared<Fetched>();
     auto done = asio::co_spawn(
-        asio::make_strand(threads_.io()),
+        asio::make_strand(io),
         [&pool, url, request, fetched, on_piece]() -> asio::awaitable<void> {
           // Named, not temporaries in the co_await expression: GCC 12 destroys such closures
           // twice.
@@ -231,6 +236,27 @@ TEST_F(UpstreamTest, ReusesPooledConnection) {
   EXPECT_EQ(second.result.error, Error::kNone) << second.result.message;
   EXPECT_EQ(distinct_clients(), 1u);
   EXPECT_EQ(pool->idle_connections(), 1u);
+}
+
+// A pooled connection completes its I/O on the io_context that opened it, so a request running
+// on another io_context (another thread, as the gateway runs one per thread) gets its own.
+TEST_F(UpstreamTest, PooledConnectionsStayOnTheIoContextThatOpenedThem) {
+  start_echo();
+  auto pool = make_pool();
+  IoThreads other;
+  EXPECT_EQ(fetch(*pool, server_url(), make_request(bhttp::verb::get, "/a")).status, 200);
+  EXPECT_EQ(fetch_on(other.io(), *pool, server_url(), make_request(bhttp::verb::get, "/b")).status,
+            200);
+  EXPECT_EQ(distinct_clients(), 2u);
+  EXPECT_EQ(pool->idle_connections(), 2u);
+  EXPECT_EQ(fetch_on(other.io(), *pool, server_url(), make_request(bhttp::verb::get, "/c")).status,
+            200);
+  EXPECT_EQ(fetch(*pool, server_url(), make_request(bhttp::verb::get, "/d")).status, 200);
+  EXPECT_EQ(distinct_clients(), 2u);
+  pool->stop_pooling();
+  EXPECT_EQ(pool->idle_connections(), 0u);
+  EXPECT_EQ(fetch(*pool, server_url(), make_request(bhttp::verb::get, "/e")).status, 200);
+  EXPECT_EQ(pool->idle_connections(), 0u);
 }
 
 TEST_F(UpstreamTest, StalePooledConnectionIsRetriedOnAFreshOne) {

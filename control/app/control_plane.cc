@@ -81,8 +81,11 @@ class ControlPlaneImpl final : public ControlPlane {
     asio::signal_set signals(io_, SIGINT, SIGTERM);
     signals.async_wait([this](const boost::system::error_code&, int) { begin_stop(); });
     std::vector<std::thread> io_threads;
-    for (unsigned i = 1; i < options_.threads; ++i) io_threads.emplace_back([this] { io_.run(); });
+    for (auto& context : connection_contexts_) {
+      io_threads.emplace_back([&context] { context->run(); });
+    }
     io_.run();
+    for (auto& context : connection_contexts_) context->stop();
     for (std::thread& t : io_threads) t.join();
     shutdown();
   }
@@ -234,6 +237,13 @@ class ControlPlaneImpl final : public ControlPlane {
     if (!state) return false;
     GatewayOptions gateway_options;
     gateway_options.upstream.ca_file = options_.upstream_ca;
+    // Gateway connections are spread over the main io_context and one more per extra thread.
+    gateway_options.server.connection_contexts.push_back(&io_);
+    for (unsigned i = 1; i < options_.threads; ++i) {
+      auto& context = connection_contexts_.emplace_back(std::make_unique<asio::io_context>(1));
+      work_guards_.emplace_back(context->get_executor());
+      gateway_options.server.connection_contexts.push_back(context.get());
+    }
     gateway_options.services = {ledger_.get(), &rate_limiter_, outbox_.get(),
                                 gateway_metrics_.get()};
     IdentityLookup lookup = [this](const asio::ip::address& remote) {
@@ -388,6 +398,9 @@ class ControlPlaneImpl final : public ControlPlane {
   // destroyed with the io_context, and each writes its record to the store as it goes. Declared
   // before the gateway and admin API, whose sockets must close while it still exists.
   asio::io_context io_;
+  // Run by one thread each (see run()); kept running while idle by the work guards.
+  std::vector<std::unique_ptr<asio::io_context>> connection_contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_guards_;
   std::vector<std::unique_ptr<dp::StatsReader>> stats_;
   std::vector<std::unique_ptr<RingTun>> rings_;
   std::unique_ptr<IdentityResolver> resolver_;

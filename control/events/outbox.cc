@@ -237,7 +237,7 @@ class OutboxImpl final : public Outbox {
     upstream.idle_timeout = options_.response_timeout;
     upstream.ca_file = options_.ca_file;
     upstream.max_idle_per_origin = std::max<size_t>(options_.max_in_flight, 1);
-    pool_ = http::UpstreamPool::create(io_, std::move(upstream), error);
+    pool_ = http::UpstreamPool::create(std::move(upstream), error);
     if (!pool_) return;
     writer_thread_ = std::thread([this] { run_writer(); });
     asio::co_spawn(io_, schedule(), asio::detached);

@@ -927,8 +927,7 @@ std::unique_ptr<Gateway> Gateway::create(asio::io_context& io, GatewayOptions op
     if (error) *error = "gateway: libsodium failed to initialise";
     return nullptr;
   }
-  std::unique_ptr<http::UpstreamPool> pool =
-      http::UpstreamPool::create(io, options.upstream, error);
+  std::unique_ptr<http::UpstreamPool> pool = http::UpstreamPool::create(options.upstream, error);
   if (!pool) return nullptr;
   // A hook answers in well under a second or not at all; its own timeout_ms ends the wait, these
   // end the connection the wait left behind.
@@ -936,8 +935,7 @@ std::unique_ptr<Gateway> Gateway::create(asio::io_context& io, GatewayOptions op
   hook_options.connect_timeout = std::chrono::seconds(2);
   hook_options.first_byte_timeout = std::chrono::seconds(60);
   hook_options.idle_timeout = std::chrono::seconds(60);
-  std::unique_ptr<http::UpstreamPool> hook_pool =
-      http::UpstreamPool::create(io, hook_options, error);
+  std::unique_ptr<http::UpstreamPool> hook_pool = http::UpstreamPool::create(hook_options, error);
   if (!hook_pool) return nullptr;
   std::unique_ptr<budget::Ledger> own_ledger;
   if (!options.services.ledger) {
@@ -990,6 +988,8 @@ void Gateway::set_state(std::shared_ptr<const GatewayState> state) {
 
 void Gateway::stop() {
   for (const auto& server : servers_) server->stop();
+  core_->pool->stop_pooling();
+  if (core_->hook_pool) core_->hook_pool->stop_pooling();
 }
 
 }  // namespace airlock::control::gateway

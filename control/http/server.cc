@@ -38,6 +38,7 @@ constexpr std::chrono::milliseconds kLingerTime{2'000};
 constexpr size_t kLingerBytes = 1u << 20;
 // Pause after an accept error such as EMFILE, so the loop does not spin while it persists.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
+constexpr size_t kFirstReadBytes = 8 * 1024;
 
 void log_line(const char* format, ...) __attribute__((format(printf, 1, 2)));
 void log_line(const char* format, ...) {
@@ -89,6 +90,7 @@ struct State {
   const ServerOptions options;
   const Handler handler;
   tcp::acceptor acceptor;
+  size_t next_context = 0;  // used only by the accept loop
   std::atomic<bool> stopped{false};
   std::atomic<size_t> open{0};
   std::mutex mutex;
@@ -318,6 +320,8 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, std::shared_ptr<Connec
   client.local_port = local.port();
 
   beast::flat_buffer buffer;
+  // Beast reads 512 bytes at a time into an empty buffer; a typical request fits this at once.
+  buffer.reserve(kFirstReadBytes);
   for (bool first = true;; first = false) {
     connection->waiting = true;
     if (state->stopped) break;
@@ -425,9 +429,15 @@ void log_exception(std::exception_ptr error) {
   }
 }
 
+asio::io_context& next_connection_context(State& state) {
+  const std::vector<asio::io_context*>& contexts = state.options.connection_contexts;
+  if (contexts.empty()) return state.io;
+  return *contexts[state.next_context++ % contexts.size()];
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<State> state) {
   for (;;) {
-    tcp::socket socket(asio::make_strand(state->io));
+    tcp::socket socket(asio::make_strand(next_connection_context(*state)));
     error_code ec;
     co_await state->acceptor.async_accept(socket, with(ec));
     if (state->stopped || ec == asio::error::operation_aborted) break;

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <utility>  // boost/asio/awaitable.hpp (1.74) uses std::exchange without it
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -34,6 +35,11 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{120'000};   // one write to a stalled client
   size_t max_header_bytes = 64 * 1024;
   size_t max_body_bytes = 32u << 20;  // Anthropic's own limit
+  // Where accepted connections run, in turn; empty: the io_context the server listens on. With
+  // one single-threaded io_context per thread, a request, its upstream exchange and its timers
+  // stay on one thread: one io_context shared by several threads handed each request's steps
+  // between threads, which cost more CPU than the request's own work.
+  std::vector<asio::io_context*> connection_contexts;
 };
 
 // What the server learnt about the request before the handler runs.

@@ -2,8 +2,8 @@
 
 #include <array>
 #include <limits>
+#include <map>
 #include <mutex>
-#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -38,6 +38,7 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 constexpr uint32_t kMaxResponseHeader = 256 * 1024;
 // One body read hands at most this much to on_body.
 constexpr size_t kPieceSize = 16 * 1024;
+constexpr size_t kFirstReadBytes = 8 * 1024;
 
 auto with(error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
@@ -71,12 +72,17 @@ struct Connection {
 };
 
 struct PoolState {
-  PoolState(asio::io_context& io_context, UpstreamOptions pool_options)
-      : io(io_context), options(std::move(pool_options)), tls(ssl::context::tls_client) {}
+  explicit PoolState(UpstreamOptions pool_options)
+      : options(std::move(pool_options)), tls(ssl::context::tls_client) {}
 
-  std::unique_ptr<Connection> take(const std::string& origin) {
+  // Idle connections are kept per io_context as well as per origin: a connection's I/O completes
+  // on the io_context it was opened on, so handing it to a request running on another one would
+  // move every step of that request between threads.
+  using IdleKey = std::pair<const asio::execution_context*, std::string>;
+
+  std::unique_ptr<Connection> take(const IdleKey& key) {
     std::lock_guard lock(mutex);
-    auto it = idle.find(origin);
+    auto it = idle.find(key);
     if (it == idle.end() || it->second.empty()) return nullptr;
     // Most recently used first: the least likely to have been closed by the server.
     std::unique_ptr<Connection> connection = std::move(it->second.back());
@@ -84,17 +90,18 @@ struct PoolState {
     return connection;
   }
 
-  void put(const std::string& origin, std::unique_ptr<Connection> connection) {
+  void put(const IdleKey& key, std::unique_ptr<Connection> connection) {
     std::lock_guard lock(mutex);
-    auto& list = idle[origin];
+    if (stopped) return;
+    auto& list = idle[key];
     if (list.size() < options.max_idle_per_origin) list.push_back(std::move(connection));
   }
 
-  asio::io_context& io;
   const UpstreamOptions options;
   ssl::context tls;
   mutable std::mutex mutex;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;
+  std::map<IdleKey, std::vector<std::unique_ptr<Connection>>> idle;
+  bool stopped = false;
 };
 
 struct ConnectOutcome {
@@ -151,7 +158,7 @@ asio::awaitable<ConnectOutcome> connect(std::shared_ptr<PoolState> state, Url ur
         nullptr, failure(Error::kResolve, "resolving " + where + ": " + race->ec.message())};
   }
 
-  PlainStream tcp_stream(state->io.get_executor());
+  PlainStream tcp_stream(executor);
   tcp_stream.expires_at(deadline);
   co_await tcp_stream.async_connect(race->results, with(ec));
   if (ec == beast::error::timeout) {
@@ -237,6 +244,9 @@ asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
   }
 
   beast::flat_buffer buffer;
+  // Room for a typical whole response in the first read: Beast otherwise reads 512 bytes at a
+  // time into an empty buffer, which split even small responses into several client writes.
+  buffer.reserve(kFirstReadBytes);
   std::optional<http::response_parser<http::buffer_body>> parser;
   for (;;) {
     parser.emplace();
@@ -325,14 +335,17 @@ asio::awaitable<UpstreamResult> send_impl(std::shared_ptr<PoolState> state, Url 
   request.version(11);
   request.set(http::field::host, host_header(url));
   request.prepare_payload();
-  const std::string origin = url.origin();
+  // The caller's io_context: a new connection is opened there, so its I/O completes on the
+  // caller's thread.
+  const auto executor = co_await asio::this_coro::executor;
+  const PoolState::IdleKey key{&asio::query(executor, asio::execution::context), url.origin()};
 
   for (bool retried = false;;) {
     std::unique_ptr<Connection> connection;
-    if (!retried) connection = state->take(origin);
+    if (!retried) connection = state->take(key);
     const bool reused = connection != nullptr;
     if (!connection) {
-      auto strand = asio::make_strand(state->io);
+      auto strand = asio::make_strand(executor);
       ConnectOutcome outcome =
           co_await asio::co_spawn(strand, connect(state, url), asio::use_awaitable);
       if (!outcome.connection) co_return outcome.result;
@@ -344,7 +357,7 @@ asio::awaitable<UpstreamResult> send_impl(std::shared_ptr<PoolState> state, Url 
       retried = true;
       continue;
     }
-    if (attempt.reusable) state->put(origin, std::move(connection));
+    if (attempt.reusable) state->put(key, std::move(connection));
     co_return attempt.result;
   }
 }
@@ -365,8 +378,14 @@ class PoolImpl final : public UpstreamPool {
   size_t idle_connections() const override {
     std::lock_guard lock(state_->mutex);
     size_t count = 0;
-    for (const auto& [origin, list] : state_->idle) count += list.size();
+    for (const auto& [key, list] : state_->idle) count += list.size();
     return count;
+  }
+
+  void stop_pooling() override {
+    std::lock_guard lock(state_->mutex);
+    state_->stopped = true;
+    state_->idle.clear();
   }
 
  private:
@@ -401,9 +420,8 @@ std::string_view upstream_error_name(UpstreamResult::Error error) {
   return "unknown";
 }
 
-std::unique_ptr<UpstreamPool> UpstreamPool::create(asio::io_context& io, UpstreamOptions options,
-                                                   std::string* error) {
-  auto state = std::make_shared<PoolState>(io, std::move(options));
+std::unique_ptr<UpstreamPool> UpstreamPool::create(UpstreamOptions options, std::string* error) {
+  auto state = std::make_shared<PoolState>(std::move(options));
   SSL_CTX* ctx = state->tls.native_handle();
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
     if (error) *error = "cannot require TLS 1.2";

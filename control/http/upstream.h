@@ -67,8 +67,9 @@ using OnBody = std::function<asio::awaitable<bool>(std::string_view data)>;
 
 class UpstreamPool {
  public:
-  static std::unique_ptr<UpstreamPool> create(asio::io_context& io, UpstreamOptions options,
-                                              std::string* error);
+  // Connections are opened on the executor of the coroutine that sends, and pooled per
+  // execution context.
+  static std::unique_ptr<UpstreamPool> create(UpstreamOptions options, std::string* error);
   virtual ~UpstreamPool() = default;
   // Sends `request` to `url` (its target is prefixed with url.base_path, Host is set, the
   // body's Content-Length is set) on a pooled or new connection; a stale pooled connection
@@ -76,6 +77,9 @@ class UpstreamPool {
   virtual asio::awaitable<UpstreamResult> send(const Url& url, Request request,
                                                OnHeaders on_headers, OnBody on_body) = 0;
   virtual size_t idle_connections() const = 0;
+  // Closes the idle connections and keeps none from now on. Called at shutdown: an idle
+  // connection belongs to the io_context that opened it, which may be destroyed before the pool.
+  virtual void stop_pooling() = 0;
 };
 
 }  // namespace airlock::control::http
