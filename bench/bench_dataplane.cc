@@ -42,7 +42,7 @@
 // generation. Rates in this mode are of a paced, shared core: only the counters matter.
 //
 // Usage (root): bench_dataplane [--packets N] [--bare-seconds X] [--pcap-dir DIR]
-//                               [--only receive|acl-drop|forward]
+//                               [--only receive|acl-drop|forward] [--huge]
 //                               [--swap-every-ms N [--swaps K] [--swap-policy PEERS,RULES]]
 #include <pcap/pcap.h>
 #include <rte_cycles.h>
@@ -118,6 +118,9 @@ struct Options {
   uint32_t swaps = 3;           // per pass, with swap_every_ms
   uint32_t swap_peers = 10000;  // size of the swapped policy, A and B included
   uint32_t swap_rules = 100000;
+  // Hugepages (reserved beforehand: scripts/hugepages N) instead of --no-huge: with 4 KiB pages
+  // every packet net_pcap copies out of its preloaded mbufs also costs TLB misses.
+  bool huge = false;
 };
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -144,6 +147,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
     } else if (arg == "--swaps" && i + 1 < argc) {
       o.swaps = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
       if (o.swaps == 0) return std::nullopt;
+    } else if (arg == "--huge") {
+      o.huge = true;
     } else if (arg == "--only" && i + 1 < argc) {
       o.only_mode = argv[++i];
       if (o.only_mode != "receive" && o.only_mode != "acl-drop" && o.only_mode != "forward") {
@@ -883,7 +888,7 @@ int main(int argc, char** argv) {
   if (!options) {
     std::fprintf(stderr,
                  "usage: %s [--packets N (multiple of %u, >= 1024)] [--bare-seconds X] "
-                 "[--pcap-dir DIR] [--only receive|acl-drop|forward] "
+                 "[--pcap-dir DIR] [--only receive|acl-drop|forward] [--huge] "
                  "[--swap-every-ms N [--swaps K (>= 1)] [--swap-policy PEERS,RULES]]\n",
                  argv[0], kBurst);
     return 2;
@@ -895,10 +900,11 @@ int main(int argc, char** argv) {
   const std::string mem = std::to_string(mem_mb);
   // A per-process prefix lets this run beside other DPDK processes.
   const std::string prefix = "--file-prefix=bench-dataplane-" + std::to_string(getpid());
-  std::vector<const char*> eal = {
-      argv[0],       "--no-huge",      "-m", mem.c_str(), "--no-pci",
-      "--no-shconf", "--no-telemetry", "-l", "0,1",       "--log-level=*:warning",
-      prefix.c_str()};
+  std::vector<const char*> eal = {argv[0],       "-m",          mem.c_str(),
+                                  "--no-pci",    "--no-shconf", "--no-telemetry",
+                                  "-l",          "0,1",         "--log-level=*:warning",
+                                  prefix.c_str()};
+  if (!options->huge) eal.push_back("--no-huge");
   if (rte_eal_init(static_cast<int>(eal.size()), const_cast<char**>(eal.data())) < 0) {
     std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
     return 1;

@@ -39,13 +39,31 @@ iperf_server_listening() {
   ns_exec "$(peer_ns b)" ss -Hltn "sport = :5201" | grep -q .
 }
 
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() {
+  local pid=$1
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$pid/stat"
+}
+
+# run_client LABEL SECONDS SENDER RECEIVER [iperf3 args]: the throughput, and the CPU each
+# wireguard-go used meanwhile, so the rate per core compares with one data-plane worker core.
 run_client() {
-  local label=$1 seconds=$2
-  shift 2
-  local gbits
+  local label=$1 seconds=$2 sender=$3 receiver=$4
+  shift 4
+  local gbits send_pid recv_pid send0 recv0 send1 recv1
+  send_pid=$(<"$(peer_pidfile "$(peer_ns "$sender")")")
+  recv_pid=$(<"$(peer_pidfile "$(peer_ns "$receiver")")")
+  send0=$(cpu_seconds "$send_pid")
+  recv0=$(cpu_seconds "$recv_pid")
   gbits=$(ns_exec "$(peer_ns a)" iperf3 --json -c "$(peer_tunnel_ip b)" -t "$seconds" "$@" |
     gbits_received)
-  echo "wireguard-go iperf3 TCP$label: $gbits Gbit/s (1 stream, $seconds s)"
+  send1=$(cpu_seconds "$send_pid")
+  recv1=$(cpu_seconds "$recv_pid")
+  awk -v g="$gbits" -v t="$seconds" -v s0="$send0" -v s1="$send1" -v r0="$recv0" -v r1="$recv1" \
+    -v label="$label" 'BEGIN {
+      sc = (s1 - s0) / t; rc = (r1 - r0) / t
+      printf "wireguard-go iperf3 TCP%s: %s Gbit/s (1 stream, %d s); wireguard-go CPU: sender %.2f cores, receiver %.2f cores; %.2f Gbit/s per receiving core\n", label, g, t, sc, rc, (rc > 0 ? g / rc : 0)
+    }'
 }
 
 main() {
@@ -75,8 +93,8 @@ main() {
   ns_exec "$(peer_ns b)" iperf3 -s -B "$(peer_tunnel_ip b)" >/dev/null 2>&1 &
   wait_for 5 iperf_server_listening || die "iperf3 server did not start"
 
-  run_client "" "$seconds"
-  run_client " -R" "$seconds" -R
+  run_client "" "$seconds" a b
+  run_client " -R" "$seconds" b a -R
 }
 
 main "$@"

@@ -280,6 +280,9 @@ struct Writer {
   Stmt insert_request;
   Stmt insert_tool_call;
   Stmt insert_tool_result;
+  // Prepared once: exec() would compile these for every record.
+  Stmt savepoint;
+  Stmt release;
 };
 
 class SqliteStore final : public Store {
@@ -745,10 +748,10 @@ class SqliteStore final : public Store {
       return false;
     }
     for (const RequestRecord& record : batch) {
-      int rc = exec(db, "SAVEPOINT record");
+      int rc = step_once(writer_.savepoint.get());
       if (rc == SQLITE_OK) rc = insert(record);
       if (rc == SQLITE_OK) {
-        rc = exec(db, "RELEASE record");
+        rc = step_once(writer_.release.get());
         if (rc == SQLITE_OK) continue;
       }
       *error = sqlite3_errmsg(db);
@@ -858,7 +861,7 @@ class SqliteStore final : public Store {
     return SQLITE_OK;
   }
 
-  // Runs an INSERT and drops its bindings, which point into the record about to be freed.
+  // Runs a statement once and drops its bindings, which point into the record about to be freed.
   static int step_once(sqlite3_stmt* stmt) {
     const int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
@@ -973,7 +976,10 @@ std::unique_ptr<Store> open_sqlite_store(const std::string& path, std::string* e
       prepare(writer.db.get(),
               "INSERT INTO tool_results (request_id, seq, time_ms, user, session_id, call_id, "
               "name, content, is_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-  if (!writer.insert_request || !writer.insert_tool_call || !writer.insert_tool_result) {
+  writer.savepoint = prepare(writer.db.get(), "SAVEPOINT record");
+  writer.release = prepare(writer.db.get(), "RELEASE record");
+  if (!writer.insert_request || !writer.insert_tool_call || !writer.insert_tool_result ||
+      !writer.savepoint || !writer.release) {
     err = describe(path, writer.db.get());
     return nullptr;
   }
