@@ -5,12 +5,13 @@
 #   direct   airlock-http-load -> airlock-sim-upstream
 #   nginx    airlock-http-load -> nginx (proxy_pass, keep-alive, unbuffered) -> sim
 #   gateway  airlock-http-load -> gateway -> sim
+#   portkey  airlock-http-load -> Portkey's open-source gateway (Node.js) -> sim
 #
 # Latency mode: interleaved rounds (each round runs every path once, in a rotating order, so a
 # slow patch of the shared machine hits all paths alike) of open-loop load with a small
 # non-streamed chat completion; prints a markdown table of the medians over rounds of p50 and
 # p99, the latency each proxy ADDS over direct (the per-round difference, then its median), and
-# gateway_added / nginx_added.
+# each proxy's added latency as a multiple of nginx's.
 #
 # Memory mode: holds N streaming requests to the model "sim-stall" (one event, then silence)
 # open through each proxy and reports (RSS while open - RSS before) / N of the proxy's process
@@ -29,9 +30,17 @@
 #                                          $AIRLOCK_GATEWAY_ARGS are appended
 # Without any of these only direct and nginx are measured.
 #
+# Portkey (npm @portkey-ai/gateway) is installed on first use into $PORTKEY_DIR (default
+# bench/.cache/portkey, npm registry access needed once) and started with node; requests reach
+# the sim through its custom-host headers for an OpenAI-compatible provider. When node or npm
+# is missing, the install fails, or Portkey cannot reach the sim, the script says why and
+# measures the other paths. Portkey 1.15.2 on Node answers a streamed chat request with a 500
+# (the "TypeError: immutable" of Portkey-AI/gateway issues 1389 and 1550), so its memory row
+# stays empty.
+#
 # Usage: bench/gateway_latency.sh [--build DIR] [--mode latency|memory|both] [--rounds N]
 #          [--seconds S] [--rate R] [--connections C] [--streams N] [--nginx-workers N]
-#          [--gateway-cmd CMD] [--gateway-header 'K: V']... [--no-gateway]
+#          [--gateway-cmd CMD] [--gateway-header 'K: V']... [--no-gateway] [--no-portkey]
 #        bench/gateway_latency.sh [--build DIR] [--streams N] --memory-of URL PID
 set -euo pipefail
 
@@ -46,6 +55,8 @@ streams=200
 nginx_workers=1
 gateway_cmd=""
 no_gateway=0
+no_portkey=0
+portkey_dir="${PORTKEY_DIR:-$repo/bench/.cache/portkey}"
 gateway_headers=()
 memory_of_url=""
 memory_of_pid=""
@@ -73,6 +84,7 @@ while (($#)); do
     --gateway-cmd) gateway_cmd="$2"; shift 2 ;;
     --gateway-header) gateway_headers+=(--header "$2"); shift 2 ;;
     --no-gateway) no_gateway=1; shift ;;
+    --no-portkey) no_portkey=1; shift ;;
     --memory-of) memory_of_url="$2"; memory_of_pid="$3"; shift 3 ;;
     -h | --help) usage ;;
     *) echo "gateway_latency: unknown option $1" >&2; usage ;;
@@ -123,14 +135,24 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-wait_for_port() {  # NAME PORT PID
+# Fails with the reason on stdout, for callers that go on without that path.
+port_up() {  # NAME PORT PID [TRIES]
   local name="$1" port="$2" pid="$3"
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during startup: $(cat "$tmp/$name".*err)"
+  for _ in $(seq "${4:-100}"); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited during startup: $(cat "$tmp/$name".*err)"
+      return 1
+    fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
-  die "$name did not listen on 127.0.0.1:$port within 10 s"
+  echo "$name did not listen on 127.0.0.1:$port within $((${4:-100} / 10)) s"
+  return 1
+}
+
+wait_for_port() {  # NAME PORT PID
+  local why
+  why="$(port_up "$@")" || die "$why"
 }
 
 # --- the simulated provider ---
@@ -227,6 +249,53 @@ JSON
     echo "gateway_latency: no gateway (set AIRLOCK_GATEWAY_URL or --gateway-cmd); measuring direct and nginx only" >&2
 fi
 
+# --- Portkey's gateway, as the Node.js AI-gateway reference ---
+# Its custom host must be an OpenAI-compatible base URL; loopback is on its default trusted list.
+portkey_headers=(--header "x-portkey-provider: openai" --header "x-portkey-custom-host: $sim_url/v1"
+  --header "Authorization: Bearer sk-airlock-bench")
+portkey_url=""
+portkey_pid=""
+skip_portkey=""
+# Starts Portkey and sets portkey_url and portkey_pid, or fails with the reason in skip_portkey.
+# Runs in this shell, not in $(...), so that the process it starts is ours to stop.
+start_portkey() {
+  local entry="$portkey_dir/node_modules/@portkey-ai/gateway/build/start-server.js" port
+  command -v node >/dev/null || { skip_portkey="node not found"; return 1; }
+  if [[ ! -f "$entry" ]]; then
+    command -v npm >/dev/null || { skip_portkey="npm not found"; return 1; }
+    echo "installing @portkey-ai/gateway into $portkey_dir" >&2
+    if ! mkdir -p "$portkey_dir" 2>"$tmp/portkey-install.log"; then
+      skip_portkey="cannot create $portkey_dir: $(cat "$tmp/portkey-install.log")"
+      return 1
+    fi
+    # npm retries an unreachable registry for minutes; the benchmark does not wait that long.
+    if ! timeout 300 npm install --prefix "$portkey_dir" --no-audit --no-fund \
+      @portkey-ai/gateway >"$tmp/portkey-install.log" 2>&1 || [[ ! -f "$entry" ]]; then
+      skip_portkey="npm install @portkey-ai/gateway failed: $(tail -5 "$tmp/portkey-install.log")"
+      return 1
+    fi
+  fi
+  port="$(free_port)"
+  node "$entry" --port="$port" --headless >"$tmp/portkey.out" 2>"$tmp/portkey.err" &
+  portkey_pid=$!
+  children+=("$portkey_pid")
+  # Node takes a few seconds to load Portkey on a busy machine.
+  skip_portkey="$(port_up portkey "$port" "$portkey_pid" 300)" || return 1
+  portkey_url="http://127.0.0.1:$port"
+  # Listening is not enough: Portkey refuses custom hosts it does not trust with an error status,
+  # so a few requests must come back 2xx from the sim.
+  if ! "$load" --url "$portkey_url$chat_path" --body-json "$chat_body" "${portkey_headers[@]}" \
+    --rate 20 --duration 1 >"$tmp/portkey-probe.out" 2>&1; then
+    skip_portkey="it does not reach the sim at $sim_url/v1: $(cat "$tmp/portkey-probe.out")"
+    portkey_url=""
+    kill "$portkey_pid" 2>/dev/null || true
+    return 1
+  fi
+}
+if ((!no_portkey)) && ! start_portkey; then
+  echo "gateway_latency: skipping portkey: $skip_portkey" >&2
+fi
+
 paths=(direct nginx)
 declare -A url=([direct]="$sim_url" [nginx]="$nginx_url")
 declare -A pid=([direct]="$sim_pid" [nginx]="$nginx_pid")
@@ -235,22 +304,39 @@ if [[ -n "$gateway_url" ]]; then
   url[gateway]="$gateway_url"
   pid[gateway]="$gateway_pid"
 fi
+if [[ -n "$portkey_url" ]]; then
+  paths+=(portkey)
+  url[portkey]="$portkey_url"
+  pid[portkey]="$portkey_pid"
+fi
+
+path_headers() {  # PATH-NAME
+  local headers=()
+  case "$1" in
+    gateway) headers=("${gateway_headers[@]}") ;;
+    portkey) headers=("${portkey_headers[@]}") ;;
+  esac
+  ((${#headers[@]} == 0)) || printf '%s\n' "${headers[@]}"
+}
 
 load_args() {  # PATH-NAME
   local args=(--url "${url[$1]}$chat_path" --body-json "$chat_body" --connections "$connections")
-  [[ "$1" == gateway ]] && args+=("${gateway_headers[@]}")
   printf '%s\n' "${args[@]}"
+  path_headers "$1"
 }
 
 # A short run per path up front: proves each path answers and warms connection pools.
 for p in "${paths[@]}"; do
   mapfile -t args < <(load_args "$p")
   if ! "$load" "${args[@]}" --rate "$rate" --duration 2 >/dev/null 2>"$tmp/warmup.err"; then
-    die "$p (${url[$p]}) does not answer the chat request: $(cat "$tmp/warmup.err")"
+    # Portkey answered the probe, so errors now are its response to the load: a result to
+    # report in the rounds, not a reason to stop.
+    [[ "$p" == portkey ]] || die "$p (${url[$p]}) does not answer the chat request: $(cat "$tmp/warmup.err")"
+    echo "gateway_latency: portkey had errors while warming up: $(cat "$tmp/warmup.err")" >&2
   fi
 done
 
-echo "machine: $(nproc) cores; sim $sim_url, nginx $nginx_url ($nginx_workers worker(s))${gateway_url:+, gateway $gateway_url}"
+echo "machine: $(nproc) cores; sim $sim_url, nginx $nginx_url ($nginx_workers worker(s))${gateway_url:+, gateway $gateway_url}${portkey_url:+, portkey $portkey_url}"
 echo
 
 if [[ "$mode" != latency ]]; then
@@ -264,15 +350,15 @@ if [[ "$mode" != latency ]]; then
       echo "| $p | (no pid: set AIRLOCK_GATEWAY_PID) | | | |"
       continue
     fi
-    headers=()
-    [[ "$p" == gateway ]] && headers=("${gateway_headers[@]}")
+    mapfile -t headers < <(path_headers "$p")
     result="$(measure_memory "${url[$p]}" "${pid[$p]}" "${headers[@]}" 2>"$tmp/memory.err")" ||
       echo "gateway_latency: $p memory run incomplete: $(cat "$tmp/memory.err")" >&2
     python3 -c '
 import json, sys
 r = json.loads(sys.argv[2])
-print("| {} | {}/{} | {} | {} | {:.1f} |".format(sys.argv[1], r["open"], r["streams"],
-      r.get("rss_before_kb", "?"), r.get("rss_open_kb", "?"), r.get("rss_per_stream_kb", float("nan"))))
+per_stream = "{:.1f}".format(r["rss_per_stream_kb"]) if r["open"] and "rss_per_stream_kb" in r else "—"
+print("| {} | {}/{} | {} | {} | {} |".format(sys.argv[1], r["open"], r["streams"],
+      r.get("rss_before_kb", "?"), r.get("rss_open_kb", "?"), per_stream))
 ' "$p" "$result"
   done
   echo
@@ -297,7 +383,7 @@ runs = [json.loads(line) for line in open(path)]
 by = {}
 for run in runs:
     by.setdefault(run["path"], {})[run["round"]] = run["result"]
-names = [n for n in ("direct", "nginx", "gateway") if n in by]
+names = [n for n in ("direct", "nginx", "gateway", "portkey") if n in by]
 
 def med(values):
     return statistics.median(values) if values else float("nan")
@@ -306,26 +392,45 @@ def added(name, key):
     common = sorted(set(by[name]) & set(by["direct"]))
     return med([by[name][r][key] - by["direct"][r][key] for r in common])
 
+def vs_nginx(name, key):
+    if name == "direct" or "nginx" not in by:
+        return "—"
+    n = added("nginx", key)
+    return f"{added(name, key) / n:.2f}" if n > 0 else "n/a"
+
 print(f"## Latency: {rounds} interleaved rounds x {seconds} s at {rate} req/s, "
       f"{connections} connections, non-streamed chat completion")
 print()
-print("| path | p50 (µs) | p99 (µs) | added p50 (µs) | added p99 (µs) | requests | errors |")
-print("|---|---|---|---|---|---|---|")
+print("| path | p50 (µs) | p99 (µs) | added p50 (µs) | added p99 (µs) | added p50 / nginx's "
+      "| added p99 / nginx's | requests | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
 for name in names:
     rs = by[name].values()
     p50 = med([r["p50_us"] for r in rs])
     p99 = med([r["p99_us"] for r in rs])
     a50 = "—" if name == "direct" else f"{added(name, 'p50_us'):.0f}"
     a99 = "—" if name == "direct" else f"{added(name, 'p99_us'):.0f}"
-    print(f"| {name} | {p50:.0f} | {p99:.0f} | {a50} | {a99} | "
-          f"{sum(r['sent'] for r in rs)} | {sum(r['errors'] for r in rs)} |")
+    print(f"| {name} | {p50:.0f} | {p99:.0f} | {a50} | {a99} | {vs_nginx(name, 'p50_us')} | "
+          f"{vs_nginx(name, 'p99_us')} | {sum(r['sent'] for r in rs)} | "
+          f"{sum(r['errors'] for r in rs)} |")
 print()
 print("p50/p99: median over rounds of each round's percentile; added: median over rounds of "
       "(path - direct) in the same round.")
-if "gateway" in by and "nginx" in by:
+for name in ("gateway", "portkey"):
+    if name not in by or "nginx" not in by:
+        continue
     for key in ("p50_us", "p99_us"):
-        g, n = added("gateway", key), added("nginx", key)
+        g, n = added(name, key), added("nginx", key)
         ratio = f"{g / n:.2f}" if n > 0 else "n/a (nginx adds nothing measurable)"
-        print(f"gateway_added / nginx_added ({key[:3]}): {ratio}")
+        print(f"{name}_added / nginx_added ({key[:3]}): {ratio}")
+# An open-loop run that takes well past its duration had a backlog: its percentiles measure the
+# queue in front of a saturated proxy, not the latency the proxy adds.
+for name in names:
+    elapsed = [r["elapsed_s"] for r in by[name].values()]
+    behind = [e for e in elapsed if e > float(seconds) * 1.1]
+    if behind:
+        print(f"note: {name} fell behind {rate} req/s in {len(behind)}/{len(elapsed)} rounds "
+              f"(up to {max(behind):.1f} s for {seconds} s of requests), so its latency includes "
+              f"queueing; compare it at a lower --rate")
 EOF
 fi

@@ -396,79 +396,6 @@ void classify(const rte_acl_ctx* ctx, const Key* const* keys, uint32_t* results,
                    results, n, 1);
 }
 
-// At most this many rte_acl rules per context: at 100k rules, 13 contexts of ~8k build in about
-// 40 % of the time one context takes, and more, smaller contexts gain little more while a burst
-// spread over them costs one rte_acl_classify call per context it touches.
-constexpr size_t kRulesPerContext = 8192;
-constexpr uint32_t kMaxContexts = 16;
-
-uint32_t context_of(uint32_t klass, uint32_t classes_per_context, size_t contexts) {
-  return std::min(klass / classes_per_context, static_cast<uint32_t>(contexts - 1));
-}
-
-// Groups each chunk of keys by context (a counting sort, on the stack), classifies each group
-// and puts the results back in key order.
-template <typename Key, typename Contexts>
-void classify_split(const Contexts& contexts, uint32_t classes_per_context, const Key* const* keys,
-                    uint32_t* results, uint32_t n) {
-  if (contexts.size() <= 1) {
-    classify(contexts.empty() ? nullptr : contexts.front().get(), keys, results, n);
-    return;
-  }
-  constexpr uint32_t kChunk = 64;
-  uint8_t context[kChunk];
-  const Key* grouped[kChunk];
-  uint32_t position[kChunk];
-  uint32_t grouped_results[kChunk];
-  for (uint32_t done = 0; done < n; done += kChunk) {
-    const uint32_t count = std::min(kChunk, n - done);
-    uint32_t start[kMaxContexts + 1] = {};
-    for (uint32_t i = 0; i < count; ++i) {
-      const uint32_t klass = rte_be_to_cpu_32(keys[done + i]->klass);
-      context[i] = static_cast<uint8_t>(context_of(klass, classes_per_context, contexts.size()));
-      ++start[context[i] + 1];
-    }
-    for (uint32_t b = 0; b < contexts.size(); ++b) start[b + 1] += start[b];
-    uint32_t next[kMaxContexts];
-    std::copy_n(start, contexts.size(), next);
-    for (uint32_t i = 0; i < count; ++i) {
-      const uint32_t slot = next[context[i]]++;
-      grouped[slot] = keys[done + i];
-      position[slot] = i;
-    }
-    for (uint32_t b = 0; b < contexts.size(); ++b) {
-      if (start[b + 1] > start[b]) {
-        classify(contexts[b].get(), grouped + start[b], grouped_results + start[b],
-                 start[b + 1] - start[b]);
-      }
-    }
-    for (uint32_t slot = 0; slot < count; ++slot) {
-      results[done + position[slot]] = grouped_results[slot];
-    }
-  }
-}
-
-// Clips each rule's class range to the buckets it spans; result[b] holds bucket b's rules.
-template <typename RuleT>
-std::vector<std::vector<RuleT>> split_by_class(const std::vector<RuleT>& rules,
-                                               uint32_t class_field, uint32_t classes_per_context,
-                                               size_t contexts) {
-  std::vector<std::vector<RuleT>> buckets(contexts);
-  for (const RuleT& rule : rules) {
-    const uint32_t low = rule.field[class_field].value.u32;
-    const uint32_t high = rule.field[class_field].mask_range.u32;
-    const uint32_t first = context_of(low, classes_per_context, contexts);
-    const uint32_t last = context_of(high, classes_per_context, contexts);
-    for (uint32_t b = first; b <= last; ++b) {
-      RuleT clipped = rule;
-      clipped.field[class_field].value.u32 = std::max(low, b * classes_per_context);
-      if (b != last) clipped.field[class_field].mask_range.u32 = (b + 1) * classes_per_context - 1;
-      buckets[b].push_back(clipped);
-    }
-  }
-  return buckets;
-}
-
 // ---- Keys -----------------------------------------------------------------------------------
 
 bool has_ports(uint8_t proto) {
@@ -578,24 +505,13 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
   }
 
   AclTable table;
-  const auto class_ids = static_cast<uint32_t>(classes.by_class.size());
-  const size_t most_rules = std::max(v4_rules.size(), v6_rules.size());
-  const size_t contexts = std::clamp<size_t>((most_rules + kRulesPerContext - 1) / kRulesPerContext,
-                                             1, std::min(kMaxContexts, class_ids));
-  table.classes_per_context_ = static_cast<uint32_t>((class_ids + contexts - 1) / contexts);
-  const auto build_all = [&](const char* kind, const auto& family_rules, uint32_t class_field,
-                             const auto& defs, std::vector<Context>& out) {
-    if (family_rules.empty()) return true;
-    for (const auto& bucket :
-         split_by_class(family_rules, class_field, table.classes_per_context_, contexts)) {
-      out.emplace_back(bucket.empty() ? nullptr : build_context(kind, bucket, defs, error));
-      if (!bucket.empty() && !out.back()) return false;
-    }
-    return true;
-  };
-  if (!build_all("acl4", v4_rules, 4, kV4Defs, table.v4_) ||
-      !build_all("acl6", v6_rules, 7, kV6Defs, table.v6_)) {
-    return std::nullopt;
+  if (!v4_rules.empty()) {
+    table.v4_.reset(build_context("acl4", v4_rules, kV4Defs, error));
+    if (!table.v4_) return std::nullopt;
+  }
+  if (!v6_rules.empty()) {
+    table.v6_.reset(build_context("acl6", v6_rules, kV6Defs, error));
+    if (!table.v6_) return std::nullopt;
   }
   for (size_t i = 0; i < peers.size(); ++i) {
     const uint32_t slot = peers[i].peer_slot;
@@ -607,18 +523,12 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
   return table;
 }
 
-size_t AclTable::context_count() const {
-  const auto built = [](const Context& context) { return context != nullptr; };
-  return static_cast<size_t>(std::count_if(v4_.begin(), v4_.end(), built) +
-                             std::count_if(v6_.begin(), v6_.end(), built));
-}
-
 void AclTable::classify_v4(const AclKeyV4* const* keys, uint32_t* results, uint32_t n) const {
-  classify_split(v4_, classes_per_context_, keys, results, n);
+  classify(v4_.get(), keys, results, n);
 }
 
 void AclTable::classify_v6(const AclKeyV6* const* keys, uint32_t* results, uint32_t n) const {
-  classify_split(v6_, classes_per_context_, keys, results, n);
+  classify(v6_.get(), keys, results, n);
 }
 
 }  // namespace airlock::dp

@@ -8,11 +8,6 @@
 // rule, and it matches no rule at all. "*" is therefore expanded like any other selector (to the
 // class range of every peer in the table) rather than compiled to a wildcard class field, which
 // would also match class 0.
-//
-// rte_acl_build grows faster than linearly with the rule count (~4 s for 100k rules here, most
-// of a large policy load), so a large table is split by class: each context holds the rules of
-// one bucket of consecutive class ids, clipped to it, and a key is classified only against the
-// context of its class. Smaller contexts build in less total time and classify no slower.
 #pragma once
 
 #include <cstdint>
@@ -104,8 +99,6 @@ class AclTable {
   }
   // Rules as given, so per-rule hit counters can be indexed by result - 1.
   size_t rule_count() const { return actions_.size(); }
-  // rte_acl contexts built, both families; more than one per family when the table is split.
-  size_t context_count() const;
   // Number of identity classes in use, not counting class 0.
   uint32_t class_count() const { return class_count_; }
 
@@ -116,14 +109,8 @@ class AclTable {
 
   AclTable() = default;
 
-  using Context = std::unique_ptr<rte_acl_ctx, AclFree>;
-
-  // Context b covers classes [b * classes_per_context_, (b + 1) * classes_per_context_); the
-  // last one also covers any class above. Empty when no rule applies to the family; an entry is
-  // null when no rule applies to its bucket.
-  std::vector<Context> v4_;
-  std::vector<Context> v6_;
-  uint32_t classes_per_context_ = 1;
+  std::unique_ptr<rte_acl_ctx, AclFree> v4_;  // null when no rule applies to IPv4
+  std::unique_ptr<rte_acl_ctx, AclFree> v6_;
   std::vector<uint32_t> class_by_slot_;
   std::vector<AclAction> actions_;
   uint32_t class_count_ = 0;
