@@ -384,6 +384,9 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, std::shared_ptr<Connec
     }
     Request request = parser.release();
     if (body_status == BodyStatus::kTooLarge) request.body().clear();
+    // The handler may stream its response for minutes: an empty read buffer is not held that
+    // long (the next request's read allocates again).
+    if (buffer.size() == 0) buffer.shrink_to_fit();
 
     bool keep_alive =
         request.keep_alive() && body_status == BodyStatus::kComplete && !state->stopped;
