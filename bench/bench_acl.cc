@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/eal_benchmark.h"
 #include "dataplane/acl.h"
 
 namespace {
@@ -232,31 +233,6 @@ BENCHMARK(BM_Compile)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMilli
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --no-huge and no shared config as the unit tests do, plus a per-process prefix so this
-  // can run beside other DPDK processes; rte_acl keeps its compiled tries in EAL memory.
-  // Arguments after "--" are added to EAL's (e.g. --log-level=lib.acl:debug).
-  const std::string prefix = "--file-prefix=bench-acl-" + std::to_string(getpid());
-  std::vector<const char*> eal = {
-      argv[0],       "--no-huge",      "-m", "2048", "--no-pci",
-      "--no-shconf", "--no-telemetry", "-l", "0",    "--log-level=*:warning",
-      prefix.c_str()};
-  int bench_argc = argc;
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]) == "--") {
-      eal.insert(eal.end(), argv + i + 1, argv + argc);
-      bench_argc = i;
-      break;
-    }
-  }
-  if (rte_eal_init(static_cast<int>(eal.size()), const_cast<char**>(eal.data())) < 0) {
-    std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
-    return 1;
-  }
-  benchmark::Initialize(&bench_argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(bench_argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  g_workloads.clear();
-  rte_eal_cleanup();
-  return 0;
+  // rte_acl keeps its compiled tries in EAL memory.
+  return airlock::bench::run_on_eal(argc, argv, "acl", "2048", [] { g_workloads.clear(); });
 }

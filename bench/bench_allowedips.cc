@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/eal_benchmark.h"
 #include "dataplane/allowedips.h"
 
 namespace {
@@ -269,32 +270,7 @@ BENCHMARK(BM_LookupV6)->Arg(1000)->Arg(10000);
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --no-huge and no shared config as the unit tests do, plus a per-process prefix so this
-  // can run beside other DPDK processes. The memory covers every table built: 64 MiB of tbl24
-  // per IPv4 table plus the worst-case tbl8 groups (1 KiB per IPv4 rule, 13 KiB per IPv6 rule).
-  // Arguments after "--" are added to EAL's (e.g. --log-level=lib.acl:debug).
-  const std::string prefix = "--file-prefix=bench-allowedips-" + std::to_string(getpid());
-  std::vector<const char*> eal = {
-      argv[0],       "--no-huge",      "-m", "1536", "--no-pci",
-      "--no-shconf", "--no-telemetry", "-l", "0",    "--log-level=*:warning",
-      prefix.c_str()};
-  int bench_argc = argc;
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]) == "--") {
-      eal.insert(eal.end(), argv + i + 1, argv + argc);
-      bench_argc = i;
-      break;
-    }
-  }
-  if (rte_eal_init(static_cast<int>(eal.size()), const_cast<char**>(eal.data())) < 0) {
-    std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
-    return 1;
-  }
-  benchmark::Initialize(&bench_argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(bench_argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  g_workloads.clear();
-  rte_eal_cleanup();
-  return 0;
+  // The memory covers every table built: 64 MiB of tbl24 per IPv4 table plus the worst-case
+  // tbl8 groups (1 KiB per IPv4 rule, 13 KiB per IPv6 rule).
+  return airlock::bench::run_on_eal(argc, argv, "allowedips", "1536", [] { g_workloads.clear(); });
 }
