@@ -18,18 +18,18 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/aead_burst.h"
 #include "dataplane/crypto_batch.h"
 
 namespace {
 
+using airlock::bench::AeadBurst;
+using airlock::bench::kBurst;
+using airlock::bench::wireguard_nonce;
 using airlock::dp::BatchCrypto;
-using airlock::dp::kKeyLen;
-using airlock::dp::kTagLen;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kBurst = 32;
 constexpr uint32_t kSizes[] = {64, 512, 1420};
-constexpr uint64_t kFirstCounter = 1000;
 
 struct Options {
   double seconds = 1.0;
@@ -52,50 +52,6 @@ std::optional<Options> parse_options(int argc, char** argv) {
   return options;
 }
 
-std::array<uint8_t, 12> wireguard_nonce(uint64_t counter) {
-  std::array<uint8_t, 12> nonce{};
-  for (size_t i = 0; i < 8; ++i) nonce[4 + i] = static_cast<uint8_t>(counter >> (8 * i));
-  return nonce;
-}
-
-// kBurst packets of one size. Decryption in place turns the buffer into the other half of a
-// (P, C) pair, so each packet carries the tag over C and the tag over P: decrypting with them
-// alternately authenticates every round without re-copying ciphertext into the buffers.
-class Workload {
- public:
-  explicit Workload(uint32_t len) : len_(len), storage_(kBurst * len) {
-    randombytes_buf(key_.data(), key_.size());
-    randombytes_buf(storage_.data(), storage_.size());
-    for (size_t i = 0; i < kBurst; ++i) {
-      seal(i, tags_over_c_[i].data());  // buffer: P -> C
-      seal(i, tags_over_p_[i].data());  // buffer: C -> P (ChaCha20 is an XOR stream)
-    }
-  }
-
-  uint32_t len() const { return len_; }
-  uint8_t* data(size_t i) { return storage_.data() + i * len_; }
-  uint64_t counter(size_t i) const { return kFirstCounter + i; }
-  const uint8_t* key() const { return key_.data(); }
-  // The tag that authenticates what the buffer holds in decrypt round `round`.
-  uint8_t* decrypt_tag(size_t i, uint64_t round) {
-    return round % 2 == 0 ? tags_over_p_[i].data() : tags_over_c_[i].data();
-  }
-  uint8_t* encrypt_tag(size_t i) { return tags_over_c_[i].data(); }
-
- private:
-  void seal(size_t i, uint8_t* tag) {
-    const auto nonce = wireguard_nonce(counter(i));
-    crypto_aead_chacha20poly1305_ietf_encrypt_detached(
-        data(i), tag, nullptr, data(i), len_, nullptr, 0, nullptr, nonce.data(), key_.data());
-  }
-
-  uint32_t len_;
-  std::vector<uint8_t> storage_;
-  std::array<uint8_t, kKeyLen> key_{};
-  std::array<std::array<uint8_t, kTagLen>, kBurst> tags_over_c_{};
-  std::array<std::array<uint8_t, kTagLen>, kBurst> tags_over_p_{};
-};
-
 // Runs `burst(round)` back to back for `seconds`, timing each burst, and converts the median
 // burst time into ops per second. The median rather than the total: the cores are shared with
 // other processes, and a preempted burst should not count as slow crypto. nullopt if a burst
@@ -116,7 +72,7 @@ std::optional<double> ops_per_second(double seconds, const std::function<bool(ui
   return static_cast<double>(kBurst) * 1e9 / static_cast<double>(std::max<int64_t>(*median, 1));
 }
 
-std::function<bool(uint64_t)> batch_encrypt(BatchCrypto& crypto, Workload& w) {
+std::function<bool(uint64_t)> batch_encrypt(BatchCrypto& crypto, AeadBurst& w) {
   return [&crypto, &w, ops = std::vector<BatchCrypto::Op>(kBurst)](uint64_t) mutable {
     for (size_t i = 0; i < kBurst; ++i) {
       ops[i] = {w.data(i), w.len(), w.key(), w.counter(i), w.encrypt_tag(i)};
@@ -126,7 +82,7 @@ std::function<bool(uint64_t)> batch_encrypt(BatchCrypto& crypto, Workload& w) {
   };
 }
 
-std::function<bool(uint64_t)> batch_decrypt(BatchCrypto& crypto, Workload& w) {
+std::function<bool(uint64_t)> batch_decrypt(BatchCrypto& crypto, AeadBurst& w) {
   return [&crypto, &w, ops = std::vector<BatchCrypto::Op>(kBurst),
           ok = std::array<bool, kBurst>{}](uint64_t round) mutable {
     for (size_t i = 0; i < kBurst; ++i) {
@@ -140,7 +96,7 @@ std::function<bool(uint64_t)> batch_decrypt(BatchCrypto& crypto, Workload& w) {
   };
 }
 
-std::function<bool(uint64_t)> sodium_encrypt(Workload& w) {
+std::function<bool(uint64_t)> sodium_encrypt(AeadBurst& w) {
   return [&w](uint64_t) {
     for (size_t i = 0; i < kBurst; ++i) {
       const auto nonce = wireguard_nonce(w.counter(i));
@@ -152,7 +108,7 @@ std::function<bool(uint64_t)> sodium_encrypt(Workload& w) {
   };
 }
 
-std::function<bool(uint64_t)> sodium_decrypt(Workload& w) {
+std::function<bool(uint64_t)> sodium_decrypt(AeadBurst& w) {
   return [&w](uint64_t round) {
     bool all_ok = true;
     for (size_t i = 0; i < kBurst; ++i) {
@@ -180,9 +136,9 @@ bool bench_batch(BatchCrypto& crypto, double seconds) {
   const std::string impl = "ipsec-mb " + std::string(crypto.arch_name());
   bool all_ok = true;
   for (uint32_t len : kSizes) {
-    Workload enc(len);
+    AeadBurst enc(len);
     all_ok &= report(impl, "encrypt", len, ops_per_second(seconds, batch_encrypt(crypto, enc)));
-    Workload dec(len);
+    AeadBurst dec(len);
     all_ok &= report(impl, "decrypt", len, ops_per_second(seconds, batch_decrypt(crypto, dec)));
   }
   return all_ok;
@@ -191,9 +147,9 @@ bool bench_batch(BatchCrypto& crypto, double seconds) {
 bool bench_sodium(double seconds) {
   bool all_ok = true;
   for (uint32_t len : kSizes) {
-    Workload enc(len);
+    AeadBurst enc(len);
     all_ok &= report("libsodium", "encrypt", len, ops_per_second(seconds, sodium_encrypt(enc)));
-    Workload dec(len);
+    AeadBurst dec(len);
     all_ok &= report("libsodium", "decrypt", len, ops_per_second(seconds, sodium_decrypt(dec)));
   }
   return all_ok;
