@@ -77,6 +77,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/inner_packet.h"
 #include "bench/synthetic_policy.h"
 #include "dataplane/crypto_batch.h"
 #include "dataplane/hub.h"
@@ -311,23 +312,7 @@ struct PeerSide {
 
 // An inner IPv4/UDP packet of exactly `size` bytes from A to B.
 std::vector<uint8_t> inner_packet(uint32_t size, const PeerSide& a, const PeerSide& b) {
-  struct {
-    rte_ipv4_hdr ip;
-    rte_udp_hdr udp;
-  } __rte_packed h{};
-  h.ip.version_ihl = RTE_IPV4_VHL_DEF;
-  h.ip.total_length = rte_cpu_to_be_16(static_cast<uint16_t>(size));
-  h.ip.time_to_live = 64;
-  h.ip.next_proto_id = IPPROTO_UDP;
-  h.ip.src_addr = a.inner_ipv4_be;
-  h.ip.dst_addr = b.inner_ipv4_be;
-  h.ip.hdr_checksum = rte_ipv4_cksum(&h.ip);
-  h.udp.src_port = RTE_BE16(40000);
-  h.udp.dst_port = RTE_BE16(5201);
-  h.udp.dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(size - sizeof(rte_ipv4_hdr)));
-  std::vector<uint8_t> p(std::max<size_t>(size, sizeof(h)), 0x5a);
-  std::memcpy(p.data(), &h, sizeof(h));
-  return p;
+  return airlock::bench::inner_udp_packet(size, a.inner_ipv4_be, b.inner_ipv4_be, 40000, 5201);
 }
 
 struct PcapCloser {

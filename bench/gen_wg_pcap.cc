@@ -51,6 +51,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "bench/inner_packet.h"
 #include "dataplane/crypto_prims.h"
 #include "dataplane/messages.h"
 #include "dataplane/peers.h"
@@ -325,24 +326,9 @@ std::string sessions_text(uint64_t seed, const Options& o, const std::vector<Pee
 // The inner packet from `from` to `to`, `size` bytes, padded with zeros to a multiple of 16 (as
 // WireGuard senders pad, capped at the MTU).
 std::vector<uint8_t> inner_packet(uint32_t size, const Peer& from, const Peer& to) {
-  struct {
-    rte_ipv4_hdr ip;
-    rte_udp_hdr udp;
-  } __rte_packed h{};
-  h.ip.version_ihl = RTE_IPV4_VHL_DEF;
-  h.ip.total_length = rte_cpu_to_be_16(static_cast<uint16_t>(size));
-  h.ip.time_to_live = 64;
-  h.ip.next_proto_id = IPPROTO_UDP;
-  h.ip.src_addr = from.inner_be;
-  h.ip.dst_addr = to.inner_be;
-  h.ip.hdr_checksum = rte_ipv4_cksum(&h.ip);
-  h.udp.src_port = rte_cpu_to_be_16(kInnerSrcPort);
-  h.udp.dst_port = rte_cpu_to_be_16(kInnerDstPort);
-  h.udp.dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(size - sizeof(rte_ipv4_hdr)));
-  const uint32_t padded = std::min<uint32_t>((size + 15) & ~15u, kMaxInner);
-  std::vector<uint8_t> p(size, 0x5a);
-  std::memcpy(p.data(), &h, sizeof(h));
-  p.resize(padded, 0);
+  std::vector<uint8_t> p = airlock::bench::inner_udp_packet(size, from.inner_be, to.inner_be,
+                                                            kInnerSrcPort, kInnerDstPort);
+  p.resize(std::min<uint32_t>((size + 15) & ~15u, kMaxInner), 0);
   return p;
 }
 
