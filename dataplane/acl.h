@@ -51,9 +51,9 @@ struct AclRule {
 struct alignas(4) AclKeyV4 {
   uint8_t proto;  // offset 0: field 0, BITMASK, input 0
   uint8_t pad[3];
-  uint32_t dst;    // offset 4: field 1, MASK (prefix length), input 1
-  uint16_t sport;  // offset 8: field 2, RANGE, input 2
-  uint16_t dport;  // offset 10: field 3, RANGE, input 2
+  uint32_t dst;    // offset 4: field 1, MASK (prefix length), input 2
+  uint16_t sport;  // offset 8: field 2, RANGE, input 1
+  uint16_t dport;  // offset 10: field 3, RANGE, input 1
   uint32_t klass;  // offset 12: field 4, RANGE, input 3
 };
 static_assert(sizeof(AclKeyV4) == 16);
@@ -61,9 +61,9 @@ static_assert(sizeof(AclKeyV4) == 16);
 struct alignas(4) AclKeyV6 {
   uint8_t proto;  // offset 0: field 0, BITMASK, input 0
   uint8_t pad[3];
-  uint8_t dst[16];  // offsets 4..19: fields 1..4, one 32-bit MASK per word, inputs 1..4
-  uint16_t sport;   // offset 20: field 5, RANGE, input 5
-  uint16_t dport;   // offset 22: field 6, RANGE, input 5
+  uint8_t dst[16];  // offsets 4..19: fields 1..4, one 32-bit MASK per word, inputs 2..5
+  uint16_t sport;   // offset 20: field 5, RANGE, input 1
+  uint16_t dport;   // offset 22: field 6, RANGE, input 1
   uint32_t klass;   // offset 24: field 7, RANGE, input 6
 };
 static_assert(sizeof(AclKeyV6) == 28);
