@@ -1,9 +1,12 @@
 // Guardrail scan rate with every builtin set on a realistic 64 KiB chat request (English, code,
 // shell and JSON tool results, JSON-escaped as a client sends it) that contains no secret, the
-// common case. Block mode is the prompt scan; stream mode feeds the same text as tool-call
-// arguments in SSE-sized fragments and whole.
+// common case. Block mode is the prompt scan; a body with escapes is decoded before it is
+// scanned, so it is measured as sent, with its backslashes replaced (no decoding), and with
+// non-ASCII text escaped as \uXXXX too. Stream mode feeds the same text as tool-call arguments in
+// SSE-sized fragments and whole.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -47,18 +50,30 @@ nlohmann::json tool_result(int i) {
           {"log", "connect to db-" + std::to_string(i % 4) + ".internal:5432 took 38ms"}};
 }
 
-std::string realistic_prompt() {
+const char* const kNonAscii =
+    "Le déploiement a échoué cette nuit ; können Sie den Patch prüfen? デプロイが失敗しました。 ";
+
+enum class Spelling {
+  kAsSent,     // "\n" and "\"" throughout, as JSON encoders write it
+  kNoEscapes,  // every backslash replaced by '/'
+  kAsciiOnly,  // plus non-ASCII text, written as \uXXXX as Python's json.dumps does by default
+};
+
+std::string realistic_prompt(Spelling spelling = Spelling::kAsSent) {
   nlohmann::json messages = nlohmann::json::array();
   messages.push_back({{"role", "system"}, {"content", "You are a careful coding assistant."}});
+  const std::string user =
+      std::string(spelling == Spelling::kAsciiOnly ? kNonAscii : "") + kEnglish + kCode;
   for (int turn = 0;; ++turn) {
     nlohmann::json results = nlohmann::json::array();
     for (int i = 0; i < 8; ++i) results.push_back(tool_result(turn * 8 + i));
-    messages.push_back({{"role", "user"}, {"content", std::string(kEnglish) + kCode}});
+    messages.push_back({{"role", "user"}, {"content", user}});
     messages.push_back({{"role", "tool"}, {"content", results.dump()}});
     const nlohmann::json body = {{"model", "gpt-4.1"}, {"stream", true}, {"messages", messages}};
-    std::string text = body.dump();
+    std::string text = body.dump(-1, ' ', spelling == Spelling::kAsciiOnly);
     if (text.size() >= kPromptBytes) {
       text.resize(kPromptBytes);  // a byte count, not a document, is what the scan rate needs
+      if (spelling == Spelling::kNoEscapes) std::replace(text.begin(), text.end(), '\\', '/');
       return text;
     }
   }
@@ -78,9 +93,9 @@ std::shared_ptr<const Guardrails> all_builtins() {
   return g;
 }
 
-void BM_PromptBlockMode(benchmark::State& state) {
+void scan_prompt(benchmark::State& state, Spelling spelling) {
   const auto guardrails = all_builtins();
-  std::string prompt = realistic_prompt();
+  std::string prompt = realistic_prompt(spelling);
   const std::size_t index = 0;
   for (auto _ : state) {
     auto verdict = guardrails->scan_prompt({&index, 1}, prompt);
@@ -89,7 +104,21 @@ void BM_PromptBlockMode(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * prompt.size()));
 }
+
+void BM_PromptBlockMode(benchmark::State& state) {
+  scan_prompt(state, Spelling::kAsSent);
+}
 BENCHMARK(BM_PromptBlockMode);
+
+void BM_PromptBlockModeNoEscapes(benchmark::State& state) {
+  scan_prompt(state, Spelling::kNoEscapes);
+}
+BENCHMARK(BM_PromptBlockModeNoEscapes);
+
+void BM_PromptBlockModeAsciiOnly(benchmark::State& state) {
+  scan_prompt(state, Spelling::kAsciiOnly);
+}
+BENCHMARK(BM_PromptBlockModeAsciiOnly);
 
 // Arg: fragment size (tool-call argument deltas are typically tens of bytes).
 void BM_ToolCallStreamMode(benchmark::State& state) {

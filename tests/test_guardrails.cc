@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "control/guardrails/builtin.h"
+#include "control/guardrails/json_unescape.h"
 
 namespace airlock::control::guardrails {
 namespace {
@@ -287,12 +288,24 @@ TEST(Guardrails, RedactionSpanWithQuoteBlocksInstead) {
   EXPECT_FALSE(verdict.redacted);
   EXPECT_EQ(body, R"({"name": "Alice"})");
 
-  // A private key inside a JSON string carries "\n" escapes, so it cannot be cut out cleanly.
-  const auto keys = compile_or_die({builtin_spec("k", {"private_keys"}, PromptAction::kRedact)});
-  std::string pem = R"({"c":"-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----"})";
-  const auto v2 = keys->scan_prompt({&index, 1}, pem);
+  // The same where the body holds escapes: the decoded text keeps the JSON quotes, so the match
+  // still crosses them.
+  std::string escaped = R"({"name": "Alice", "note": "a\nb"})";
+  const std::string original = escaped;
+  const auto v2 = g->scan_prompt({&index, 1}, escaped);
   EXPECT_TRUE(v2.blocked);
   EXPECT_TRUE(v2.redaction_unsafe);
+  EXPECT_EQ(escaped, original);
+
+  // A private key inside a JSON string carries "\n" escapes, which are cut with it; an escaped
+  // quote ends the match (the key's class takes backslashes, not quotes) and is left whole.
+  const auto keys = compile_or_die({builtin_spec("k", {"private_keys"}, PromptAction::kRedact)});
+  std::string pem = R"({"c":"-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----"})";
+  EXPECT_TRUE(keys->scan_prompt({&index, 1}, pem).redacted);
+  EXPECT_EQ(pem, R"({"c":"[REDACTED:private_keys/pem]-----END PRIVATE KEY-----"})");
+  std::string quoted = R"({"c":"-----BEGIN PRIVATE KEY-----\nMIIEvQ\"x"})";
+  EXPECT_TRUE(keys->scan_prompt({&index, 1}, quoted).redacted);
+  EXPECT_EQ(quoted, R"({"c":"[REDACTED:private_keys/pem]\"x"})");
 }
 
 TEST(Guardrails, RedactionThatBreaksJsonBlocks) {
@@ -308,6 +321,216 @@ TEST(Guardrails, RedactionThatBreaksJsonBlocks) {
   EXPECT_TRUE(verdict.blocked);
   EXPECT_TRUE(verdict.redaction_unsafe);
   EXPECT_EQ(body, R"({"c":"my secret"})");
+}
+
+// The secrets above with one character written as a JSON \u escape, as a client that escapes
+// non-ASCII text (or one hiding the key) may send them.
+const std::string kEscapedOpenAiKey = "sk-proj-\\u0041" + kOpenAiKey.substr(9);
+const std::string kEscapedAwsKeyId = "AKIA\\u0049" + kAwsKeyId.substr(5);
+
+std::shared_ptr<const Guardrails> keys_guardrail(PromptAction action) {
+  return compile_or_die({builtin_spec("keys", {"provider_keys", "cloud_credentials"}, action)});
+}
+
+TEST(UnescapedJson, DecodesEscapesAndMapsBack) {
+  const std::string json = R"({"a\"b":"caf\u00e9 \ud83d\ude00\n\/x\\"})";
+  UnescapedJson view;
+  view.decode(json);
+  EXPECT_TRUE(view.changed());
+  EXPECT_EQ(view.text(), "{\"a\"b\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\n/x\\\"}");
+  const auto at = [&](std::string_view part) { return view.text().find(part); };
+  // The é's two bytes, or either one, come from the whole six-byte escape.
+  const std::size_t e_acute = at("\xc3\xa9");
+  const std::size_t raw_e = json.find("\\u00e9");
+  EXPECT_EQ(view.raw_span(e_acute, e_acute + 2), std::pair(raw_e, raw_e + 6));
+  EXPECT_EQ(view.raw_span(e_acute + 1, e_acute + 2), std::pair(raw_e, raw_e + 6));
+  // The emoji spans the surrogate pair; text after it maps back unshifted.
+  const std::size_t raw_pair = json.find("\\ud83d");
+  EXPECT_EQ(view.raw_span(at("\xf0"), at("\xf0") + 4), std::pair(raw_pair, raw_pair + 12));
+  EXPECT_EQ(view.raw_span(at("/x"), at("/x") + 2),
+            std::pair(json.find("\\/x"), json.find("x\\") + 1));
+  EXPECT_EQ(view.raw_span(at("x"), at("x") + 1), std::pair(json.find("x\\"), json.find("x\\") + 1));
+  EXPECT_EQ(view.raw_span(view.text().size(), view.text().size()),
+            std::pair(json.size(), json.size()));
+
+  EXPECT_TRUE(view.cuttable(raw_e, json.find("\\/x")));
+  EXPECT_FALSE(view.cuttable(raw_e + 1, raw_e + 6));               // starts inside an escape
+  EXPECT_FALSE(view.cuttable(raw_e, raw_e + 3));                   // ends inside one
+  EXPECT_FALSE(view.cuttable(json.find(":"), raw_e));              // an unescaped quote
+  EXPECT_TRUE(view.cuttable(json.find("a\\"), json.find("\":")));  // an escaped one
+
+  view.decode("{}");
+  EXPECT_FALSE(view.changed());
+  EXPECT_EQ(view.text(), "{}");
+}
+
+TEST(UnescapedJson, InvalidEscapesStayAsTheyAre) {
+  for (const std::string json : {R"("\u12")", R"("\uZZZZ")", R"("\ud800")", R"("\ud800\u0041")",
+                                 R"("\udc00\ud800")", R"("\x\q")", R"("\u)", R"("\)", "\\"}) {
+    UnescapedJson view;
+    view.decode(json);
+    const std::string expected = json == R"("\ud800\u0041")" ? R"("\ud800A")" : json;
+    EXPECT_EQ(view.text(), expected) << json;
+    EXPECT_EQ(view.raw_span(0, view.text().size()), std::pair(std::size_t{0}, json.size()));
+  }
+}
+
+TEST(Guardrails, EscapedSecretsAreBlocked) {
+  const auto g = keys_guardrail(PromptAction::kBlock);
+  const std::size_t index = 0;
+  for (const std::string& secret : {kEscapedOpenAiKey, kEscapedAwsKeyId}) {
+    std::string body =
+        R"({"model":"m","messages":[{"role":"user","content":"use )" + secret + R"( now"}]})";
+    const std::string original = body;
+    const auto verdict = g->scan_prompt({&index, 1}, body);
+    EXPECT_TRUE(verdict.blocked) << secret;
+    ASSERT_EQ(verdict.matches.size(), 1u) << secret;
+    EXPECT_EQ(verdict.matches[0].offset, body.find(secret));
+    EXPECT_EQ(verdict.matches[0].length, secret.size());
+    EXPECT_EQ(body, original);
+  }
+  // "\n" before a key: as sent, the 'n' hides the word boundary the key patterns start with.
+  std::string after_newline = R"({"c":"my key:\n)" + kOpenAiKey + R"("})";
+  const auto verdict = g->scan_prompt({&index, 1}, after_newline);
+  EXPECT_TRUE(verdict.blocked);
+  ASSERT_EQ(verdict.matches.size(), 1u);
+  EXPECT_EQ(verdict.matches[0].offset, after_newline.find(kOpenAiKey));
+}
+
+TEST(Guardrails, EscapedSecretIsRedactedInPlace) {
+  const auto g = keys_guardrail(PromptAction::kRedact);
+  const std::size_t index = 0;
+  std::string body = R"({"model":"m","messages":[{"role":"user","content":"caf\u00e9 \"key\" )" +
+                     kEscapedOpenAiKey + R"(\n\ud83d\ude00 and )" + kEscapedAwsKeyId +
+                     R"(\/"}],"user":"\u00e9"})";
+  const auto verdict = g->scan_prompt({&index, 1}, body);
+  EXPECT_TRUE(verdict.redacted);
+  EXPECT_FALSE(verdict.blocked);
+  ASSERT_EQ(verdict.matches.size(), 2u);
+  EXPECT_EQ(verdict.matches[0].pattern, "provider_keys/openai");
+  EXPECT_EQ(verdict.matches[1].pattern, "cloud_credentials/aws_access_key_id");
+  EXPECT_EQ(
+      body,
+      R"({"model":"m","messages":[{"role":"user","content":"caf\u00e9 \"key\" [REDACTED:provider_keys/openai]\n\ud83d\ude00 and [REDACTED:cloud_credentials/aws_access_key_id]\/"}],"user":"\u00e9"})");
+  const auto parsed = nlohmann::json::parse(body, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded());
+  EXPECT_EQ(parsed["user"], "\xc3\xa9");
+}
+
+TEST(Guardrails, EscapedPrivateKeyHeaderIsFound) {
+  const auto g = compile_or_die({builtin_spec("k", {"private_keys"}, PromptAction::kRedact)});
+  const std::size_t index = 0;
+  // Dashes and a space as \u escapes, and the base64 body's slashes as "\/".
+  const std::string key =
+      R"(\u002d\u002d-\u002d-BEGIN\u0020OPENSSH PRIVATE KEY\u002d----\nb3Blbn\/NzaC1\/rZXk=\n)";
+  std::string body = R"({"messages":[{"content":")" + key + R"("}],"x":"\/"})";
+  const std::size_t offset = body.find(key);
+  const auto verdict = g->scan_prompt({&index, 1}, body);
+  ASSERT_EQ(verdict.matches.size(), 1u);
+  EXPECT_EQ(verdict.matches[0].pattern, "private_keys/openssh");
+  EXPECT_EQ(verdict.matches[0].offset, offset);
+  EXPECT_EQ(verdict.matches[0].length, key.size());
+  EXPECT_TRUE(verdict.redacted);
+  EXPECT_EQ(body, R"({"messages":[{"content":"[REDACTED:private_keys/openssh]"}],"x":"\/"})");
+}
+
+TEST(Guardrails, SurrogatePairBeforeSecretDoesNotShiftIt) {
+  const auto g = keys_guardrail(PromptAction::kFlag);
+  const std::size_t index = 0;
+  // The key as written after escapes that decode to fewer bytes: found at its place in the body.
+  std::string plain = R"({"c":"\ud83d\ude00\ud83d\ude00 )" + kAwsKeyId + R"( ok"})";
+  const auto v1 = g->scan_prompt({&index, 1}, plain);
+  EXPECT_EQ(v1.matches, (std::vector<PromptMatch>{{0, "keys", "cloud_credentials/aws_access_key_id",
+                                                   PromptAction::kFlag, plain.find(kAwsKeyId),
+                                                   kAwsKeyId.size()}}));
+  // The same with the key itself escaped.
+  std::string escaped = R"({"c":"\ud83d\ude00\ud83d\ude00 )" + kEscapedAwsKeyId + R"( ok"})";
+  const auto v2 = g->scan_prompt({&index, 1}, escaped);
+  ASSERT_EQ(v2.matches.size(), 1u);
+  EXPECT_EQ(v2.matches[0].offset, escaped.find(kEscapedAwsKeyId));
+  EXPECT_EQ(v2.matches[0].length, kEscapedAwsKeyId.size());
+}
+
+TEST(Guardrails, EscapesElsewhereLeaveMatchesAtTheirRawSpans) {
+  const auto g = compile_or_die({builtin_spec(
+      "all", {"provider_keys", "cloud_credentials", "personal_data"}, PromptAction::kFlag)});
+  const std::size_t index = 0;
+  const std::string fields = R"("a":")" + kOpenAiKey + R"(","b":")" + kAwsKeyId +
+                             R"( mail bob@example.com","c":"4111 1111 1111 1111"})";
+  auto expected = [&](const std::string& body) {
+    return std::vector<PromptMatch>{
+        {0, "all", "provider_keys/openai", PromptAction::kFlag, body.find(kOpenAiKey),
+         kOpenAiKey.size()},
+        {0, "all", "cloud_credentials/aws_access_key_id", PromptAction::kFlag, body.find(kAwsKeyId),
+         kAwsKeyId.size()},
+        {0, "all", "personal_data/email", PromptAction::kFlag, body.find("bob@"), 15},
+        {0, "all", "personal_data/credit_card", PromptAction::kFlag, body.find("4111"), 19},
+    };
+  };
+  // Without a backslash the body is scanned as it is.
+  std::string plain = "{" + fields;
+  EXPECT_EQ(g->scan_prompt({&index, 1}, plain).matches, expected(plain));
+  // Ordinary escapes before the secrets send the body down the decoding path; the decoded text
+  // is shorter, but every match is reported once, at its bytes in the body as sent.
+  std::string escaped = R"({"d":"say \"hi\"\n\u00e9\t\/",)" + fields;
+  EXPECT_EQ(g->scan_prompt({&index, 1}, escaped).matches, expected(escaped));
+}
+
+TEST(Guardrails, PatternsSeeDecodedTextNotItsSpelling) {
+  const std::size_t index = 0;
+  // Only the raw spelling looks like a key: the user wrote a 17-character word after "AKIA".
+  const auto keys = keys_guardrail(PromptAction::kBlock);
+  std::string longer = R"({"c":")" + kAwsKeyId + R"(\u0041"})";
+  EXPECT_TRUE(keys->scan_prompt({&index, 1}, longer).matches.empty());
+  EXPECT_FALSE(keys->scan_prompt({&index, 1}, longer).blocked);
+
+  // A custom pattern is written against the text, not its JSON spelling; its matches still
+  // cover the escapes that spell them.
+  GuardrailSpec spec;
+  spec.name = "quotes";
+  spec.prompt = PromptAction::kRedact;
+  spec.patterns = {GuardPattern{"spelled", R"(say \\"hi)", false, false, 1},
+                   GuardPattern{"said", R"(say "hi")", true, false, 2}};
+  const auto g = compile_or_die({spec});
+  std::string body = R"({"c":"I say \"hi\" twice"})";
+  const auto verdict = g->scan_prompt({&index, 1}, body);
+  ASSERT_EQ(verdict.matches.size(), 1u);
+  EXPECT_EQ(verdict.matches[0], (PromptMatch{0, "quotes", "said", PromptAction::kRedact,
+                                             std::string_view(R"({"c":"I )").size(),
+                                             std::string_view(R"(say \"hi\")").size()}));
+  EXPECT_TRUE(verdict.redacted);
+  EXPECT_EQ(body, R"({"c":"I [REDACTED:said] twice"})");
+}
+
+TEST(Guardrails, SecretSplitAcrossStringsIsNotJoined) {
+  const auto g = keys_guardrail(PromptAction::kBlock);
+  const std::size_t index = 0;
+  for (std::string body : {
+           R"({"a":"AKIA\u0049OSF","b":"ODNN7EXAMPLE"})",
+           R"(["AKIA\u0049OSF\"ODNN7EXAMPLE"])",
+           R"(["sk-proj-\u0041b3dEf6hIj9","kLm2nOp5qRs8tUv1wXy4zT3Bl"])",
+       }) {
+    const auto verdict = g->scan_prompt({&index, 1}, body);
+    EXPECT_TRUE(verdict.matches.empty()) << body;
+    EXPECT_FALSE(verdict.blocked) << body;
+  }
+}
+
+TEST(Guardrails, InvalidEscapesDoNotHideOrBreakTheScan) {
+  const auto g = keys_guardrail(PromptAction::kRedact);
+  const std::size_t index = 0;
+  for (const std::string prefix : {R"(\u12)", R"(\uZZZZ)", R"(\ud800)", R"(\udc00)", R"(\x)"}) {
+    std::string body = R"({"c":")" + prefix + " " + kEscapedAwsKeyId + R"( \u"})";
+    const auto verdict = g->scan_prompt({&index, 1}, body);
+    ASSERT_EQ(verdict.matches.size(), 1u) << prefix;
+    // The body was invalid JSON to begin with, so it cannot be redacted.
+    EXPECT_TRUE(verdict.blocked) << prefix;
+    EXPECT_TRUE(verdict.redaction_unsafe) << prefix;
+  }
+  for (std::string body :
+       {std::string("\\"), std::string(R"("\u)"), std::string(R"("\ud83d\u")")}) {
+    EXPECT_TRUE(g->scan_prompt({&index, 1}, body).matches.empty());
+  }
 }
 
 TEST(Guardrails, CompileErrorNamesGuardrailAndPattern) {

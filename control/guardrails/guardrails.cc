@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <utility>
 
 #include "control/guardrails/builtin.h"
+#include "control/guardrails/json_unescape.h"
 
 namespace airlock::control::guardrails {
 namespace {
@@ -50,6 +52,25 @@ struct Source {
   std::string regex;
   bool caseless;
   bool (*validate)(std::string_view);
+};
+
+// The decoded text of one prompt that holds escapes. Its buffers are the thread's, kept for the
+// next such prompt so that decoding allocates only for a body larger than any before; buffers
+// past 1 MiB are let go when the scan ends.
+class Decoded {
+ public:
+  explicit Decoded(std::string_view json) : view_(buffer()) { view_.decode(json); }
+  ~Decoded() { view_.shrink(std::size_t{1} << 20); }
+  Decoded(const Decoded&) = delete;
+  Decoded& operator=(const Decoded&) = delete;
+  UnescapedJson& view() { return view_; }
+
+ private:
+  static UnescapedJson& buffer() {
+    thread_local UnescapedJson buffer;
+    return buffer;
+  }
+  UnescapedJson& view_;
 };
 
 template <typename Hit>
@@ -212,6 +233,12 @@ PromptVerdict Guardrails::scan_prompt(std::span<const std::size_t> guardrail_ind
     return verdict;
   }
 
+  // Patterns see the body's decoded text (see the header); a body without a backslash is its own
+  // decoded text and is scanned in place.
+  std::optional<Decoded> decoded;
+  if (std::memchr(body.data(), '\\', body.size())) decoded.emplace(body);
+  const std::string_view scanned = decoded ? decoded->view().text() : std::string_view(body);
+
   auto relevant = [&](const Hit& h) {
     const auto& owners = expressions_[h.id].owners;
     return std::any_of(owners.begin(), owners.end(), [&](const Owner& o) {
@@ -222,15 +249,15 @@ PromptVerdict Guardrails::scan_prompt(std::span<const std::size_t> guardrail_ind
   std::vector<Hit> hits;
   {
     const ScratchLease lease(*this);
-    const auto length = static_cast<unsigned>(body.size());
-    if (hs_scan(detect_db_.get(), body.data(), length, 0, lease.get(), record_hit<Hit>, &hits) !=
+    const auto length = static_cast<unsigned>(scanned.size());
+    if (hs_scan(detect_db_.get(), scanned.data(), length, 0, lease.get(), record_hit<Hit>, &hits) !=
         HS_SUCCESS) {
       verdict.blocked = true;
       return verdict;
     }
     if (std::none_of(hits.begin(), hits.end(), relevant)) return verdict;
     hits.clear();
-    if (hs_scan(locate_db_.get(), body.data(), length, 0, lease.get(), record_hit<Hit>, &hits) !=
+    if (hs_scan(locate_db_.get(), scanned.data(), length, 0, lease.get(), record_hit<Hit>, &hits) !=
         HS_SUCCESS) {
       verdict.blocked = true;
       return verdict;
@@ -238,8 +265,16 @@ PromptVerdict Guardrails::scan_prompt(std::span<const std::size_t> guardrail_ind
   }
   std::erase_if(hits, [&](const Hit& h) {
     const auto validate = expressions_[h.id].validate;
-    return validate && !validate(std::string_view(body).substr(h.from, h.to - h.from));
+    return validate && !validate(scanned.substr(h.from, h.to - h.from));
   });
+  // From here on offsets are in `body`.
+  if (decoded) {
+    for (auto& hit : hits) {
+      const auto [from, to] = decoded->view().raw_span(hit.from, hit.to);
+      hit.from = from;
+      hit.to = to;
+    }
+  }
   if (hits.empty()) return verdict;
 
   // A long match is reported at every end offset; one span per pattern occurrence is wanted.
@@ -293,11 +328,13 @@ PromptVerdict Guardrails::scan_prompt(std::span<const std::size_t> guardrail_ind
   }
   if (spans.empty()) return verdict;
 
-  // A quote or backslash in the span means the match crosses JSON string syntax: cutting it out
-  // would corrupt the document (or hide where a string ends), so such a request is refused.
+  // A quote or backslash in the span that is not part of a whole escape means the match crosses
+  // JSON string syntax: cutting it out would corrupt the document (or hide where a string ends),
+  // so such a request is refused. Whole escapes inside one string are cut with the rest.
   const std::string_view text(body);
-  bool safe = std::none_of(spans.begin(), spans.end(), [&](const Span& s) {
-    return text.substr(s.from, s.to - s.from).find_first_of("\"\\") != std::string_view::npos;
+  bool safe = std::all_of(spans.begin(), spans.end(), [&](const Span& s) {
+    if (decoded) return decoded->view().cuttable(s.from, s.to);
+    return text.substr(s.from, s.to - s.from).find_first_of("\"\\") == std::string_view::npos;
   });
   std::string redacted;
   if (safe) {

@@ -9,6 +9,12 @@
 //    for it;
 //  - stream mode, HS_FLAG_SINGLEMATCH, no start of match (which would also grow stream state),
 //    for tool-call arguments that arrive in fragments.
+// A prompt is the raw JSON request body, where a string may spell a secret with escapes
+// ("AKIA\u0049...", "line\nsk-..."): clients that escape all non-ASCII text send such bodies
+// routinely, and an attacker can on purpose. Patterns describe what the user wrote, not its JSON
+// spelling, so they are matched against the body's string contents with the escapes decoded
+// (json_unescape.h; quotes and structure are kept, separate strings never joined), while match
+// offsets are always those of the raw body. A body without a backslash is scanned as it is.
 // All guardrails share one database per mode rather than one each: Hyperscan's cost is per byte
 // scanned far more than per pattern, so a request to which three guardrails apply costs one pass,
 // one scratch and one stream per tool call instead of three. Each expression id maps to the
@@ -39,7 +45,9 @@ struct PromptMatch {
   std::string guardrail;            // the guardrail's name
   std::string pattern;              // "provider_keys/openai" or the custom pattern's name
   policy::PromptAction action = policy::PromptAction::kFlag;
-  std::size_t offset = 0;  // in the body as it was scanned (before redaction)
+  // In the raw body, before redaction: a match is reported at the bytes that spell it, escape
+  // sequences included whole.
+  std::size_t offset = 0;
   std::size_t length = 0;
 
   friend bool operator==(const PromptMatch&, const PromptMatch&) = default;
@@ -50,7 +58,8 @@ struct PromptVerdict {
   bool blocked = false;              // do not forward the request
   bool redacted = false;             // the body was rewritten
   // A redacting guardrail matched but replacing the span would not leave valid JSON (the span
-  // held a quote or backslash, or the result did not parse), so the request is blocked instead.
+  // held a quote or backslash outside a whole escape, or the result did not parse), so the
+  // request is blocked instead.
   bool redaction_unsafe = false;
 };
 
