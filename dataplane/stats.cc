@@ -35,18 +35,39 @@ constexpr size_t align_cache_line(size_t n) {
   return (n + 63) & ~size_t{63};
 }
 
+// The seqlock orders its protected words against the sequence word with a release fence in the
+// writer and an acquire fence in the reader. ThreadSanitizer does not model standalone fences (GCC
+// rejects them under -fsanitize=thread), so there each word carries the ordering itself: a reader
+// whose acquire load returns a word stored (release) in a write section then sees that section's
+// odd sequence on its recheck, which is what the fence pair guarantees.
+#if defined(__SANITIZE_THREAD__)
+constexpr std::memory_order kWordLoadOrder = std::memory_order_acquire;
+constexpr std::memory_order kWordStoreOrder = std::memory_order_release;
+#else
+constexpr std::memory_order kWordLoadOrder = std::memory_order_relaxed;
+constexpr std::memory_order kWordStoreOrder = std::memory_order_relaxed;
+#endif
+
+void seq_fence([[maybe_unused]] std::memory_order order) {
+#if !defined(__SANITIZE_THREAD__)
+  std::atomic_thread_fence(order);
+#endif
+}
+
 uint64_t load_word(const uint64_t& word) {
   // The reader's mapping is read-only; an atomic load never writes, so the cast is safe.
-  return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(word)).load(std::memory_order_relaxed);
+  return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(word)).load(kWordLoadOrder);
+}
+
+void store_word(uint64_t& word, uint64_t value) {
+  std::atomic_ref<uint64_t>(word).store(value, kWordStoreOrder);
 }
 
 template <class T>
 void store_words(std::span<uint64_t> dst, const T& value) {
   const auto src = std::bit_cast<std::array<uint64_t, words_of<T>()>>(value);
   assert(dst.size() == src.size());
-  for (size_t i = 0; i < src.size(); ++i) {
-    std::atomic_ref<uint64_t>(dst[i]).store(src[i], std::memory_order_relaxed);
-  }
+  for (size_t i = 0; i < src.size(); ++i) store_word(dst[i], src[i]);
 }
 
 template <class T>
@@ -63,7 +84,7 @@ class SeqWriteSection {
   explicit SeqWriteSection(uint64_t& seq)
       : seq_(seq), start_(seq_.load(std::memory_order_relaxed)) {
     seq_.store(start_ + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    seq_fence(std::memory_order_release);
   }
   SeqWriteSection(const SeqWriteSection&) = delete;
   SeqWriteSection& operator=(const SeqWriteSection&) = delete;
@@ -82,7 +103,7 @@ bool seq_read(const uint64_t& seq_word, F&& copy) {
     const uint64_t before = seq.load(std::memory_order_acquire);
     if ((before & 1) == 0) {
       copy();
-      std::atomic_thread_fence(std::memory_order_acquire);
+      seq_fence(std::memory_order_acquire);
       if (seq.load(std::memory_order_relaxed) == before) return true;
     }
     std::this_thread::yield();
@@ -323,7 +344,7 @@ void StatsRegion::set_rule_names(uint64_t policy_version, std::span<const std::s
   assert(names.size() <= layout_.max_rules);
   auto& h = at<StatsHeader>(shm_.bytes(), 0);
   SeqWriteSection section(h.rules_seq);
-  std::atomic_ref<uint64_t>(h.policy_version).store(policy_version, std::memory_order_relaxed);
+  store_word(h.policy_version, policy_version);
   for (uint32_t i = 0; i < layout_.max_rules; ++i) {
     RuleRecord rule;
     if (i < names.size()) {
