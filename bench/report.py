@@ -22,6 +22,7 @@ GBENCH = [
 TEXT = [
     ("bench_crypto", "Bare IPsec-MB vs libsodium (median 32-op burst)"),
     ("bench_ring", "Data plane <-> control plane shared-memory ring"),
+    ("bench_tcp_termination", "TCP termination behind the ring: kernel via TUN vs Debian's lwIP"),
     ("bench_dataplane", "Data plane end to end: net_pcap (infinite_rx) -> one worker core"),
     ("policy_swap", "Policy swaps while forwarding (bench_dataplane --swap-every-ms)"),
     ("wireguard_go", "Baseline: wireguard-go between two network namespaces (iperf3)"),

@@ -222,6 +222,8 @@ class RingTunTest : public ::testing::Test {
     ASSERT_TRUE(tun) << error;
     ASSERT_TRUE(tun->add_address(*IpPrefix::parse("100.80.0.1/32"), &error)) << error;
     ASSERT_TRUE(tun->set_mtu(1420, &error)) << error;
+    ASSERT_TRUE(tun->set_tx_queue_len(4096, &error)) << error;
+    ASSERT_EQ(tun->tx_queue_len(), 4096);
     ASSERT_TRUE(tun->set_up(&error)) << error;
     ASSERT_TRUE(tun->add_route(*IpPrefix::parse("100.80.0.0/16"), &error)) << error;
 

@@ -219,6 +219,31 @@ bool TunDevice::set_mtu(uint32_t mtu, std::string* error) {
   return ok;
 }
 
+bool TunDevice::set_tx_queue_len(uint32_t packets, std::string* error) {
+  const int s = ioctl_socket();
+  if (s < 0) {
+    *error = errno_text("socket", errno);
+    return false;
+  }
+  ifreq ifr{};
+  std::copy(name_.begin(), name_.end(), ifr.ifr_name);
+  ifr.ifr_qlen = static_cast<int>(packets);
+  const bool ok = ::ioctl(s, SIOCSIFTXQLEN, &ifr) == 0;
+  if (!ok) *error = errno_text("SIOCSIFTXQLEN " + name_, errno);
+  ::close(s);
+  return ok;
+}
+
+long TunDevice::tx_queue_len() const {
+  const int s = ioctl_socket();
+  if (s < 0) return -errno;
+  ifreq ifr{};
+  std::copy(name_.begin(), name_.end(), ifr.ifr_name);
+  const long result = ::ioctl(s, SIOCGIFTXQLEN, &ifr) == 0 ? ifr.ifr_qlen : -errno;
+  ::close(s);
+  return result;
+}
+
 bool TunDevice::set_up(std::string* error) {
   return set_interface_flag(IFF_UP, error);
 }

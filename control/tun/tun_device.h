@@ -59,6 +59,9 @@ class TunDevice {
   bool add_address(const IpPrefix& prefix, std::string* error);
   bool add_route(const IpPrefix& destination, std::string* error);
   bool set_mtu(uint32_t mtu, std::string* error);
+  bool set_tx_queue_len(uint32_t packets, std::string* error);
+  // The interface's transmit queue length as the kernel reports it, or -errno.
+  long tx_queue_len() const;
   bool set_up(std::string* error);
 
   // One packet per call. read_packet returns the packet's length, 0 when none is pending, or
