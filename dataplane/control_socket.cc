@@ -154,15 +154,14 @@ void ControlSocket::serve_client(int client) {
   answer(client, text);
 }
 
-void ControlSocket::poll(const Handler& handler) {
-  std::optional<ControlRequest> req;
-  {
-    std::lock_guard lock(mu_);
-    if (!pending_) return;
-    req = std::move(pending_);
-    pending_.reset();
-  }
-  std::string text = handler(*req);
+std::optional<ControlRequest> ControlSocket::take() {
+  std::lock_guard lock(mu_);
+  std::optional<ControlRequest> req = std::move(pending_);
+  pending_.reset();
+  return req;
+}
+
+void ControlSocket::reply(std::string text) {
   {
     std::lock_guard lock(mu_);
     answer_ = std::move(text);

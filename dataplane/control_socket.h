@@ -7,13 +7,12 @@
 // Answer, one line: "OK <policy version>\n" or "ERR <message>\n".
 //
 // A thread does the socket I/O so a slow client never stalls the control lcore; requests are
-// executed on the control lcore by poll(), which is where policies may be swapped.
+// taken and answered on the control lcore, which is where policies may be swapped.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,15 +30,16 @@ struct ControlRequest {
 
 class ControlSocket {
  public:
-  using Handler = std::function<std::string(const ControlRequest&)>;
-
   static std::unique_ptr<ControlSocket> start(const std::string& path, std::string* error);
   ~ControlSocket();
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
 
-  // Runs a waiting request, if any, through `handler` and hands its answer to the client.
-  void poll(const Handler& handler);
+  // The waiting request, if any. Its client waits until reply() is called, which may be many
+  // loops of the control lcore later (a policy compiles on another thread); no other request
+  // arrives meanwhile, since requests are served one at a time.
+  std::optional<ControlRequest> take();
+  void reply(std::string text);
 
  private:
   ControlSocket(std::string path, int fd);

@@ -219,6 +219,7 @@ void Hub::defer_retired() {
 }
 
 void Hub::reclaim_retired(bool wait) {
+  if (policy_build_open_ && !wait) return;
   while (!deferred_.empty()) {
     Deferred& d = deferred_.front();
     if (!wait && rte_rcu_qsbr_check(rcu_.get(), d.token, false) != 1) return;

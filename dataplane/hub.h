@@ -64,6 +64,13 @@ class Hub {
   // Verifies, compiles and atomically installs a policy. On failure the running policy stays
   // and `error` says why. Control lcore (or before the workers start) only.
   bool apply_policy(std::span<const uint8_t> bytes, std::string* error);
+  // apply_policy in three steps, so that the control lcore goes on answering handshakes and
+  // running timers while a large policy compiles (seconds at 10k peers / 100k rules):
+  // begin_policy (control lcore) verifies the buffer and reserves peer slots; the build's
+  // compile() runs on any thread; finish_policy (control lcore) installs the tables or, if
+  // compile failed, releases the slots. One build at a time: begin_policy refuses a second.
+  std::unique_ptr<PolicyBuild> begin_policy(std::span<const uint8_t> bytes, std::string* error);
+  bool finish_policy(std::unique_ptr<PolicyBuild> build, std::string* error);
   uint64_t policy_version() const;
 
   // One pass of the control lcore: handshake messages, timers, key rotation, counters.
@@ -155,6 +162,9 @@ class Hub {
   IndexTable index_;
   KeypairPool keypairs_;
   std::vector<uint32_t> active_slots_;  // control-only list of slots in the running policy
+  // Between begin_policy and finish_policy: retired slots are not reclaimed meanwhile, since the
+  // open build may have taken one back for a returning peer.
+  bool policy_build_open_ = false;
   FlowSteering steering_ = FlowSteering::kUnknown;
   UdpChecksum data_checksum_ = UdpChecksum::kNone;
   // Unlinked objects wait for an RCU grace period before reuse. The control lcore never blocks

@@ -17,6 +17,7 @@
 #include "dataplane/config.h"
 #include "dataplane/control_socket.h"
 #include "dataplane/hub.h"
+#include "dataplane/policy_push.h"
 #include "dataplane/port.h"
 #include "dataplane/static_sessions.h"
 #include "dataplane/worker.h"
@@ -61,19 +62,6 @@ int worker_main(void* arg) {
   }
   w->run();
   return 0;
-}
-
-std::string handle_request(Hub& hub, const ControlRequest& req) {
-  if (req.command == "VERSION") return "OK " + std::to_string(hub.policy_version());
-  std::string error;
-  if (!hub.apply_policy(req.body, &error)) {
-    std::fprintf(stderr, "airlock-dataplane: policy rejected, keeping version %llu: %s\n",
-                 static_cast<unsigned long long>(hub.policy_version()), error.c_str());
-    return "ERR " + error;
-  }
-  std::fprintf(stderr, "airlock-dataplane: policy version %llu installed\n",
-               static_cast<unsigned long long>(hub.policy_version()));
-  return "OK " + std::to_string(hub.policy_version());
 }
 
 }  // namespace
@@ -166,10 +154,13 @@ int main(int argc, char** argv) {
                port->id(), port->info().driver.c_str(), nb_workers,
                static_cast<unsigned long long>(hub->policy_version()), cfg->control_socket.c_str());
 
-  while (!g_stop.load()) {
-    hub->control_tick();
-    control->poll([&](const ControlRequest& r) { return handle_request(*hub, r); });
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  {
+    PolicyPushes pushes(*hub, *control);
+    while (!g_stop.load()) {
+      hub->control_tick();
+      pushes.poll();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
   }
   hub->stopping().store(true);
   rte_eal_mp_wait_lcore();

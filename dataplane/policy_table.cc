@@ -38,94 +38,74 @@ std::string str_or_empty(const flatbuffers::String* s) {
   return s ? s->str() : std::string();
 }
 
-struct Compiled {
-  std::vector<uint32_t> slots;      // slot of policy peer i
-  std::vector<uint32_t> new_slots;  // slots whose peer starts afresh with this policy
-  std::vector<uint32_t> allocated;  // slots allocated by this attempt (undone on failure)
-  std::unique_ptr<PolicySnapshot> snapshot;
-};
-
 }  // namespace
 
-bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
+std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, std::string* error) {
+  if (policy_build_open_) {
+    *error = "another policy is still being compiled";
+    return nullptr;
+  }
   auto loaded = airlock::policy::load_policy(bytes, error);
-  if (!loaded) return false;
+  if (!loaded) return nullptr;
   const auto* root = loaded->root();
   const PolicySnapshot* running = policy_.load(std::memory_order_acquire);
   if (running != nullptr && root->version() < running->version) {
     *error = "policy version " + std::to_string(root->version()) + " is older than the running " +
              std::to_string(running->version);
-    return false;
+    return nullptr;
   }
   size_t n_peers = root->peers() ? root->peers()->size() : 0;
   size_t n_rules = root->rules() ? root->rules()->size() : 0;
   if (n_rules > cfg_.max_rules) {
     *error = "policy has " + std::to_string(n_rules) + " rules; this data plane holds at most " +
              std::to_string(cfg_.max_rules) + " (--max-rules)";
-    return false;
+    return nullptr;
   }
 
-  Compiled c;
-  auto roll_back = [&] {
-    for (uint32_t s : c.allocated) peers_.forget(s);
+  auto build = std::make_unique<PolicyBuild>(std::move(*loaded));
+  root = build->loaded_.root();
+  auto fail = [&](std::string message) {
+    for (uint32_t s : build->allocated_) peers_.forget(s);
+    *error = std::move(message);
+    return nullptr;
   };
   for (size_t i = 0; i < n_peers; ++i) {
     crypto::Key key = airlock::policy::key_bytes(*root->peers()->Get(i)->public_key());
     auto slot = peers_.find(key);
     if (slot && !peers_.at(*slot).active.load(std::memory_order_relaxed)) {
-      c.new_slots.push_back(*slot);  // removed by an earlier policy, not yet reclaimed
+      build->new_slots_.push_back(*slot);  // removed by an earlier policy, not yet reclaimed
     } else if (!slot) {
       slot = peers_.allocate(key);
       if (!slot) {
-        roll_back();
-        *error = "peers[" + std::to_string(i) + "]: more than " + std::to_string(cfg_.max_peers) +
-                 " peers (--max-peers)";
-        return false;
+        return fail("peers[" + std::to_string(i) + "]: more than " +
+                    std::to_string(cfg_.max_peers) + " peers (--max-peers)");
       }
-      c.new_slots.push_back(*slot);
-      c.allocated.push_back(*slot);
+      build->new_slots_.push_back(*slot);
+      build->allocated_.push_back(*slot);
     }
-    c.slots.push_back(*slot);
+    build->slots_.push_back(*slot);
   }
 
   // Each peer's allowed IPs, parsed once: their count per family sizes the LPM tables, which
   // reserve room per rule (IPv6: 13 tbl8 groups each) and are zeroed on creation and on free.
-  std::vector<std::vector<Prefix>> peer_prefixes(n_peers);
-  uint32_t v4_prefixes = 0, v6_prefixes = 0;
+  build->peer_prefixes_.resize(n_peers);
   for (size_t i = 0; i < n_peers; ++i) {
-    const auto* ips = root->peers()->Get(i)->allowed_ips();
+    const auto* p = root->peers()->Get(i);
+    const auto* ips = p->allowed_ips();
     for (size_t j = 0; ips != nullptr && j < ips->size(); ++j) {
-      auto ip = airlock::policy::to_ip_prefix(*ips->Get(j), error);
+      std::string why;
+      auto ip = airlock::policy::to_ip_prefix(*ips->Get(j), &why);
       if (!ip) {
-        roll_back();
-        *error =
-            "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) + "]: " + *error;
-        return false;
+        return fail("peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) +
+                    "]: " + why);
       }
       const Prefix prefix = to_dp_prefix(*ip);
       // A /0 lives outside the tables.
-      if (prefix.len != 0) ++(prefix.family == 4 ? v4_prefixes : v6_prefixes);
-      peer_prefixes[i].push_back(prefix);
+      if (prefix.len != 0) ++(prefix.family == 4 ? build->v4_prefixes_ : build->v6_prefixes_);
+      build->peer_prefixes_[i].push_back(prefix);
     }
-  }
-  auto allowed = AllowedIps::create(v4_prefixes, v6_prefixes, error);
-  if (!allowed) {
-    roll_back();
-    return false;
-  }
-  std::vector<AclIdentity> identities;
-  for (size_t i = 0; i < n_peers; ++i) {
-    for (size_t j = 0; j < peer_prefixes[i].size(); ++j) {
-      std::string sub;
-      if (!allowed->add(peer_prefixes[i][j], c.slots[i], &sub)) {
-        roll_back();
-        *error = "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) + "]: " + sub;
-        return false;
-      }
-    }
-    const auto* p = root->peers()->Get(i);
     AclIdentity id;
-    id.peer_slot = c.slots[i];
+    id.peer_slot = build->slots_[i];
     const auto* ident = p->identity();
     id.user = ident ? str_or_empty(ident->user()) : "";
     id.device = ident ? str_or_empty(ident->device()) : "";
@@ -133,11 +113,9 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
     id.groups = ident ? strings_of(ident->groups()) : std::vector<std::string>{};
     id.public_key_b64 =
         airlock::policy::encode_key_base64(airlock::policy::key_bytes(*p->public_key()));
-    identities.push_back(std::move(id));
+    build->identities_.push_back(std::move(id));
   }
 
-  std::vector<AclRule> rules;
-  std::vector<std::string> rule_names;
   for (size_t i = 0; i < n_rules; ++i) {
     const auto* r = root->rules()->Get(i);
     AclRule rule;
@@ -145,11 +123,9 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
     rule.sources = strings_of(r->sources());
     if (r->destinations() != nullptr) {
       for (const auto* d : *r->destinations()) {
-        auto ip = airlock::policy::to_ip_prefix(*d, error);
-        if (!ip) {
-          roll_back();
-          return false;
-        }
+        std::string why;
+        auto ip = airlock::policy::to_ip_prefix(*d, &why);
+        if (!ip) return fail(why);
         rule.destinations.push_back(to_dp_prefix(*ip));
       }
     }
@@ -157,37 +133,72 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
     rule.port_low = r->port_low();
     rule.port_high = r->port_high();
     rule.action = static_cast<AclAction>(r->action());
-    rule_names.push_back(rule.name.empty() ? "rule-" + std::to_string(i) : rule.name);
-    rules.push_back(std::move(rule));
+    build->rule_names_.push_back(rule.name.empty() ? "rule-" + std::to_string(i) : rule.name);
+    build->rules_.push_back(std::move(rule));
   }
-  auto acl = AclTable::compile(identities, rules, error);
-  if (!acl) {
-    roll_back();
+  policy_build_open_ = true;
+  return build;
+}
+
+bool PolicyBuild::compile() {
+  allowed_ = AllowedIps::create(v4_prefixes_, v6_prefixes_, &error_);
+  if (!allowed_) return false;
+  for (size_t i = 0; i < peer_prefixes_.size(); ++i) {
+    for (size_t j = 0; j < peer_prefixes_[i].size(); ++j) {
+      std::string why;
+      if (!allowed_->add(peer_prefixes_[i][j], slots_[i], &why)) {
+        error_ = "peers[" + std::to_string(i) + "].allowed_ips[" + std::to_string(j) + "]: " + why;
+        allowed_.reset();
+        return false;
+      }
+    }
+  }
+  acl_ = AclTable::compile(identities_, rules_, &error_);
+  if (!acl_) {
+    allowed_.reset();
     return false;
   }
+  return true;
+}
 
-  // Everything that can fail has succeeded; from here on the policy is accepted.
-  std::unordered_set<uint32_t> keep(c.slots.begin(), c.slots.end());
-  std::unordered_set<uint32_t> fresh(c.new_slots.begin(), c.new_slots.end());
-  for (size_t i = 0; i < n_peers; ++i) {
-    configure_peer(c.slots[i], *root->peers()->Get(i), fresh.count(c.slots[i]) != 0);
+bool Hub::finish_policy(std::unique_ptr<PolicyBuild> build, std::string* error) {
+  policy_build_open_ = false;
+  if (!build->allowed_ || !build->acl_) {
+    for (uint32_t s : build->allocated_) peers_.forget(s);
+    *error = build->error_.empty() ? "policy was not compiled" : build->error_;
+    return false;
   }
-  auto* snapshot =
-      new PolicySnapshot{root->version(), std::move(*allowed), std::move(*acl), rule_names};
-  PolicySnapshot* old = policy_.exchange(snapshot, std::memory_order_acq_rel);
+  // Everything that can fail has succeeded; from here on the policy is accepted.
+  const auto* root = build->loaded_.root();
+  const std::vector<uint32_t>& slots = build->slots_;
+  std::unordered_set<uint32_t> keep(slots.begin(), slots.end());
+  std::unordered_set<uint32_t> fresh(build->new_slots_.begin(), build->new_slots_.end());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    configure_peer(slots[i], *root->peers()->Get(i), fresh.count(slots[i]) != 0);
+  }
+  auto snapshot = std::make_unique<PolicySnapshot>(PolicySnapshot{
+      root->version(), std::move(*build->allowed_), std::move(*build->acl_), build->rule_names_});
+  PolicySnapshot* old = policy_.exchange(snapshot.release(), std::memory_order_acq_rel);
   std::vector<uint32_t> removed;
   for (uint32_t s : active_slots_) {
     if (!keep.count(s)) removed.push_back(s);
   }
-  active_slots_ = c.slots;
+  active_slots_ = slots;
   for (uint32_t s : removed) deactivate_peer(s);
   defer_retired();  // whatever an earlier swap left is freed on its own schedule
   retired_snapshot_.reset(old);
   defer_retired();
 
-  std::vector<std::string_view> names(rule_names.begin(), rule_names.end());
+  std::vector<std::string_view> names(build->rule_names_.begin(), build->rule_names_.end());
   stats_->set_rule_names(root->version(), names);
   return true;
+}
+
+bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
+  std::unique_ptr<PolicyBuild> build = begin_policy(bytes, error);
+  if (!build) return false;
+  build->compile();
+  return finish_policy(std::move(build), error);
 }
 
 void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh) {

@@ -102,7 +102,7 @@ class FakeDataPlane {
     if (!socket_) std::abort();
     thread_ = std::jthread([this](std::stop_token stop) {
       while (!stop.stop_requested()) {
-        socket_->poll([this](const dp::ControlRequest& req) { return answer(req); });
+        if (auto req = socket_->take()) socket_->reply(answer(*req));
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
     });

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <thread>
 
 #include "tests/hub_harness.h"
 
@@ -190,6 +191,56 @@ TEST_F(PolicySwapTest, PolicyOverPeerCapacityLeavesNoSlotsBehind) {
 
   EXPECT_TRUE(rig().apply(build(3, max - 2), &error)) << error;
   EXPECT_EQ(delivered(a(), b(), 2), 1u);
+}
+
+// Between begin_policy and finish_policy (the compile runs on another thread) the hub goes on
+// with handshakes and traffic under the running policy; the new one takes over at finish only.
+TEST_F(PolicySwapTest, HubKeepsWorkingWhileAPolicyCompiles) {
+  auto bytes = policy(2, true, true, "-v2").finish(nullptr);
+  ASSERT_TRUE(bytes);
+  std::string error;
+  std::unique_ptr<dp::PolicyBuild> build = rig().hub().begin_policy(*bytes, &error);
+  ASSERT_TRUE(build) << error;
+  std::string second;
+  EXPECT_FALSE(rig().hub().begin_policy(*bytes, &second));
+  EXPECT_NE(second.find("still being compiled"), std::string::npos) << second;
+
+  bool compiled = false;
+  std::thread compiler([&] { compiled = build->compile(); });
+  // Timestamps are whitened to 2^24 ns: a new initiation must be at least that much later than
+  // the one SetUp sent, or the hub drops it as a replay.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(handshake_as_initiator(rig(), a()));
+  EXPECT_EQ(delivered(a(), b()), 1u);
+  compiler.join();
+  ASSERT_TRUE(compiled) << build->error();
+  EXPECT_EQ(rig().hub().policy_version(), 1u);
+  EXPECT_EQ(rule_hits(rig().snapshot(), "a-to-b"), 1u);
+
+  ASSERT_TRUE(rig().hub().finish_policy(std::move(build), &error)) << error;
+  EXPECT_EQ(rig().hub().policy_version(), 2u);
+  EXPECT_EQ(delivered(a(), b(), 2), 1u);
+  EXPECT_EQ(rule_hits(rig().snapshot(), "a-to-b-v2"), 1u);
+}
+
+// A build that does not compile gives back the slots begin_policy took for its new peers, and
+// the next policy can begin.
+TEST_F(PolicySwapTest, UncompiledBuildIsRejectedAndReleasesItsSlots) {
+  SoftPeer c = rig().make_peer(Underlay{mac(0x0c), ip("192.0.2.4"), 40003}, ip("10.10.0.4"));
+  policy::PolicyBuilder p = policy(2);
+  p.add_peer(peer_spec(c, "carol", {"10.10.0.4/32"}));
+  auto bytes = p.finish(nullptr);
+  ASSERT_TRUE(bytes);
+  std::string error;
+  std::unique_ptr<dp::PolicyBuild> build = rig().hub().begin_policy(*bytes, &error);
+  ASSERT_TRUE(build) << error;
+  EXPECT_FALSE(rig().hub().finish_policy(std::move(build), &error));
+  EXPECT_NE(error.find("not compiled"), std::string::npos) << error;
+  EXPECT_FALSE(rig().hub().slot_of(c.public_key()));
+  EXPECT_EQ(rig().hub().policy_version(), 1u);
+  EXPECT_EQ(delivered(a(), b()), 1u);
+  EXPECT_TRUE(rig().apply(p, &error)) << error;
+  EXPECT_EQ(rig().hub().policy_version(), 2u);
 }
 
 TEST_F(PolicySwapTest, LowerVersionIsRejected) {
