@@ -58,6 +58,22 @@ int ioctl_socket() {
   return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 }
 
+// One SIOC[GS]IF* request on interface `name`: `ifr` carries the value in and the answer out.
+bool interface_ioctl(const std::string& name, unsigned long request, const char* request_name,
+                     ifreq& ifr, std::string* error) {
+  const int s = ioctl_socket();
+  if (s < 0) {
+    *error = errno_text("socket", errno);
+    return false;
+  }
+  std::copy(name.begin(), name.end(), ifr.ifr_name);
+  const bool ok = ::ioctl(s, request, &ifr) == 0;
+  const int why = errno;
+  ::close(s);
+  if (!ok) *error = errno_text(std::string(request_name) + " " + name, why);
+  return ok;
+}
+
 }  // namespace
 
 IpAddress IpAddress::v4(std::span<const uint8_t, 4> network_order) {
@@ -205,43 +221,21 @@ bool TunDevice::add_route(const IpPrefix& destination, std::string* error) {
 }
 
 bool TunDevice::set_mtu(uint32_t mtu, std::string* error) {
-  const int s = ioctl_socket();
-  if (s < 0) {
-    *error = errno_text("socket", errno);
-    return false;
-  }
   ifreq ifr{};
-  std::copy(name_.begin(), name_.end(), ifr.ifr_name);
   ifr.ifr_mtu = static_cast<int>(mtu);
-  const bool ok = ::ioctl(s, SIOCSIFMTU, &ifr) == 0;
-  if (!ok) *error = errno_text("SIOCSIFMTU " + name_, errno);
-  ::close(s);
-  return ok;
+  return interface_ioctl(name_, SIOCSIFMTU, "SIOCSIFMTU", ifr, error);
 }
 
 bool TunDevice::set_tx_queue_len(uint32_t packets, std::string* error) {
-  const int s = ioctl_socket();
-  if (s < 0) {
-    *error = errno_text("socket", errno);
-    return false;
-  }
   ifreq ifr{};
-  std::copy(name_.begin(), name_.end(), ifr.ifr_name);
   ifr.ifr_qlen = static_cast<int>(packets);
-  const bool ok = ::ioctl(s, SIOCSIFTXQLEN, &ifr) == 0;
-  if (!ok) *error = errno_text("SIOCSIFTXQLEN " + name_, errno);
-  ::close(s);
-  return ok;
+  return interface_ioctl(name_, SIOCSIFTXQLEN, "SIOCSIFTXQLEN", ifr, error);
 }
 
 long TunDevice::tx_queue_len() const {
-  const int s = ioctl_socket();
-  if (s < 0) return -errno;
   ifreq ifr{};
-  std::copy(name_.begin(), name_.end(), ifr.ifr_name);
-  const long result = ::ioctl(s, SIOCGIFTXQLEN, &ifr) == 0 ? ifr.ifr_qlen : -errno;
-  ::close(s);
-  return result;
+  std::string error;
+  return interface_ioctl(name_, SIOCGIFTXQLEN, "SIOCGIFTXQLEN", ifr, &error) ? ifr.ifr_qlen : -1;
 }
 
 bool TunDevice::set_up(std::string* error) {
@@ -249,21 +243,10 @@ bool TunDevice::set_up(std::string* error) {
 }
 
 bool TunDevice::set_interface_flag(short flag, std::string* error) {
-  const int s = ioctl_socket();
-  if (s < 0) {
-    *error = errno_text("socket", errno);
-    return false;
-  }
   ifreq ifr{};
-  std::copy(name_.begin(), name_.end(), ifr.ifr_name);
-  bool ok = ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
-  if (ok) {
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | flag);
-    ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
-  }
-  if (!ok) *error = errno_text("SIOCSIFFLAGS " + name_, errno);
-  ::close(s);
-  return ok;
+  if (!interface_ioctl(name_, SIOCGIFFLAGS, "SIOCGIFFLAGS", ifr, error)) return false;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | flag);
+  return interface_ioctl(name_, SIOCSIFFLAGS, "SIOCSIFFLAGS", ifr, error);
 }
 
 long TunDevice::read_packet(std::span<uint8_t> buffer) {

@@ -60,7 +60,7 @@ class TunDevice {
   bool add_route(const IpPrefix& destination, std::string* error);
   bool set_mtu(uint32_t mtu, std::string* error);
   bool set_tx_queue_len(uint32_t packets, std::string* error);
-  // The interface's transmit queue length as the kernel reports it, or -errno.
+  // The interface's transmit queue length as the kernel reports it, or -1.
   long tx_queue_len() const;
   bool set_up(std::string* error);
 
