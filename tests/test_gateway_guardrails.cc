@@ -96,6 +96,29 @@ constexpr std::string_view kToolUsage =
 constexpr std::string_view kDone = "data: [DONE]\n\n";
 constexpr std::string_view kToolArguments = R"({"command":"rm -rf / --no-preserve-root"})";
 
+// The same call answered whole, as OpenAI Chat and as Anthropic Messages JSON.
+constexpr std::string_view kWholeToolChat =
+    R"({"id":"chatcmpl-w","object":"chat.completion","model":"gpt-5.5","choices":[{"index":0,)"
+    R"("message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":)"
+    R"("function","function":{"name":"bash","arguments":"{\"command\":\"rm -rf / )"
+    R"(--no-preserve-root\"}"}}]},"finish_reason":"tool_calls"}],)"
+    R"("usage":{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42}})";
+constexpr std::string_view kWholeToolMessages =
+    R"({"id":"msg_w","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":)"
+    R"([{"type":"tool_use","id":"toolu_1","name":"bash","input":{"command":"rm -rf / )"
+    R"(--no-preserve-root"}}],"stop_reason":"tool_use","stop_sequence":null,)"
+    R"("usage":{"input_tokens":30,"output_tokens":12}})";
+constexpr std::string_view kMessagesBody =
+    R"({"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":)"
+    R"([{"type":"text","text":"hello"}],"stop_reason":"end_turn","stop_sequence":null,)"
+    R"("usage":{"input_tokens":100,"output_tokens":20}})";
+// What the client asks of the upstream in its last message, for the answers not streamed.
+constexpr std::string_view kAskTool = "clean up the disk";
+constexpr std::string_view kAskHugeTool = "clean up the whole disk";
+constexpr std::string_view kAskBrokenTool = "clean up the disk, then hang up";
+// Over the gateway's 16 MiB cap on a body it holds or meters.
+constexpr std::size_t kHugePadding = 17u << 20;
+
 class FakeUpstream {
  public:
   FakeUpstream() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
@@ -161,14 +184,33 @@ class FakeUpstream {
     return write_all(socket, size.str() + "\r\n" + std::string(data) + "\r\n");
   }
 
+  // A tool call comes in two writes 100 ms apart, split inside its arguments; a broken one
+  // stops there, short of its Content-Length.
+  static bool answer_whole(tcp::socket& socket, const json& body) {
+    const bool claude = body.value("model", "").starts_with("claude");
+    std::string ask;
+    if (body.contains("messages") && !body["messages"].empty()) {
+      ask = body["messages"].back().value("content", "");
+    }
+    const bool tool = ask == kAskTool || ask == kAskHugeTool || ask == kAskBrokenTool;
+    std::string answer(tool ? (claude ? kWholeToolMessages : kWholeToolChat)
+                            : (claude ? kMessagesBody : kChatBody));
+    if (ask == kAskHugeTool)
+      answer.insert(1, R"("padding":")" + std::string(kHugePadding, 'x') + "\",");
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+        std::to_string(answer.size()) + "\r\n\r\n";
+    if (!tool) return write_all(socket, head + answer);
+    const std::size_t split = answer.find("rm -r") + 5;
+    if (!write_all(socket, head + answer.substr(0, split))) return false;
+    std::this_thread::sleep_for(100ms);
+    return ask != kAskBrokenTool && write_all(socket, answer.substr(split));
+  }
+
   static bool answer(tcp::socket& socket, const std::string& text) {
     const json body = json::parse(text, nullptr, false);
     const bool stream = body.is_object() && body.value("stream", false);
-    if (!stream) {
-      return write_all(socket,
-                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                           std::to_string(kChatBody.size()) + "\r\n\r\n" + std::string(kChatBody));
-    }
+    if (!stream) return answer_whole(socket, body);
     const bool usage =
         body.contains("stream_options") && body["stream_options"].value("include_usage", false);
     if (!write_all(socket,
@@ -287,6 +329,7 @@ Reply call(uint16_t port, std::string_view target, std::string body) {
 // ---------------------------------------------------------------- the fixture
 
 constexpr const char* kKeyVariable = "AIRLOCK_TEST_GUARD_OPENAI_KEY";
+constexpr const char* kAnthropicKeyVariable = "AIRLOCK_TEST_GUARD_ANTHROPIC_KEY";
 
 policy::GuardrailSpec secrets_guardrail(policy::PromptAction prompt) {
   policy::GuardrailSpec spec;
@@ -315,6 +358,7 @@ class GuardrailTest : public ::testing::Test {
     store_ = open_sqlite_store((dir_ / "requests.db").string(), &error);
     ASSERT_TRUE(store_) << error;
     setenv(kKeyVariable, ("sk-canary-" + random_hex(16)).c_str(), 1);
+    setenv(kAnthropicKeyVariable, ("sk-ant-canary-" + random_hex(16)).c_str(), 1);
     alice_.user = "alice";
     alice_.device = "laptop";
     alice_.public_key.fill(5);
@@ -335,12 +379,18 @@ class GuardrailTest : public ::testing::Test {
   // Starts the gateway with these guardrails; with `outbox` it reports events there.
   void start(std::vector<policy::GuardrailSpec> guardrails, events::Outbox* outbox = nullptr) {
     auto document = std::make_shared<policy::Document>();
+    const std::string url = "http://127.0.0.1:" + std::to_string(upstream_.port());
     document->providers = {{"openai",
                             policy::ProviderKind::kOpenAi,
-                            "http://127.0.0.1:" + std::to_string(upstream_.port()),
+                            url,
                             {"gpt-*"},
-                            std::string("env:") + kKeyVariable}};
-    document->grants = {{{"user:alice"}, {"openai/gpt-5*"}, {}}};
+                            std::string("env:") + kKeyVariable},
+                           {"anthropic",
+                            policy::ProviderKind::kAnthropic,
+                            url,
+                            {"claude-*"},
+                            std::string("env:") + kAnthropicKeyVariable}};
+    document->grants = {{{"user:alice"}, {"openai/gpt-5*", "anthropic/claude-*"}, {}}};
     document->guardrails = std::move(guardrails);
     document->request_log.bodies = true;
     std::string error;
@@ -361,6 +411,9 @@ class GuardrailTest : public ::testing::Test {
 
   Reply post(const json& body) {
     return call(gateway_->port(), "/v1/chat/completions", body.dump());
+  }
+  Reply post_messages(const json& body) {
+    return call(gateway_->port(), "/v1/messages", body.dump());
   }
 
   RequestRecord record_of(const Reply& reply) {
@@ -524,6 +577,141 @@ TEST_F(GuardrailTest, FlaggedToolCallStreamsUnchangedAndIsRecorded) {
   EXPECT_EQ(record.tool_calls[0].arguments, kToolArguments);
   EXPECT_TRUE(record.usage_complete);
   EXPECT_EQ(record.output_tokens, 12u);
+}
+
+// ---------------------------------------------------------------- tool calls answered whole
+
+json whole_request(std::string_view model, std::string_view ask) {
+  return {
+      {"model", model}, {"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", ask}}}}};
+}
+
+constexpr std::string_view kCutReason =
+    R"(response cut by guardrail "no-rm-root": tool call "bash" matches "rm-root")";
+
+// No byte of the provider's answer, the command least of all.
+void expect_none_of_the_answer(const Reply& reply) {
+  EXPECT_FALSE(contains(reply.body, kCommand)) << reply.body;
+  EXPECT_FALSE(contains(reply.body, "no-preserve-root")) << reply.body;
+  EXPECT_FALSE(contains(reply.body, "call_1")) << reply.body;
+  EXPECT_FALSE(contains(reply.body, "toolu_1")) << reply.body;
+}
+
+// The cut answer's record: the hit, the reason, and the usage the provider was paid for.
+void expect_cut_record(const RequestRecord& record, const Reply& reply) {
+  EXPECT_EQ(record.status, 400);
+  EXPECT_EQ(record.error, kCutReason);
+  EXPECT_EQ(record.guardrail_hits,
+            (std::vector<GuardrailHit>{{"no-rm-root", "rm-root", "cut", "response"}}));
+  EXPECT_EQ(record.input_tokens, 30u);
+  EXPECT_EQ(record.output_tokens, 12u);
+  EXPECT_TRUE(record.usage_complete);
+  EXPECT_GT(record.cost.value_or(0), 0);
+  ASSERT_EQ(record.tool_calls.size(), 1u);
+  EXPECT_EQ(record.tool_calls[0].name, "bash");
+  EXPECT_EQ(record.tool_calls[0].arguments, kToolArguments);
+  EXPECT_EQ(record.response_body.value_or(""), reply.body) << "the log holds what the client got";
+}
+
+TEST_F(GuardrailTest, WholeChatToolCallIsCutBeforeTheClientSeesIt) {
+  start({command_guardrail(policy::ResponseAction::kCut)});
+  const Reply reply = post(whole_request("gpt-5.5", kAskTool));
+  ASSERT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, 400u) << reply.body;
+  EXPECT_EQ(reply.header("content-type"), "application/json");
+  expect_none_of_the_answer(reply);
+  const json error = json::parse(reply.body, nullptr, false);
+  ASSERT_TRUE(error.is_object() && error.contains("error")) << reply.body;
+  EXPECT_EQ(error["error"]["code"], "guardrail_cut");
+  EXPECT_EQ(error["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(error["error"]["message"], kCutReason);
+  expect_cut_record(record_of(reply), reply);
+}
+
+TEST_F(GuardrailTest, WholeMessagesToolCallIsCutBeforeTheClientSeesIt) {
+  start({command_guardrail(policy::ResponseAction::kCut)});
+  const Reply reply = post_messages(whole_request("claude-sonnet-4-5", kAskTool));
+  ASSERT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, 400u) << reply.body;
+  expect_none_of_the_answer(reply);
+  const json error = json::parse(reply.body, nullptr, false);
+  ASSERT_TRUE(error.is_object() && error.contains("error")) << reply.body;
+  EXPECT_EQ(error["type"], "error");
+  EXPECT_EQ(error["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(error["error"]["message"], kCutReason);
+  expect_cut_record(record_of(reply), reply);
+}
+
+TEST_F(GuardrailTest, FlaggedWholeToolCallArrivesUnchangedAndIsRecorded) {
+  start({command_guardrail(policy::ResponseAction::kFlag)});
+  const struct {
+    Reply reply;
+    std::string_view answer;
+  } cases[] = {{post(whole_request("gpt-5.5", kAskTool)), kWholeToolChat},
+               {post_messages(whole_request("claude-sonnet-4-5", kAskTool)), kWholeToolMessages}};
+  for (const auto& [reply, answer] : cases) {
+    ASSERT_TRUE(reply.error.empty()) << reply.error;
+    EXPECT_EQ(reply.status, 200u);
+    EXPECT_EQ(reply.body, answer);
+    EXPECT_EQ(reply.header("content-length"), std::to_string(answer.size()));
+    const RequestRecord record = record_of(reply);
+    EXPECT_EQ(record.status, 200);
+    EXPECT_TRUE(record.error.empty()) << record.error;
+    EXPECT_EQ(record.guardrail_hits,
+              (std::vector<GuardrailHit>{{"no-rm-root", "rm-root", "flag", "response"}}));
+    ASSERT_EQ(record.tool_calls.size(), 1u);
+    EXPECT_EQ(record.tool_calls[0].arguments, kToolArguments);
+    EXPECT_EQ(record.output_tokens, 12u);
+  }
+}
+
+TEST_F(GuardrailTest, CleanWholeAnswerPassesTheCutGuardrailUnchanged) {
+  start({command_guardrail(policy::ResponseAction::kCut)});
+  const struct {
+    Reply reply;
+    std::string_view answer;
+  } cases[] = {{post(whole_request("gpt-5.5", "hi")), kChatBody},
+               {post_messages(whole_request("claude-sonnet-4-5", "hi")), kMessagesBody}};
+  for (const auto& [reply, answer] : cases) {
+    ASSERT_TRUE(reply.error.empty()) << reply.error;
+    EXPECT_EQ(reply.status, 200u);
+    EXPECT_EQ(reply.body, answer);
+    EXPECT_EQ(reply.header("content-length"), std::to_string(answer.size()));
+    const RequestRecord record = record_of(reply);
+    EXPECT_EQ(record.status, 200);
+    EXPECT_TRUE(record.error.empty()) << record.error;
+    EXPECT_TRUE(record.guardrail_hits.empty());
+    EXPECT_EQ(record.output_tokens, 20u);
+  }
+}
+
+TEST_F(GuardrailTest, WholeAnswerOverTheHoldCapPassesAndSaysWhy) {
+  start({command_guardrail(policy::ResponseAction::kCut)});
+  const Reply reply = post(whole_request("gpt-5.5", kAskHugeTool));
+  ASSERT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_EQ(reply.body.size(), kWholeToolChat.size() + kHugePadding + 13);
+  EXPECT_TRUE(reply.body.ends_with(kWholeToolChat.substr(1)));
+  const RequestRecord record = record_of(reply);
+  EXPECT_EQ(record.status, 200);
+  EXPECT_TRUE(contains(record.error, "over the metering cap")) << record.error;
+  EXPECT_TRUE(contains(record.error, "not held back for the guardrails")) << record.error;
+  EXPECT_TRUE(record.guardrail_hits.empty()) << "a body that is not metered has no tool calls";
+}
+
+TEST_F(GuardrailTest, HeldAnswerCutShortByTheUpstreamIsNotPassedOn) {
+  start({command_guardrail(policy::ResponseAction::kCut)});
+  const Reply reply = post(whole_request("gpt-5.5", kAskBrokenTool));
+  ASSERT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, 502u) << reply.body;
+  expect_none_of_the_answer(reply);
+  const json error = json::parse(reply.body, nullptr, false);
+  ASSERT_TRUE(error.is_object() && error.contains("error")) << reply.body;
+  EXPECT_TRUE(contains(error["error"].value("message", ""), "mid-response")) << reply.body;
+  const RequestRecord record = record_of(reply);
+  EXPECT_EQ(record.status, 502);
+  EXPECT_FALSE(record.error.empty());
+  EXPECT_FALSE(record.usage_complete);
 }
 
 // ---------------------------------------------------------------- events

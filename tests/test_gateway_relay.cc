@@ -245,6 +245,38 @@ TEST(GatewayRelay, BodyOverTheCopyCapIsRelayedButNotMetered) {
   EXPECT_FALSE(r.usage.complete);
 }
 
+TEST(GatewayRelay, HeldBodyIsHandedOverWholeAtTheEnd) {
+  RelayOptions options{Api::kOpenAiChat, false, false};
+  options.hold_body = true;
+  for (std::size_t at = 0; at <= kChatBody.size(); ++at) {
+    Relay relay(options);
+    std::string client;
+    relay.feed(kChatBody.substr(0, at), client);
+    relay.feed(kChatBody.substr(at), client);
+    ASSERT_TRUE(client.empty()) << "split at " << at;
+    relay.finish(client);
+    ASSERT_EQ(client, kChatBody);
+    EXPECT_EQ(relay.usage().input, 12u);
+  }
+}
+
+TEST(GatewayRelay, HeldBodyOverTheCapIsReleasedInOrderAndSaysWhy) {
+  RelayOptions options{Api::kOpenAiChat, false, false};
+  options.hold_body = true;
+  options.max_body_copy = 16;
+  Relay relay(options);
+  std::string client;
+  relay.feed(kChatBody.substr(0, 10), client);
+  EXPECT_TRUE(client.empty());
+  relay.feed(kChatBody.substr(10, 10), client);
+  EXPECT_EQ(client, kChatBody.substr(0, 20));
+  relay.feed(kChatBody.substr(20), client);
+  relay.finish(client);
+  EXPECT_EQ(client, kChatBody);
+  ASSERT_TRUE(relay.metering_error());
+  EXPECT_NE(relay.metering_error()->find("not held back"), std::string::npos);
+}
+
 TEST(GatewayRelay, ErrorBodyGivesTheProviderError) {
   const std::string body =
       R"({"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: bad"}})";

@@ -33,7 +33,7 @@ enum class GatewayError {
   kRateLimited,          // 429 with Retry-After: requests, tokens or streams per identity
   kNoPrice,              // 403: a budgeted model without a price cannot be bounded
   kGuardrailBlocked,     // 400: a guardrail matched the prompt
-  kGuardrailCut,         // a guardrail matched the model's tool call; the stream is cut
+  kGuardrailCut,         // 400: a guardrail matched the model's tool call (a stream keeps its 200)
   kHookBlocked,          // 403 unless the hook names another status
   kHookFailed,           // 503: a fail-closed pre-request hook did not answer
 };

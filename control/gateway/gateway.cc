@@ -211,7 +211,9 @@ class Exchange {
   bool scans_tool_calls() const;
   bool cuts_tool_calls() const;
   void watch_tool_calls(Relay& relay);
-  void scan_whole_tool_calls(const Relay& relay);
+  void scan_whole_tool_calls(const Relay& relay, bool can_cut);
+  void replace_held_body(const policy::ProviderSpec& provider, const http::UpstreamResult& result,
+                         http::ResponseHeader& header, std::string& body);
   void settle(const Usage& usage);
   asio::awaitable<void> respond(int status, std::string body);
   asio::awaitable<void> list_models(const policy::Identity& identity);
@@ -550,23 +552,60 @@ bool Exchange::scans_tool_calls() const {
 }
 
 bool Exchange::cuts_tool_calls() const {
+  // Embeddings and token counts carry no tool calls, so they are never held back for the check.
+  if (route_.kind == ApiKind::kOpenAiEmbeddings || route_.kind == ApiKind::kAnthropicCountTokens) {
+    return false;
+  }
   return std::any_of(guardrails_.begin(), guardrails_.end(), [this](std::size_t index) {
     return document().guardrails[index].response == policy::ResponseAction::kCut;
   });
 }
 
-// A response that is not streamed has already gone to the client when its tool calls can be
-// read, so its matches are recorded (and raise events) but cannot cut it.
-void Exchange::scan_whole_tool_calls(const Relay& relay) {
+// A response that is not streamed is scanned once it is whole. Unless it was held back for this
+// (`can_cut`), it has already gone to the client, so its matches are recorded (and raise events)
+// but cannot cut it.
+void Exchange::scan_whole_tool_calls(const Relay& relay, bool can_cut) {
   if (!scans_tool_calls()) return;
   guardrails::ToolCallScanner scanner(state_->guardrails, guardrails_);
-  std::size_t n = 0;
-  relay.visit_tool_calls(
-      [&](const ToolCall& call) { scanner.feed(std::to_string(n++), call.arguments); });
+  std::vector<std::string> names;
+  relay.visit_tool_calls([&](const ToolCall& call) {
+    scanner.feed(std::to_string(names.size()), call.arguments);
+    names.push_back(call.name);
+  });
   scanner.close();
   for (const guardrails::ToolCallMatch& match : scanner.matches()) {
-    record_.guardrail_hits.push_back({match.guardrail, match.pattern, "flag", "response"});
+    const policy::ResponseAction action = can_cut ? match.action : policy::ResponseAction::kFlag;
+    record_.guardrail_hits.push_back(
+        {match.guardrail, match.pattern, std::string(action_name(action)), "response"});
+    const bool cut = action == policy::ResponseAction::kCut;
+    if (cut && !cut_reason_) {
+      const std::string& name = names.at(std::stoul(match.call_key));
+      cut_reason_ = "response cut by guardrail \"" + match.guardrail + "\": tool call \"" + name +
+                    "\" matches \"" + match.pattern + "\"";
+    }
   }
+}
+
+// A held body the client must not get (a guardrail cut it, or the upstream did not finish it so
+// it could not be checked) becomes the gateway's error in the provider's format.
+void Exchange::replace_held_body(const policy::ProviderSpec& provider,
+                                 const http::UpstreamResult& result, http::ResponseHeader& header,
+                                 std::string& body) {
+  GatewayError error = GatewayError::kGuardrailCut;
+  std::string message = cut_reason_.value_or("");
+  if (!cut_reason_) {
+    error = GatewayError::kUpstreamFailed;
+    message = "upstream \"" + provider.name + "\" failed mid-response (" +
+              std::string(http::upstream_error_name(result.error)) + "): " + result.message;
+  }
+  body = error_body(format_, error, redact(message, secrets_));
+  record_.status = error_status(error);
+  header = http::ResponseHeader();
+  header.version(request_.version());
+  header.result(static_cast<bhttp::status>(record_.status));
+  header.set(bhttp::field::content_type, "application/json");
+  header.set(bhttp::field::content_length, std::to_string(body.size()));
+  header.set("x-airlock-request-id", record_.id);
 }
 
 void Exchange::watch_tool_calls(Relay& relay) {
@@ -715,9 +754,25 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   // some upstreams quote the credential they rejected, and the sandbox must never see it.
   bool hold = false;
   std::string held;
+  // The client's header until it is sent: at once, or with a body held for the guardrails when
+  // that body is let through.
+  std::optional<http::ResponseHeader> client_header;
 
+  const auto start = [&]() -> asio::awaitable<bool> {
+    http::ResponseHeader header = std::move(*client_header);
+    client_header.reset();
+    if (!co_await writer_.start(std::move(header))) {
+      client_gone = true;
+      co_return false;
+    }
+    guard_.first_byte();
+    co_return true;
+  };
   const auto send = [&](std::string_view bytes) -> asio::awaitable<bool> {
     if (bytes.empty()) co_return true;
+    if (client_header) {
+      if (!co_await start()) co_return false;
+    }
     if (log_bodies && response_copy.size() < log_cap) {
       response_copy.append(bytes.substr(0, log_cap - response_copy.size()));
     }
@@ -744,17 +799,15 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
     hold = record_.status / 100 != 2;
     RelayOptions relay_options{api, sse, strip_usage && sse};
     relay_options.hold_events = sse && !hold && cuts_tool_calls();
+    // A whole JSON answer can only be cut before any of it is sent.
+    relay_options.hold_body = !sse && !hold && cuts_tool_calls();
     relay.emplace(relay_options);
     if (sse && !hold) watch_tool_calls(*relay);
-    http::ResponseHeader out = redacted(header);
-    prepare_client_header(out, (strip_usage && sse) || hold);
-    out.set("x-airlock-request-id", record_.id);
-    if (!co_await writer_.start(std::move(out))) {
-      client_gone = true;
-      co_return false;
-    }
-    guard_.first_byte();
-    co_return true;
+    client_header = redacted(header);
+    prepare_client_header(*client_header, (strip_usage && sse) || hold);
+    client_header->set("x-airlock-request-id", record_.id);
+    if (relay_options.hold_body) co_return true;
+    co_return co_await start();
   };
   const http::OnBody on_body = [&](std::string_view data) -> asio::awaitable<bool> {
     to_client.clear();
@@ -786,10 +839,19 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
 
   to_client.clear();
   relay->finish(to_client);
+  // Still unsent, the header belongs to a body held whole (see RelayOptions::hold_body).
+  const bool held_whole = client_header.has_value();
+  if (record_.status / 100 == 2 && !tool_scanner_) scan_whole_tool_calls(*relay, held_whole);
+  const bool replaced =
+      held_whole && (cut_reason_ || result.error != http::UpstreamResult::Error::kNone);
+  if (replaced) replace_held_body(provider, result, *client_header, to_client);
+  // A held body may be empty.
+  if (client_header) co_await start();
   if (!client_gone) co_await pass(to_client, true);
   // A transport failure after the header leaves the response unfinished: the server then
   // closes the connection without the final chunk, so the client sees a truncated body.
-  if ((result.error == http::UpstreamResult::Error::kNone || cut_reason_) && !client_gone) {
+  if ((result.error == http::UpstreamResult::Error::kNone || cut_reason_ || replaced) &&
+      !client_gone) {
     if (!co_await writer_.finish()) client_gone = true;
   }
   if (log_bodies) record_.response_body = loggable(response_copy);
@@ -837,8 +899,6 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
       record_.guardrail_hits.push_back(
           {match.guardrail, match.pattern, std::string(action_name(match.action)), "response"});
     }
-  } else if (!guardrails_.empty() && record_.status / 100 == 2) {
-    scan_whole_tool_calls(relay);
   }
   settle(usage);
 }

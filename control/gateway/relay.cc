@@ -13,17 +13,7 @@ Relay::Relay(RelayOptions options)
 void Relay::feed(std::string_view upstream, std::string& to_client) {
   if (cut_) return;
   if (!options_.sse) {
-    to_client.append(upstream);
-    if (body_copy_overflow_) return;
-    if (body_copy_.size() + upstream.size() > options_.max_body_copy) {
-      body_copy_overflow_ = true;
-      body_copy_.clear();
-      body_copy_.shrink_to_fit();
-      metering_error_ = "response body over the metering cap of " +
-                        std::to_string(options_.max_body_copy) + " bytes";
-      return;
-    }
-    body_copy_.append(upstream);
+    feed_body(upstream, to_client);
     return;
   }
   if (options_.hold_events) {
@@ -41,8 +31,31 @@ void Relay::finish(std::string& to_client) {
     if (!cut_) release_held(to_client);
     return;
   }
-  if (!body_copy_overflow_) meter_.feed_body(body_copy_);
+  if (body_copy_overflow_) return;
+  meter_.feed_body(body_copy_);
+  // A held body can be MiBs: handed over, not copied, when nothing precedes it.
+  if (options_.hold_body && to_client.empty()) {
+    to_client.swap(body_copy_);
+  } else if (options_.hold_body) {
+    to_client.append(body_copy_);
+  }
   body_copy_.clear();
+}
+
+void Relay::feed_body(std::string_view upstream, std::string& to_client) {
+  if (!body_copy_overflow_ && body_copy_.size() + upstream.size() > options_.max_body_copy) {
+    body_copy_overflow_ = true;
+    metering_error_ = "response body over the metering cap of " +
+                      std::to_string(options_.max_body_copy) + " bytes";
+    if (options_.hold_body) {
+      *metering_error_ += ", so it was not held back for the guardrails to check";
+      to_client.append(body_copy_);
+    }
+    body_copy_.clear();
+    body_copy_.shrink_to_fit();
+  }
+  if (body_copy_overflow_ || !options_.hold_body) to_client.append(upstream);
+  if (!body_copy_overflow_) body_copy_.append(upstream);
 }
 
 void Relay::feed_parser(std::string_view piece) {

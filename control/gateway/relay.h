@@ -6,7 +6,8 @@
 // the extra usage chunk the provider then sends is metered and removed, byte for byte, so the
 // client sees the stream it would have seen without the gateway. To know whether an event is
 // that chunk, the relay holds back the bytes of one event at a time (from its first field line
-// to its blank line); comments (keep-alives) outside an event are never held.
+// to its blank line); comments (keep-alives) outside an event are never held. With hold_body a
+// non-streamed body is held until it ends instead of passing piece by piece.
 #pragma once
 
 #include <cstddef>
@@ -30,8 +31,12 @@ struct RelayOptions {
   // byte of the event that fails it reaches the client.
   bool hold_events = false;
   // A non-streamed body is metered on a copy of at most this many bytes (the relay itself never
-  // holds it); a larger body is relayed but not metered.
+  // holds it, unless hold_body); a larger body is relayed but not metered.
   std::size_t max_body_copy = SseParser::kDefaultMaxEventBytes;
+  // Hold a non-streamed body whole and hand it over at finish(), so a check of its tool calls can
+  // keep every byte of it from the client. Past max_body_copy it cannot be checked: what is held
+  // is released and the rest passes as it comes.
+  bool hold_body = false;
 };
 
 class Relay {
@@ -64,6 +69,7 @@ class Relay {
   enum class Line { kStart, kComment, kField };
   enum class Sink { kClient, kHeld, kHeldComment, kDropped };
 
+  void feed_body(std::string_view upstream, std::string& to_client);
   void feed_stripping(std::string_view upstream, std::string& to_client);
   void feed_parser(std::string_view piece);
   void release_held(std::string& to_client);
