@@ -1,6 +1,7 @@
 // The webhook outbox against real HTTP receivers on loopback: signatures, retries while a
 // receiver is down or failing, nothing lost or repeated across a restart, and publish() unaffected
 // by a hanging receiver.
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -367,6 +368,77 @@ TEST_F(WebhookTest, GivesUpAfterTheMaximumAge) {
   const size_t hits = receiver.hit_count();
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(receiver.hit_count(), hits);  // no attempts after giving up
+}
+
+TEST_F(WebhookTest, RetentionPrunesFinishedEventsButNeverAPendingDelivery) {
+  Receiver receiver;
+  const uint16_t down_port = closed_port();
+  const std::string down_url = "http://127.0.0.1:" + std::to_string(down_port) + "/hook";
+  options_.retention = 300ms;
+  options_.sweep_interval = 100ms;
+  auto outbox = open();
+  ASSERT_TRUE(outbox);
+  std::vector<Subscription> subscriptions = subscribe(receiver.url());
+  subscriptions.push_back({down_url, Secret(kSecret), {"tool.call"}});
+  std::string error;
+  ASSERT_TRUE(outbox->set_webhooks(std::move(subscriptions), &error)) << error;
+
+  const Event finished = make_event(kPolicyPushed, "{}");
+  const Event waiting = make_event(kToolCall, "{}");
+  outbox->publish(finished);
+  outbox->publish(waiting);
+  ASSERT_TRUE(eventually([&] { return stats(*outbox).delivered == 2; }));
+  ASSERT_FALSE(log_of(*outbox, finished.id).empty());
+
+  // Past retention the finished event and its log are gone; the one still owed to the receiver
+  // that is down stays, with its deliveries.
+  ASSERT_TRUE(eventually([&] { return log_of(*outbox, finished.id).empty(); }));
+  std::this_thread::sleep_for(300ms);
+  OutboxStats now = stats(*outbox);
+  EXPECT_EQ(now.pending, 1u);
+  EXPECT_EQ(now.delivered, 1u);
+
+  // Nothing was lost: once that receiver is up, the event still arrives, then it is pruned too.
+  Receiver late(down_port);
+  ASSERT_TRUE(eventually([&] { return late.hit_count() == 1; }));
+  EXPECT_EQ(late.hits()[0].event_id, waiting.id);
+  ASSERT_TRUE(eventually([&] {
+    const OutboxStats s = stats(*outbox);
+    return s.pending == 0 && s.delivered == 0 && log_of(*outbox, waiting.id).empty();
+  }));
+}
+
+TEST_F(WebhookTest, AVersionOneOutboxGainsTheRetentionIndexesAndKeepsItsEvents) {
+  const Event event = make_event(kPolicyPushed, "{}");
+  {
+    auto outbox = open();
+    ASSERT_TRUE(outbox);
+    std::string error;
+    ASSERT_TRUE(outbox->set_webhooks(subscribe("http://127.0.0.1:1/hook"), &error)) << error;
+    outbox->publish(event);
+    outbox->flush();
+  }
+  const auto sql = [&](const std::string& text) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    std::string out;
+    const auto collect = [](void* to, int, char** values, char**) {
+      *static_cast<std::string*>(to) += std::string(values[0] ? values[0] : "") + ";";
+      return 0;
+    };
+    EXPECT_EQ(sqlite3_exec(db, text.c_str(), collect, &out, nullptr), SQLITE_OK) << text;
+    sqlite3_close(db);
+    return out;
+  };
+  sql("DROP INDEX outbox_time; DROP INDEX delivery_log_time; UPDATE outbox_schema SET version = 1");
+  auto outbox = open();
+  ASSERT_TRUE(outbox);
+  EXPECT_EQ(sql("SELECT name FROM sqlite_master WHERE name IN ('outbox_time', "
+                "'delivery_log_time') ORDER BY name"),
+            "delivery_log_time;outbox_time;");
+  EXPECT_EQ(sql("SELECT version FROM outbox_schema"), "2;");
+  EXPECT_EQ(sql("SELECT id FROM outbox"), event.id + ";");
+  EXPECT_EQ(stats(*outbox).pending, 1u);
 }
 
 TEST_F(WebhookTest, PendingDeliveriesSurviveARestartAndArriveExactlyOnce) {

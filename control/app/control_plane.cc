@@ -127,7 +127,9 @@ class ControlPlaneImpl final : public ControlPlane {
     const std::filesystem::path dir = std::filesystem::path(options_.db_path).parent_path();
     ledger_ = budget::Ledger::open((dir / "budgets.db").string(), error);
     if (!ledger_) return false;
-    outbox_ = events::Outbox::open((dir / "events.db").string(), error);
+    events::OutboxOptions outbox_options;
+    outbox_options.retention = std::chrono::days(options_.event_retention_days);
+    outbox_ = events::Outbox::open((dir / "events.db").string(), error, outbox_options);
     if (!outbox_) return false;
     const auto document = policies_->active()->document;
     ledger_->set_budgets(document->budgets);

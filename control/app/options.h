@@ -30,6 +30,8 @@ struct ControlOptions {
   // development only: it bypasses the tunnel, which is what proves identity.
   std::optional<policy::Key> local_peer;
   unsigned threads = 2;
+  // Finished webhook events and delivery-log rows older than this are deleted; 0 keeps them.
+  unsigned event_retention_days = 30;
 };
 
 std::optional<ControlOptions> parse_control_options(std::span<char* const> args,

@@ -55,7 +55,7 @@ using sqlite::Stmt;
 // How errors name this database.
 constexpr std::string_view kWhat = "outbox";
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 // The version lives in a table of its own, not PRAGMA user_version, so the outbox may share a
 // database file with the request log.
 constexpr const char* kSchemaV1 = R"sql(
@@ -89,6 +89,11 @@ CREATE TABLE delivery_log (
 );
 CREATE INDEX delivery_log_event ON delivery_log (event_id, seq);
 )sql";
+// Version 2: what retention prunes by.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE INDEX IF NOT EXISTS outbox_time ON outbox (time_ms);
+CREATE INDEX IF NOT EXISTS delivery_log_time ON delivery_log (time_ms);
+)sql";
 
 // deliveries.state
 constexpr int kPending = 0;
@@ -105,8 +110,9 @@ constexpr uint32_t kMaxPageSize = 1000;
 // the error text, and a reply longer than kMaxReplyBytes is cut off.
 constexpr size_t kErrorSnippet = 200;
 constexpr size_t kMaxReplyBytes = 64 * 1024;
-// The scheduler looks again at least this often, to expire deliveries whose webhook is gone.
-constexpr auto kSweepInterval = 60s;
+// One sweep deletes at most this many rows per table, so pruning a long backlog never holds the
+// write lock for long; the next sweeps take the rest.
+constexpr int64_t kPruneBatchRows = 10'000;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -193,10 +199,12 @@ struct ResultCommand {
   int64_t next_attempt_ms = 0;
 };
 
-// Fails the pending deliveries older than cutoff_ms to URLs no webhook lists any more.
+// Fails the pending deliveries older than cutoff_ms to URLs no webhook lists any more, and
+// deletes what is past retention (prune_before_ms; none when 0).
 struct ExpireCommand {
   std::vector<std::string> configured_urls;
   int64_t cutoff_ms = 0;
+  int64_t prune_before_ms = 0;
 };
 
 using Command = std::variant<PublishCommand, ResultCommand, ExpireCommand>;
@@ -459,14 +467,17 @@ class OutboxImpl final : public Outbox {
   }
 
   asio::awaitable<void> schedule() {
-    auto next_sweep = SteadyClock::now() + kSweepInterval;
+    auto next_sweep = SteadyClock::now() + options_.sweep_interval;
     while (!dispatch_stopping_) {
       wake_pending_ = false;
       const std::shared_ptr<const Webhooks> hooks = webhooks();
       const std::vector<std::string> urls = hooks->urls();
       if (SteadyClock::now() >= next_sweep) {
-        next_sweep = SteadyClock::now() + kSweepInterval;
-        enqueue(ExpireCommand{urls, now_ms() - options_.max_age.count()});
+        next_sweep = SteadyClock::now() + options_.sweep_interval;
+        const int64_t now = now_ms();
+        const int64_t prune_before =
+            options_.retention.count() > 0 ? now - options_.retention.count() : 0;
+        enqueue(ExpireCommand{urls, now - options_.max_age.count(), prune_before});
       }
       launch_due(urls);
       auto wake_at = next_sweep;
@@ -845,6 +856,27 @@ class OutboxImpl final : public Outbox {
       const int rc = sqlite3_step(stmt.get());
       if (rc != SQLITE_DONE) return rc;
     }
+    return command.prune_before_ms > 0 ? prune(command.prune_before_ms) : SQLITE_OK;
+  }
+
+  // Deleting an event deletes its deliveries (ON DELETE CASCADE); one with a delivery still
+  // pending stays.
+  int prune(int64_t before_ms) {
+    sqlite3* db = writer_.db.get();
+    static constexpr const char* kSql[] = {
+        "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox o WHERE o.time_ms < ?1 AND "
+        "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id AND d.state = 0) LIMIT "
+        "?2)",
+        "DELETE FROM delivery_log WHERE seq IN (SELECT seq FROM delivery_log WHERE time_ms < ?1 "
+        "LIMIT ?2)"};
+    for (const char* sql : kSql) {
+      const Stmt stmt = prepare(db, sql);
+      if (!stmt) return sqlite3_errcode(db);
+      std::vector<Param> params{before_ms, kPruneBatchRows};
+      if (!bind_params(stmt.get(), params)) return sqlite3_errcode(db);
+      const int rc = sqlite3_step(stmt.get());
+      if (rc != SQLITE_DONE) return rc;
+    }
     return SQLITE_OK;
   }
 
@@ -923,10 +955,11 @@ bool migrate(const std::string& path, sqlite3* db, std::string* error) {
   if (ok) version_text = pragma(db, "SELECT COALESCE(MAX(version), 0) FROM outbox_schema");
   ok = ok && version_text.has_value();
   const int version = version_text ? std::atoi(version_text->c_str()) : 0;
-  if (ok && version == 0) {
-    ok = exec(db, kSchemaV1) == SQLITE_OK &&
-         exec(db, ("INSERT INTO outbox_schema (version) VALUES (" + std::to_string(kSchemaVersion) +
-                   ")")
+  if (ok && version == 0) ok = exec(db, kSchemaV1) == SQLITE_OK;
+  if (ok && version < 2) ok = exec(db, kSchemaV2) == SQLITE_OK;
+  if (ok && version < kSchemaVersion) {
+    ok = exec(db, ("DELETE FROM outbox_schema; INSERT INTO outbox_schema (version) VALUES (" +
+                   std::to_string(kSchemaVersion) + ")")
                       .c_str()) == SQLITE_OK;
   }
   if (!ok) {

@@ -37,6 +37,12 @@ struct OutboxOptions {
   std::chrono::milliseconds max_retry{300'000};
   // A delivery still failing this long after its event is marked failed.
   std::chrono::milliseconds max_age{24 * 3'600'000};
+  // Events whose every delivery has finished (delivered or failed), and delivery-log rows, are
+  // deleted this long after they happened, so the outbox does not grow without end. A pending
+  // delivery is never deleted, however old. Zero keeps everything.
+  std::chrono::milliseconds retention{30LL * 24 * 3'600'000};
+  // How often the scheduler expires deliveries to removed webhooks and prunes past retention.
+  std::chrono::milliseconds sweep_interval{60'000};
   size_t max_in_flight = 16;  // concurrent POSTs over all webhooks
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds response_timeout{30'000};  // to the header, and between body reads
