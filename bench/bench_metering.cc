@@ -553,7 +553,7 @@ void BM_RequestChatBudgetAndInjection(benchmark::State& state) {
       break;
     }
     const auto cap = airlock::control::budget::apply_output_cap(Api::kOpenAiChat, body, 32000);
-    benchmark::DoNotOptimize(airlock::control::budget::input_token_bound(body));
+    benchmark::DoNotOptimize(airlock::control::budget::input_token_bound(body, 32768));
     if (!cap.inserted || !airlock::control::wants_usage_injection(body)) {
       state.SkipWithError("cap or injection not applied");
       break;

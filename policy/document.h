@@ -201,6 +201,9 @@ struct Document {
   // "default_max_output_tokens": applied to a budgeted request that sets no output cap, so its
   // worst-case cost is bounded.
   uint64_t default_max_output_tokens = 4096;
+  // "reference_input_tokens": what a budgeted request's worst case allows for each input the
+  // provider fetches itself (an image or file by URL or id), whose size the body does not show.
+  uint64_t reference_input_tokens = 32'768;
   std::vector<RateLimitSpec> rate_limits;
   std::vector<GuardrailSpec> guardrails;
   std::vector<WebhookSpec> webhooks;

@@ -211,10 +211,11 @@ class DocumentReader {
   explicit DocumentReader(Problem* problem) : problem_(problem) {}
 
   std::optional<Document> document(const json& root) {
-    if (!has_only_keys(root, "",
-                       {"version", "gateway", "peers", "groups", "rules", "providers", "grants",
-                        "prices", "request_log", "tests", "budgets", "default_max_output_tokens",
-                        "rate_limits", "guardrails", "webhooks", "hooks"})) {
+    if (!has_only_keys(
+            root, "",
+            {"version", "gateway", "peers", "groups", "rules", "providers", "grants", "prices",
+             "request_log", "tests", "budgets", "default_max_output_tokens",
+             "reference_input_tokens", "rate_limits", "guardrails", "webhooks", "hooks"})) {
       return std::nullopt;
     }
     Document document;
@@ -255,6 +256,7 @@ class DocumentReader {
         prices(root, document.providers, &document.prices) &&
         request_log(root, &document.request_log) &&
         max_output_tokens(root, &document.default_max_output_tokens) &&
+        reference_input_tokens(root, &document.reference_input_tokens) &&
         collect(
             root, "rate_limits", &document.rate_limits,
             [&](const json& item, const std::string& path) { return rate_limit(item, path); }) &&
@@ -1038,6 +1040,15 @@ class DocumentReader {
     const json* value = optional(root, "default_max_output_tokens");
     if (!value) return true;
     const auto count = number(*value, "default_max_output_tokens", 1, UINT32_MAX);
+    if (!count) return false;
+    *tokens = *count;
+    return true;
+  }
+
+  bool reference_input_tokens(const json& root, uint64_t* tokens) {
+    const json* value = optional(root, "reference_input_tokens");
+    if (!value) return true;
+    const auto count = number(*value, "reference_input_tokens", 0, UINT32_MAX);
     if (!count) return false;
     *tokens = *count;
     return true;

@@ -12,8 +12,50 @@ namespace {
 using nlohmann::json;
 
 TEST(BudgetEstimate, InputBoundIsTheByteCount) {
-  EXPECT_EQ(input_token_bound(R"({"messages":[{"role":"user","content":"hi"}]})"), 45u);
-  EXPECT_EQ(input_token_bound(""), 0u);
+  EXPECT_EQ(input_token_bound(R"({"messages":[{"role":"user","content":"hi"}]})", 1000), 45u);
+  EXPECT_EQ(input_token_bound("", 1000), 0u);
+}
+
+// Request shapes from each provider's documentation (shared/research/protocols.md).
+TEST(BudgetEstimate, EveryInputPassedByReferenceIsCountedOnce) {
+  const std::string chat = R"({"model":"gpt-5","messages":[{"role":"user","content":[
+    {"type":"text","text":"compare"},
+    {"type":"image_url","image_url":{"url":"https://example.com/a.png","detail":"high"}},
+    {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},
+    {"type":"file","file":{"file_id":"file-abc"}},
+    {"type":"file","file":{"file_data":"data:application/pdf;base64,JVBERi0="}}]}]})";
+  EXPECT_EQ(count_input_references(chat), 2u);
+
+  const std::string responses = R"({"model":"gpt-5","input":[{"role":"user","content":[
+    {"type":"input_image","image_url":"https://example.com/b.jpg"},
+    {"type":"input_image","file_id":"file-img"},
+    {"type":"input_file","file_url":"https://example.com/report.pdf"},
+    {"type":"input_text","text":"image_url file_id"}]}]})";
+  EXPECT_EQ(count_input_references(responses), 3u);
+
+  const std::string anthropic = R"({"model":"claude-sonnet-4-5","max_tokens":100,"messages":[
+    {"role":"user","content":[
+      {"type":"image","source":{"type":"url","url":"https://example.com/c.png"}},
+      {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+      {"type":"document","source":{"type":"file","file_id":"file_011"}}]}]})";
+  EXPECT_EQ(count_input_references(anthropic), 2u);
+
+  const std::string gemini = R"({"contents":[{"parts":[{"text":"describe"},
+    {"fileData":{"mimeType":"video/mp4","fileUri":"https://generativelanguage.googleapis.com/v1beta/files/x"}},
+    {"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}}]}]})";
+  EXPECT_EQ(count_input_references(gemini), 1u);
+
+  EXPECT_EQ(count_input_references(R"({"messages":[{"role":"user","content":"hi"}]})"), 0u);
+  EXPECT_EQ(count_input_references(R"({"image_url": "https://x", )"), 0u);  // not JSON
+}
+
+TEST(BudgetEstimate, EachReferenceAddsItsAllowanceToTheInputBound) {
+  const std::string body =
+      R"({"input":[{"type":"input_file","file_id":"f1"},{"type":"input_file","file_id":"f2"}]})";
+  EXPECT_EQ(input_token_bound(body, 32768), body.size() + 2 * 32768);
+  EXPECT_EQ(input_token_bound(body, 0), body.size());
+  EXPECT_EQ(input_token_bound(body, std::numeric_limits<uint64_t>::max()),
+            std::numeric_limits<uint64_t>::max());
 }
 
 TEST(BudgetEstimate, ClientCapIsReadAndBodyUntouched) {

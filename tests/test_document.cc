@@ -96,6 +96,7 @@ std::string full_document() {
     "pool": {"per": "shared", "usd": "2000"}
   },
   "default_max_output_tokens": 8192,
+  "reference_input_tokens": 100000,
   "rate_limits": [
     {"from": ["group:builders"], "per": "device", "requests_per_minute": 60,
      "tokens_per_minute": 200000, "concurrent_streams": 4},
@@ -708,6 +709,7 @@ TEST(Document, ParsesBudgetsLimitsGuardrailsAndHooks) {
   EXPECT_EQ(document.grants[0].budgets[1].models,
             std::vector<std::string>{"anthropic/claude-sonnet-4-*"});
   EXPECT_EQ(document.default_max_output_tokens, 8192u);
+  EXPECT_EQ(document.reference_input_tokens, 100000u);
 
   ASSERT_EQ(document.rate_limits.size(), 2u);
   EXPECT_EQ(document.rate_limits[0].scope, BudgetScope::kDevice);
@@ -764,6 +766,7 @@ TEST(Document, DefaultsOfTheControlPlaneSections) {
   const Document document = parsed(R"({"version": 1})");
   EXPECT_TRUE(document.budgets.empty());
   EXPECT_EQ(document.default_max_output_tokens, 4096u);
+  EXPECT_EQ(document.reference_input_tokens, 32768u);
   EXPECT_TRUE(document.rate_limits.empty());
   EXPECT_TRUE(document.guardrails.empty());
   EXPECT_TRUE(document.webhooks.empty());
@@ -918,6 +921,9 @@ TEST(DocumentErrors, BudgetsAndGrantBudgets) {
        "default_max_output_tokens",
        "default_max_output_tokens: expected an integer from 1 to "
        "4294967295"},
+      {"\"reference_input_tokens\": 100000", "\"reference_input_tokens\": -1",
+       "reference_input_tokens",
+       "reference_input_tokens: expected an integer from 0 to 4294967295"},
   };
   for (const auto& c : cases) {
     const std::string text = replaced(base, c.from, c.to);

@@ -3,29 +3,25 @@
 #include "control/gateway/gateway.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
-#include <map>
-#include <mutex>
+#include <memory>
+#include <optional>
 #include <set>
-#include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+
+#include "tests/gateway_test_util.h"
 
 namespace airlock::control::gateway {
 namespace {
@@ -35,28 +31,18 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
-
-std::string random_hex(size_t bytes) {
-  std::string out;
-  while (out.size() < bytes * 2) out += new_request_id().substr(4);
-  return out.substr(0, bytes * 2);
-}
+using testing::Headers;
+using testing::kEventStreamHead;
+using testing::kLastChunk;
+using testing::random_hex;
+using testing::Reply;
+using testing::ScriptedUpstream;
+using testing::Seen;
+using testing::write_all;
+using testing::write_chunk;
+using testing::write_whole;
 
 // ---------------------------------------------------------------- the in-test upstream
-
-struct Seen {
-  std::string method;
-  std::string target;
-  std::multimap<std::string, std::string> headers;  // lower-cased names
-  std::string body;
-
-  std::vector<std::string> all(const std::string& name) const {
-    std::vector<std::string> out;
-    auto [begin, end] = headers.equal_range(name);
-    for (auto it = begin; it != end; ++it) out.push_back(it->second);
-    return out;
-  }
-};
 
 constexpr std::string_view kChatBody =
     R"({"id":"chatcmpl-1","object":"chat.completion","model":"gpt-5.5","choices":[{"index":0,)"
@@ -83,115 +69,38 @@ constexpr std::string_view kGeminiBody =
 constexpr std::string_view kOpenAiErrorBody =
     R"({"error":{"message":"max_tokens is too large","type":"invalid_request_error","param":"max_tokens","code":null}})";
 
+// Answers in each provider's format; a few model names script the upstream's failures.
 class FakeUpstream {
  public:
-  FakeUpstream() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    accept_thread_ = std::thread([this] { accept_loop(); });
-  }
-  ~FakeUpstream() { stop(); }
-
-  uint16_t port() const { return acceptor_.local_endpoint().port(); }
-
-  std::vector<Seen> seen() const {
-    std::lock_guard lock(mutex_);
-    return seen_;
-  }
+  uint16_t port() const { return upstream_.port(); }
+  std::vector<Seen> seen() const { return upstream_.seen(); }
   bool stream_cancelled() const { return stream_cancelled_; }
-
-  void stop() {
-    if (stopping_.exchange(true)) return;
-    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
-    accept_thread_.join();
-    {
-      std::lock_guard lock(mutex_);
-      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& t : connection_threads_) t.join();
-  }
+  void stop() { upstream_.stop(); }
 
  private:
-  void accept_loop() {
-    for (;;) {
-      auto socket = std::make_unique<tcp::socket>(io_);
-      beast::error_code ec;
-      acceptor_.accept(*socket, ec);
-      if (ec || stopping_) return;
-      std::lock_guard lock(mutex_);
-      open_fds_.push_back(socket->native_handle());
-      connection_threads_.emplace_back(
-          [this, s = std::move(socket)]() mutable { serve(std::move(*s)); });
-    }
-  }
-
-  void serve(tcp::socket socket) {
-    beast::flat_buffer buffer;
-    for (;;) {
-      bhttp::request<bhttp::string_body> request;
-      beast::error_code ec;
-      bhttp::read(socket, buffer, request, ec);
-      if (ec) return;
-      Seen seen{
-          std::string(request.method_string()), std::string(request.target()), {}, request.body()};
-      for (const auto& field : request) {
-        std::string name(field.name_string());
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        seen.headers.emplace(name, std::string(field.value()));
-      }
-      {
-        std::lock_guard lock(mutex_);
-        seen_.push_back(seen);
-      }
-      if (!answer(socket, seen) || !request.keep_alive()) return;
-    }
-  }
-
-  static bool write_all(tcp::socket& socket, std::string_view bytes) {
-    beast::error_code ec;
-    asio::write(socket, asio::buffer(bytes), ec);
-    return !ec;
-  }
-
-  static bool whole(tcp::socket& socket, unsigned status, std::string_view body,
-                    std::string_view extra_headers = "") {
-    return write_all(socket, "HTTP/1.1 " + std::to_string(status) +
-                                 " X\r\nContent-Type: application/json\r\nContent-Length: " +
-                                 std::to_string(body.size()) + "\r\n" + std::string(extra_headers) +
-                                 "\r\n" + std::string(body));
-  }
-
-  static bool chunk(tcp::socket& socket, std::string_view data) {
-    std::ostringstream size;
-    size << std::hex << data.size();
-    return write_all(socket, size.str() + "\r\n" + std::string(data) + "\r\n");
-  }
-
   bool answer(tcp::socket& socket, const Seen& seen) {
     const json body = json::parse(seen.body, nullptr, false);
     const std::string model = body.is_object() ? body.value("model", "") : "";
     const bool stream = body.is_object() && body.value("stream", false);
     const std::string path = seen.target.substr(0, seen.target.find('?'));
     if (path == "/v1/chat/completions") {
-      if (model == "gpt-5.5-bad") return whole(socket, 400, kOpenAiErrorBody);
+      if (model == "gpt-5.5-bad") return write_whole(socket, 400, kOpenAiErrorBody);
       if (model == "gpt-5.5-hang") {
-        while (!stopping_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        while (!upstream_.stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         return false;
       }
-      if (!stream) return whole(socket, 200, kChatBody);
+      if (!stream) return write_whole(socket, 200, kChatBody);
       const bool usage = body["stream_options"].value("include_usage", false);
-      if (!write_all(socket,
-                     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                     "Transfer-Encoding: chunked\r\n\r\n")) {
-        return false;
-      }
+      if (!write_all(socket, kEventStreamHead)) return false;
       if (model == "gpt-5.5-cut") {
         // The upstream dies mid-stream: one event, then the connection closes.
-        chunk(socket, kStreamHead.substr(0, kStreamHead.find("\n\n") + 2));
+        write_chunk(socket, kStreamHead.substr(0, kStreamHead.find("\n\n") + 2));
         return false;
       }
       if (model == "gpt-5.5-endless") {
         // Streams until the gateway goes away, which it must once its client has.
         for (int i = 0; i < 6000; ++i) {
-          if (!chunk(socket, kStreamHead)) {
+          if (!write_chunk(socket, kStreamHead)) {
             stream_cancelled_ = true;
             return false;
           }
@@ -204,9 +113,9 @@ class FakeUpstream {
                               (usage ? std::string(kStreamUsage) : std::string()) +
                               std::string(kStreamDone);
       for (size_t at = 0; at < all.size(); at += 37) {
-        if (!chunk(socket, std::string_view(all).substr(at, 37))) return false;
+        if (!write_chunk(socket, std::string_view(all).substr(at, 37))) return false;
       }
-      return write_all(socket, "0\r\n\r\n");
+      return write_all(socket, kLastChunk);
     }
     if (path == "/v1/messages") {
       if (model == "claude-sonnet-4-5-echo") {
@@ -216,82 +125,27 @@ class FakeUpstream {
             json{{"type", "error"},
                  {"error", {{"type", "authentication_error"}, {"message", "bad key " + key}}}}
                 .dump();
-        return whole(socket, 401, error, "x-echo: " + key + "\r\n");
+        return write_whole(socket, 401, error, "x-echo: " + key + "\r\n");
       }
-      return whole(socket, 200, kAnthropicBody, "request-id: req_up_1\r\n");
+      return write_whole(socket, 200, kAnthropicBody, "request-id: req_up_1\r\n");
     }
-    if (path.starts_with("/v1beta/models/")) return whole(socket, 200, kGeminiBody);
-    return whole(socket, 404, R"({"error":"no route"})");
+    if (path.starts_with("/v1beta/models/")) return write_whole(socket, 200, kGeminiBody);
+    return write_whole(socket, 404, R"({"error":"no route"})");
   }
 
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::thread accept_thread_;
-  mutable std::mutex mutex_;
-  std::vector<Seen> seen_;
-  std::vector<int> open_fds_;
-  std::vector<std::thread> connection_threads_;
-  std::atomic<bool> stopping_{false};
   std::atomic<bool> stream_cancelled_{false};
+  // Last, so that its threads stop calling answer() before the rest goes.
+  ScriptedUpstream upstream_{
+      [this](tcp::socket& socket, const Seen& seen) { return answer(socket, seen); }};
 };
-
-// ---------------------------------------------------------------- the client
-
-struct Reply {
-  unsigned status = 0;
-  std::multimap<std::string, std::string> headers;  // lower-cased names
-  std::string body;
-
-  std::string header(const std::string& name) const {
-    const auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
-Reply call(uint16_t port, bhttp::verb method, std::string_view target, std::string body,
-           const Headers& headers = {}, const char* from = "127.0.0.1") {
-  asio::io_context io;
-  tcp::socket socket(io);
-  socket.open(tcp::v4());
-  socket.bind(tcp::endpoint(asio::ip::make_address(from), 0));
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  bhttp::request<bhttp::string_body> request{method,
-                                             beast::string_view(target.data(), target.size()), 11};
-  request.set(bhttp::field::host, "gateway");
-  for (const auto& [name, value] : headers) {
-    request.insert(beast::string_view(name.data(), name.size()), value);
-  }
-  request.body() = std::move(body);
-  request.prepare_payload();
-  bhttp::write(socket, request);
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(64u << 20);
-  if (method == bhttp::verb::head) parser.skip(true);
-  bhttp::read(socket, buffer, parser);
-  Reply reply;
-  reply.status = parser.get().result_int();
-  for (const auto& field : parser.get()) {
-    std::string name(field.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    reply.headers.emplace(name, std::string(field.value()));
-  }
-  reply.body = parser.get().body();
-  return reply;
-}
 
 // ---------------------------------------------------------------- the fixture
 
 class GatewayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("airlock-gw-" + random_hex(8));
-    std::filesystem::create_directories(dir_);
     std::string error;
-    store_ = open_sqlite_store((dir_ / "requests.db").string(), &error);
-    ASSERT_TRUE(store_) << error;
+    ASSERT_TRUE(store_.open("airlock-gw-", &error)) << error;
 
     openai_key_ = "sk-canary-openai-" + random_hex(16);
     anthropic_key_ = "sk-canary-anthropic-" + random_hex(16);
@@ -343,30 +197,17 @@ class GatewayTest : public ::testing::Test {
     options.server.max_body_bytes = 256 * 1024;
     options.upstream.connect_timeout = std::chrono::milliseconds(2000);
     options.upstream.first_byte_timeout = std::chrono::milliseconds(500);
-    IdentityLookup lookup = [this](const asio::ip::address& remote) {
-      return remote == asio::ip::make_address("127.0.0.1") ? std::optional(alice_) : std::nullopt;
-    };
-    gateway_ = Gateway::create(io_, options, *store_, lookup, state_, &error);
-    ASSERT_TRUE(gateway_) << error;
-    ASSERT_TRUE(gateway_->listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), &error))
-        << error;
-    io_thread_ = std::thread([this] { io_.run(); });
+    ASSERT_TRUE(gateway_.start(options, *store_, alice_, state_, /*threads=*/1, &error)) << error;
   }
 
   void TearDown() override {
-    if (gateway_) gateway_->stop();
-    work_.reset();
-    io_.stop();
-    if (io_thread_.joinable()) io_thread_.join();
-    gateway_.reset();
+    gateway_.stop();
     upstream_.stop();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   Reply send(bhttp::verb method, std::string_view target, std::string body,
              const Headers& headers = {}, const char* from = "127.0.0.1") {
-    Reply reply = call(gateway_->port(), method, target, std::move(body), headers, from);
+    Reply reply = testing::call(gateway_->port(), method, target, std::move(body), headers, from);
     ++requests_;
     replies_.push_back(reply);
     return reply;
@@ -391,24 +232,13 @@ class GatewayTest : public ::testing::Test {
     return out;
   }
   RequestRecord record_of(const Reply& reply) {
-    const std::string id = reply.header("x-airlock-request-id");
-    for (int i = 0; i < 2000; ++i) {
-      std::string error;
-      if (auto record = store_->request(id, &error)) return *record;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ADD_FAILURE() << "no record for " << id;
-    return {};
+    return testing::await_record(*store_, reply).value_or(RequestRecord{});
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
+  testing::ScratchStore store_;
   FakeUpstream upstream_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::thread io_thread_;
   std::shared_ptr<const GatewayState> state_;
-  std::unique_ptr<Gateway> gateway_;
+  testing::LoopbackGateway gateway_;
   policy::Identity alice_;
   std::string openai_key_, anthropic_key_, gemini_key_;
   size_t requests_ = 0;

@@ -2,26 +2,19 @@
 // SQLite request log, an in-test upstream that records what reached it and streams a tool call
 // split across events, and for events a webhook receiver behind a real outbox.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
@@ -29,31 +22,24 @@
 #include "control/events/signature.h"
 #include "control/gateway/gateway.h"
 #include "control/http/server.h"
+#include "tests/gateway_test_util.h"
 #include "tests/http_test_util.h"
 
 namespace airlock::control::gateway {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
+namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
+using testing::random_hex;
+using testing::Reply;
+using testing::write_all;
+using testing::write_chunk;
 using namespace std::chrono_literals;
 
 constexpr std::string_view kSecretInPrompt = "CANARY-31415926";
 constexpr std::string_view kCommand = "rm -rf /";
-
-std::string random_hex(size_t bytes) {
-  std::string out;
-  while (out.size() < bytes * 2) out += new_request_id().substr(4);
-  return out.substr(0, bytes * 2);
-}
-
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
 
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 20s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -119,121 +105,43 @@ constexpr std::string_view kAskBrokenTool = "clean up the disk, then hang up";
 // Over the gateway's 16 MiB cap on a body it holds or meters.
 constexpr std::size_t kHugePadding = 17u << 20;
 
-class FakeUpstream {
- public:
-  FakeUpstream() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    accept_thread_ = std::thread([this] { accept_loop(); });
+// A tool call comes in two writes 100 ms apart, split inside its arguments; a broken one stops
+// there, short of its Content-Length.
+bool answer_whole(tcp::socket& socket, const json& body) {
+  const bool claude = body.value("model", "").starts_with("claude");
+  std::string ask;
+  if (body.contains("messages") && !body["messages"].empty()) {
+    ask = body["messages"].back().value("content", "");
   }
-  ~FakeUpstream() { stop(); }
+  const bool tool = ask == kAskTool || ask == kAskHugeTool || ask == kAskBrokenTool;
+  std::string answer(tool ? (claude ? kWholeToolMessages : kWholeToolChat)
+                          : (claude ? kMessagesBody : kChatBody));
+  if (ask == kAskHugeTool)
+    answer.insert(1, R"("padding":")" + std::string(kHugePadding, 'x') + "\",");
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                           std::to_string(answer.size()) + "\r\n\r\n";
+  if (!tool) return write_all(socket, head + answer);
+  const std::size_t split = answer.find("rm -r") + 5;
+  if (!write_all(socket, head + answer.substr(0, split))) return false;
+  std::this_thread::sleep_for(100ms);
+  return ask != kAskBrokenTool && write_all(socket, answer.substr(split));
+}
 
-  uint16_t port() const { return acceptor_.local_endpoint().port(); }
-  std::vector<std::string> seen() const {
-    std::lock_guard lock(mutex_);
-    return seen_;
+// Streams the tool call when asked to stream, else answers whole.
+bool answer(tcp::socket& socket, const testing::Seen& seen) {
+  const json body = json::parse(seen.body, nullptr, false);
+  const bool stream = body.is_object() && body.value("stream", false);
+  if (!stream) return answer_whole(socket, body);
+  const bool usage =
+      body.contains("stream_options") && body["stream_options"].value("include_usage", false);
+  if (!write_all(socket, testing::kEventStreamHead) || !write_chunk(socket, kToolHead)) {
+    return false;
   }
-
-  void stop() {
-    if (stopping_.exchange(true)) return;
-    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
-    accept_thread_.join();
-    {
-      std::lock_guard lock(mutex_);
-      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& t : connection_threads_) t.join();
-  }
-
- private:
-  void accept_loop() {
-    for (;;) {
-      auto socket = std::make_unique<tcp::socket>(io_);
-      beast::error_code ec;
-      acceptor_.accept(*socket, ec);
-      if (ec || stopping_) return;
-      std::lock_guard lock(mutex_);
-      open_fds_.push_back(socket->native_handle());
-      connection_threads_.emplace_back(
-          [this, s = std::move(socket)]() mutable { serve(std::move(*s)); });
-    }
-  }
-
-  void serve(tcp::socket socket) {
-    beast::flat_buffer buffer;
-    for (;;) {
-      bhttp::request<bhttp::string_body> request;
-      beast::error_code ec;
-      bhttp::read(socket, buffer, request, ec);
-      if (ec) return;
-      {
-        std::lock_guard lock(mutex_);
-        seen_.push_back(request.body());
-      }
-      if (!answer(socket, request.body()) || !request.keep_alive()) return;
-    }
-  }
-
-  static bool write_all(tcp::socket& socket, std::string_view bytes) {
-    beast::error_code ec;
-    asio::write(socket, asio::buffer(bytes), ec);
-    return !ec;
-  }
-
-  static bool chunk(tcp::socket& socket, std::string_view data) {
-    std::ostringstream size;
-    size << std::hex << data.size();
-    return write_all(socket, size.str() + "\r\n" + std::string(data) + "\r\n");
-  }
-
-  // A tool call comes in two writes 100 ms apart, split inside its arguments; a broken one
-  // stops there, short of its Content-Length.
-  static bool answer_whole(tcp::socket& socket, const json& body) {
-    const bool claude = body.value("model", "").starts_with("claude");
-    std::string ask;
-    if (body.contains("messages") && !body["messages"].empty()) {
-      ask = body["messages"].back().value("content", "");
-    }
-    const bool tool = ask == kAskTool || ask == kAskHugeTool || ask == kAskBrokenTool;
-    std::string answer(tool ? (claude ? kWholeToolMessages : kWholeToolChat)
-                            : (claude ? kMessagesBody : kChatBody));
-    if (ask == kAskHugeTool)
-      answer.insert(1, R"("padding":")" + std::string(kHugePadding, 'x') + "\",");
-    const std::string head =
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-        std::to_string(answer.size()) + "\r\n\r\n";
-    if (!tool) return write_all(socket, head + answer);
-    const std::size_t split = answer.find("rm -r") + 5;
-    if (!write_all(socket, head + answer.substr(0, split))) return false;
-    std::this_thread::sleep_for(100ms);
-    return ask != kAskBrokenTool && write_all(socket, answer.substr(split));
-  }
-
-  static bool answer(tcp::socket& socket, const std::string& text) {
-    const json body = json::parse(text, nullptr, false);
-    const bool stream = body.is_object() && body.value("stream", false);
-    if (!stream) return answer_whole(socket, body);
-    const bool usage =
-        body.contains("stream_options") && body["stream_options"].value("include_usage", false);
-    if (!write_all(socket,
-                   "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                   "Transfer-Encoding: chunked\r\n\r\n") ||
-        !chunk(socket, kToolHead)) {
-      return false;
-    }
-    std::this_thread::sleep_for(100ms);
-    return chunk(socket, std::string(kToolTail) + (usage ? std::string(kToolUsage) : "") +
-                             std::string(kDone)) &&
-           write_all(socket, "0\r\n\r\n");
-  }
-
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::thread accept_thread_;
-  mutable std::mutex mutex_;
-  std::vector<std::string> seen_;
-  std::vector<int> open_fds_;
-  std::vector<std::thread> connection_threads_;
-  std::atomic<bool> stopping_{false};
-};
+  std::this_thread::sleep_for(100ms);
+  return write_chunk(socket, std::string(kToolTail) + (usage ? std::string(kToolUsage) : "") +
+                                 std::string(kDone)) &&
+         write_all(socket, testing::kLastChunk);
+}
 
 // ---------------------------------------------------------------- the webhook receiver
 
@@ -287,43 +195,10 @@ class Receiver {
 
 // ---------------------------------------------------------------- the client
 
-struct Reply {
-  unsigned status = 0;
-  std::multimap<std::string, std::string> headers;  // lower-cased names
-  std::string body;
-  std::string error;  // the transport failed, e.g. a response without its end
-
-  std::string header(const std::string& name) const {
-    const auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
+// The client posts JSON, and keeps a transport failure for the test to report.
 Reply call(uint16_t port, std::string_view target, std::string body) {
-  Reply reply;
-  try {
-    asio::io_context io;
-    tcp::socket socket(io);
-    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    bhttp::request<bhttp::string_body> request{
-        bhttp::verb::post, beast::string_view(target.data(), target.size()), 11};
-    request.set(bhttp::field::host, "gateway");
-    request.set(bhttp::field::content_type, "application/json");
-    request.body() = std::move(body);
-    request.prepare_payload();
-    bhttp::write(socket, request);
-    beast::flat_buffer buffer;
-    bhttp::response<bhttp::string_body> response;
-    bhttp::read(socket, buffer, response);
-    reply.status = response.result_int();
-    for (const auto& field : response) {
-      reply.headers.emplace(lower(std::string(field.name_string())), std::string(field.value()));
-    }
-    reply.body = response.body();
-  } catch (const std::exception& e) {
-    reply.error = e.what();
-  }
-  return reply;
+  return testing::try_call(port, bhttp::verb::post, target, std::move(body),
+                           {{"Content-Type", "application/json"}});
 }
 
 // ---------------------------------------------------------------- the fixture
@@ -352,11 +227,8 @@ policy::GuardrailSpec command_guardrail(policy::ResponseAction response) {
 class GuardrailTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("airlock-guard-" + random_hex(8));
-    std::filesystem::create_directories(dir_);
     std::string error;
-    store_ = open_sqlite_store((dir_ / "requests.db").string(), &error);
-    ASSERT_TRUE(store_) << error;
+    ASSERT_TRUE(store_.open("airlock-guard-", &error)) << error;
     setenv(kKeyVariable, ("sk-canary-" + random_hex(16)).c_str(), 1);
     setenv(kAnthropicKeyVariable, ("sk-ant-canary-" + random_hex(16)).c_str(), 1);
     alice_.user = "alice";
@@ -365,21 +237,15 @@ class GuardrailTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (gateway_) gateway_->stop();
-    work_.reset();
-    io_.stop();
-    for (std::thread& thread : threads_) thread.join();
-    gateway_.reset();
+    gateway_.stop();
     outbox_.reset();
     upstream_.stop();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   // Starts the gateway with these guardrails; with `outbox` it reports events there.
   void start(std::vector<policy::GuardrailSpec> guardrails, events::Outbox* outbox = nullptr) {
     auto document = std::make_shared<policy::Document>();
-    const std::string url = "http://127.0.0.1:" + std::to_string(upstream_.port());
+    const std::string url = upstream_.url();
     document->providers = {{"openai",
                             policy::ProviderKind::kOpenAi,
                             url,
@@ -399,14 +265,7 @@ class GuardrailTest : public ::testing::Test {
     ASSERT_TRUE(state->guardrails);
     GatewayOptions options;
     options.services.outbox = outbox;
-    IdentityLookup lookup = [this](const asio::ip::address& remote) {
-      return remote == asio::ip::make_address("127.0.0.1") ? std::optional(alice_) : std::nullopt;
-    };
-    gateway_ = Gateway::create(io_, options, *store_, lookup, state, &error);
-    ASSERT_TRUE(gateway_) << error;
-    ASSERT_TRUE(gateway_->listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), &error))
-        << error;
-    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+    ASSERT_TRUE(gateway_.start(options, *store_, alice_, state, /*threads=*/2, &error)) << error;
   }
 
   Reply post(const json& body) {
@@ -417,14 +276,7 @@ class GuardrailTest : public ::testing::Test {
   }
 
   RequestRecord record_of(const Reply& reply) {
-    const std::string id = reply.header("x-airlock-request-id");
-    for (int i = 0; i < 2000; ++i) {
-      std::string error;
-      if (auto record = store_->request(id, &error)) return *record;
-      std::this_thread::sleep_for(10ms);
-    }
-    ADD_FAILURE() << "no record for request \"" << id << "\"";
-    return {};
+    return testing::await_record(*store_, reply).value_or(RequestRecord{});
   }
 
   static json prompt_with_secret() {
@@ -439,14 +291,10 @@ class GuardrailTest : public ::testing::Test {
            record.guardrail_hits.end();
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
-  FakeUpstream upstream_;
+  testing::ScratchStore store_;
+  testing::ScriptedUpstream upstream_{answer};
   std::unique_ptr<events::Outbox> outbox_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::vector<std::thread> threads_;
-  std::unique_ptr<Gateway> gateway_;
+  testing::LoopbackGateway gateway_;
   policy::Identity alice_;
 };
 
@@ -467,7 +315,7 @@ TEST_F(GuardrailTest, BlockedPromptNeverLeavesAndIsNotLogged) {
   EXPECT_TRUE(contains(message, "secrets")) << message;
   EXPECT_TRUE(contains(message, "canary")) << message;
   EXPECT_FALSE(contains(reply.body, kSecretInPrompt));
-  EXPECT_TRUE(upstream_.seen().empty());
+  EXPECT_TRUE(upstream_.bodies().empty());
 
   const RequestRecord record = record_of(reply);
   EXPECT_EQ(record.status, 400);
@@ -485,7 +333,7 @@ TEST_F(GuardrailTest, RedactedPromptIsForwardedAndLoggedWithoutTheSecret) {
   const Reply reply = post(prompt_with_secret());
   EXPECT_EQ(reply.status, 200u) << reply.body;
   EXPECT_EQ(reply.body, kChatBody);
-  const std::vector<std::string> seen = upstream_.seen();
+  const std::vector<std::string> seen = upstream_.bodies();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_FALSE(contains(seen[0], kSecretInPrompt)) << seen[0];
   const json forwarded = json::parse(seen[0], nullptr, false);
@@ -505,7 +353,7 @@ TEST_F(GuardrailTest, FlaggedPromptIsForwardedUnchangedAndRecorded) {
   const std::string body = prompt_with_secret().dump();
   const Reply reply = call(gateway_->port(), "/v1/chat/completions", body);
   EXPECT_EQ(reply.status, 200u) << reply.body;
-  const std::vector<std::string> seen = upstream_.seen();
+  const std::vector<std::string> seen = upstream_.bodies();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0], body);
   const RequestRecord record = record_of(reply);
@@ -520,7 +368,7 @@ TEST_F(GuardrailTest, CleanPromptHasNoHits) {
                         {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
   const Reply reply = post(request);
   EXPECT_EQ(reply.status, 200u) << reply.body;
-  EXPECT_EQ(upstream_.seen().at(0), request.dump());
+  EXPECT_EQ(upstream_.bodies().at(0), request.dump());
   EXPECT_TRUE(record_of(reply).guardrail_hits.empty());
 }
 
@@ -725,7 +573,7 @@ TEST_F(GuardrailTest, EventsReachTheWebhookSigned) {
   options.response_timeout = 5s;
   options.stop_grace = 200ms;
   std::string error;
-  outbox_ = events::Outbox::open((dir_ / "outbox.db").string(), &error, options);
+  outbox_ = events::Outbox::open((store_.dir() / "outbox.db").string(), &error, options);
   ASSERT_TRUE(outbox_) << error;
   std::vector<events::Subscription> subscriptions;
   subscriptions.push_back({receiver.url(), Secret(kWebhookSecret), {}});

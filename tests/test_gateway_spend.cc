@@ -3,15 +3,13 @@
 // like the providers do, with usage that grows with the output cap the request set, so every
 // request has a known cost.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <latch>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -19,37 +17,28 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "control/budget/estimate.h"
 #include "control/gateway/gateway.h"
+#include "tests/gateway_test_util.h"
 
 namespace airlock::control::gateway {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
 using nlohmann::json;
+using testing::Headers;
+using testing::random_hex;
+using testing::Reply;
+using testing::ScriptedUpstream;
+using testing::Seen;
+using testing::write_whole;
 
 constexpr Picodollars kDollar = kPicodollarsPerDollar;
-
-std::string random_hex(size_t bytes) {
-  std::string out;
-  while (out.size() < bytes * 2) out += new_request_id().substr(4);
-  return out.substr(0, bytes * 2);
-}
-
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
 
 // ---------------------------------------------------------------- the in-test upstream
 
@@ -61,82 +50,24 @@ class FakeUpstream {
   static constexpr uint64_t kPromptTokens = 40;
 
   explicit FakeUpstream(std::chrono::milliseconds delay = std::chrono::milliseconds(0))
-      : delay_(delay), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    accept_thread_ = std::thread([this] { accept_loop(); });
-  }
-  ~FakeUpstream() { stop(); }
+      : delay_(delay) {}
 
-  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  uint16_t port() const { return upstream_.port(); }
 
   // Request bodies as they reached the upstream.
-  std::vector<std::string> seen() const {
-    std::lock_guard lock(mutex_);
-    return seen_;
-  }
-
-  void stop() {
-    if (stopping_.exchange(true)) return;
-    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
-    accept_thread_.join();
-    {
-      std::lock_guard lock(mutex_);
-      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& t : connection_threads_) t.join();
-  }
+  std::vector<std::string> seen() const { return upstream_.bodies(); }
 
  private:
-  void accept_loop() {
-    for (;;) {
-      auto socket = std::make_unique<tcp::socket>(io_);
-      beast::error_code ec;
-      acceptor_.accept(*socket, ec);
-      if (ec || stopping_) return;
-      std::lock_guard lock(mutex_);
-      open_fds_.push_back(socket->native_handle());
-      connection_threads_.emplace_back(
-          [this, s = std::move(socket)]() mutable { serve(std::move(*s)); });
-    }
-  }
-
-  void serve(tcp::socket socket) {
-    beast::flat_buffer buffer;
-    for (;;) {
-      bhttp::request<bhttp::string_body> request;
-      beast::error_code ec;
-      bhttp::read(socket, buffer, request, ec);
-      if (ec) return;
-      {
-        std::lock_guard lock(mutex_);
-        seen_.push_back(request.body());
-      }
-      std::this_thread::sleep_for(delay_);
-      const std::string target(request.target());
-      if (!answer(socket, target.substr(0, target.find('?')), request.body()) ||
-          !request.keep_alive()) {
-        return;
-      }
-    }
-  }
-
   uint64_t output_tokens(uint64_t cap) {
     std::lock_guard lock(mutex_);
     return std::uniform_int_distribution<uint64_t>(cap / 2, cap)(random_);
   }
 
-  static bool whole(tcp::socket& socket, unsigned status, std::string_view body) {
-    const std::string response =
-        "HTTP/1.1 " + std::to_string(status) +
-        " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-        "\r\n\r\n" + std::string(body);
-    beast::error_code ec;
-    asio::write(socket, asio::buffer(response), ec);
-    return !ec;
-  }
-
-  bool answer(tcp::socket& socket, const std::string& path, const std::string& text) {
-    const json body = json::parse(text, nullptr, false);
-    if (!body.is_object()) return whole(socket, 400, R"({"error":{"message":"bad json"}})");
+  bool answer(tcp::socket& socket, const Seen& seen) {
+    std::this_thread::sleep_for(delay_);
+    const std::string path = seen.target.substr(0, seen.target.find('?'));
+    const json body = json::parse(seen.body, nullptr, false);
+    if (!body.is_object()) return write_whole(socket, 400, R"({"error":{"message":"bad json"}})");
     const std::string model = body.value("model", "");
     if (path == "/v1/chat/completions") {
       const uint64_t cap = std::max(body.value("max_completion_tokens", uint64_t{0}),
@@ -154,7 +85,7 @@ class FakeUpstream {
                            {{"prompt_tokens", kPromptTokens},
                             {"completion_tokens", out},
                             {"total_tokens", kPromptTokens + out}}}};
-      return whole(socket, 200, reply.dump());
+      return write_whole(socket, 200, reply.dump());
     }
     if (path == "/v1/messages") {
       // The whole cap: Anthropic requires max_tokens and a long answer uses all of it.
@@ -166,66 +97,27 @@ class FakeUpstream {
                           {"content", {{{"type", "text"}, {"text", "ok"}}}},
                           {"stop_reason", "max_tokens"},
                           {"usage", {{"input_tokens", kPromptTokens}, {"output_tokens", out}}}};
-      return whole(socket, 200, reply.dump());
+      return write_whole(socket, 200, reply.dump());
     }
-    return whole(socket, 404, R"({"error":{"message":"no route"}})");
+    return write_whole(socket, 404, R"({"error":{"message":"no route"}})");
   }
 
   const std::chrono::milliseconds delay_;
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::thread accept_thread_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::mt19937_64 random_{std::random_device{}()};
-  std::vector<std::string> seen_;
-  std::vector<int> open_fds_;
-  std::vector<std::thread> connection_threads_;
-  std::atomic<bool> stopping_{false};
+  // Last, so that its threads stop calling answer() before the rest goes.
+  ScriptedUpstream upstream_{
+      [this](tcp::socket& socket, const Seen& seen) { return answer(socket, seen); }};
 };
 
 // ---------------------------------------------------------------- the client
 
-struct Reply {
-  unsigned status = 0;
-  std::multimap<std::string, std::string> headers;  // lower-cased names
-  std::string body;
-  std::string error;  // the transport failed
-
-  std::string header(const std::string& name) const {
-    const auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
+// Every client here sends JSON, and keeps a transport failure for the test to report.
 Reply call(uint16_t port, bhttp::verb method, std::string_view target, std::string body,
-           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  Reply reply;
-  try {
-    asio::io_context io;
-    tcp::socket socket(io);
-    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    bhttp::request<bhttp::string_body> request{
-        method, beast::string_view(target.data(), target.size()), 11};
-    request.set(bhttp::field::host, "gateway");
-    request.set(bhttp::field::content_type, "application/json");
-    for (const auto& [name, value] : headers) {
-      request.insert(beast::string_view(name.data(), name.size()), value);
-    }
-    request.body() = std::move(body);
-    request.prepare_payload();
-    bhttp::write(socket, request);
-    beast::flat_buffer buffer;
-    bhttp::response<bhttp::string_body> response;
-    bhttp::read(socket, buffer, response);
-    reply.status = response.result_int();
-    for (const auto& field : response) {
-      reply.headers.emplace(lower(std::string(field.name_string())), std::string(field.value()));
-    }
-    reply.body = response.body();
-  } catch (const std::exception& e) {
-    reply.error = e.what();
-  }
-  return reply;
+           const Headers& headers = {}) {
+  Headers all = {{"Content-Type", "application/json"}};
+  all.insert(all.end(), headers.begin(), headers.end());
+  return testing::try_call(port, method, target, std::move(body), all);
 }
 
 // ---------------------------------------------------------------- the gateway under test
@@ -272,11 +164,8 @@ policy::BudgetSpec budget(std::string name, policy::BudgetScope scope, Picodolla
 class Rig {
  public:
   Rig(std::shared_ptr<policy::Document> document, bool own_ledger = false) {
-    dir_ = std::filesystem::temp_directory_path() / ("airlock-spend-" + random_hex(8));
-    std::filesystem::create_directories(dir_);
     std::string error;
-    store_ = open_sqlite_store((dir_ / "requests.db").string(), &error);
-    EXPECT_TRUE(store_) << error;
+    EXPECT_TRUE(store_.open("airlock-spend-", &error)) << error;
     GatewayOptions options;
     if (!own_ledger) {
       ledger_ = budget::Ledger::open("", &error);
@@ -289,26 +178,8 @@ class Rig {
     alice_.user = "alice";
     alice_.device = "laptop";
     alice_.public_key.fill(9);
-    IdentityLookup lookup = [this](const asio::ip::address& remote) {
-      return remote == asio::ip::make_address("127.0.0.1") ? std::optional(alice_) : std::nullopt;
-    };
     if (!store_ || !state_) return;
-    gateway_ = Gateway::create(io_, options, *store_, lookup, state_, &error);
-    EXPECT_TRUE(gateway_) << error;
-    if (!gateway_) return;
-    EXPECT_TRUE(gateway_->listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), &error))
-        << error;
-    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
-  }
-
-  ~Rig() {
-    if (gateway_) gateway_->stop();
-    work_.reset();
-    io_.stop();
-    for (std::thread& thread : threads_) thread.join();
-    gateway_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    EXPECT_TRUE(gateway_.start(options, *store_, alice_, state_, /*threads=*/2, &error)) << error;
   }
 
   bool ok() const { return gateway_ && gateway_->port() != 0; }
@@ -316,33 +187,21 @@ class Rig {
   budget::Ledger& ledger() { return *ledger_; }
   const GatewayState& state() const { return *state_; }
 
-  Reply post(std::string_view target, const json& body,
-             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  Reply post(std::string_view target, const json& body, const Headers& headers = {}) {
     return call(port(), bhttp::verb::post, target, body.dump(), headers);
   }
 
   // The request's record, once the gateway has logged it (after the client saw the response).
   std::optional<RequestRecord> record_of(const Reply& reply) {
-    const std::string id = reply.header("x-airlock-request-id");
-    for (int i = 0; i < 3000; ++i) {
-      std::string error;
-      if (auto record = store_->request(id, &error)) return record;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ADD_FAILURE() << "no record for request " << id;
-    return std::nullopt;
+    return testing::await_record(*store_, reply, std::chrono::seconds(30));
   }
 
  private:
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
+  testing::ScratchStore store_;
   std::unique_ptr<budget::Ledger> ledger_;
   std::shared_ptr<const GatewayState> state_;
   policy::Identity alice_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::unique_ptr<Gateway> gateway_;
-  std::vector<std::thread> threads_;
+  testing::LoopbackGateway gateway_;
 };
 
 class SpendTest : public ::testing::Test {
@@ -387,7 +246,8 @@ TEST_F(SpendTest, ConcurrentRequestsNeverOverspendTheBudget) {
                {"messages", {{{"role", "user"}, {"content", "hi " + std::to_string(i)}}}}}
               .dump());
       max_worst = std::max(
-          max_worst, budget::worst_case(price, budget::input_token_bound(bodies.back()), kCap).usd);
+          max_worst,
+          budget::worst_case(price, budget::input_token_bound(bodies.back(), 0), kCap).usd);
     }
     ASSERT_GT(max_worst, kDollar / 50);  // a few cents: only some requests fit
     ASSERT_LT(max_worst, kDollar / 20);
@@ -458,8 +318,7 @@ TEST_F(SpendTest, AnthropicClientGetsItsOwn429) {
   const json request = {{"model", "claude-sonnet-4-5"},
                         {"max_tokens", 1000},
                         {"messages", {{{"role", "user"}, {"content", "hello"}}}}};
-  const std::vector<std::pair<std::string, std::string>> headers = {
-      {"anthropic-version", "2023-06-01"}};
+  const Headers headers = {{"anthropic-version", "2023-06-01"}};
   const Reply first = rig.post("/v1/messages", request, headers);
   ASSERT_EQ(first.status, 200u) << first.body;
   const Reply second = rig.post("/v1/messages", request, headers);
@@ -516,6 +375,40 @@ TEST_F(SpendTest, DefaultOutputCapIsInsertedWhenTheClientSetsNone) {
   const json second = json::parse(upstream.seen().at(1));
   EXPECT_EQ(second["max_tokens"], 5);
   EXPECT_FALSE(second.contains("max_completion_tokens")) << upstream.seen().at(1);
+}
+
+// An image the provider fetches costs tokens the body does not show: the worst case allows
+// reference_input_tokens for it, so a budget too small for that refuses before the provider
+// is paid.
+TEST_F(SpendTest, AnImageByUrlIsReservedAtThePolicysAllowance) {
+  const json request = {
+      {"model", "claude-sonnet-4-5"},
+      {"max_tokens", 100},
+      {"messages",
+       {{{"role", "user"},
+         {"content",
+          {{{"type", "image"},
+            {"source", {{"type", "url"}, {"url", "https://example.com/diagram.png"}}}},
+           {{"type", "text"}, {"text", "what does this show?"}}}}}}}};
+  const Headers headers = {{"anthropic-version", "2023-06-01"}};
+  // Two cents: 100 output tokens and the body fit easily, 32768 more input tokens (12 cents at
+  // the cache-write price) do not.
+  for (const uint64_t allowance : {uint64_t{32'768}, uint64_t{1'000}}) {
+    FakeUpstream upstream;
+    auto document = document_for(upstream.port(),
+                                 {budget("sonnet", policy::BudgetScope::kUser, 2 * kDollar / 100)});
+    document->reference_input_tokens = allowance;
+    Rig rig(document);
+    ASSERT_TRUE(rig.ok());
+    const Reply reply = rig.post("/v1/messages", request, headers);
+    if (allowance == 1'000) {
+      EXPECT_EQ(reply.status, 200u) << reply.body;
+      continue;
+    }
+    EXPECT_EQ(reply.status, 429u) << reply.body;
+    EXPECT_NE(reply.body.find("cannot cover this request"), std::string::npos) << reply.body;
+    EXPECT_TRUE(upstream.seen().empty());
+  }
 }
 
 TEST_F(SpendTest, BudgetedModelWithoutAPriceIsRefused) {

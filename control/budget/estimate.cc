@@ -157,18 +157,80 @@ void write_cap(std::string& body, size_t open, std::string_view name, uint64_t c
   }
 }
 
+bool is_fetched_url(const json& value) {
+  return value.is_string() && !value.get_ref<const std::string&>().starts_with("data:");
+}
+
+// One content part or source object that names an input the provider fetches.
+bool is_reference(const json& object) {
+  if (const auto it = object.find("image_url"); it != object.end()) {
+    if (is_fetched_url(*it)) return true;  // Responses input_image
+    if (it->is_object() && is_fetched_url(it->value("url", json()))) return true;  // Chat
+  }
+  if (const auto it = object.find("file_id"); it != object.end() && it->is_string()) return true;
+  if (const auto it = object.find("file_url"); it != object.end() && is_fetched_url(*it)) {
+    return true;
+  }
+  for (const char* name : {"fileData", "file_data"}) {
+    const auto it = object.find(name);
+    if (it != object.end() && it->is_object() &&
+        (it->contains("fileUri") || it->contains("file_uri"))) {
+      return true;
+    }
+  }
+  // Anthropic image/document blocks: {"source": {"type": "url" | "file", ...}}.
+  if (const auto it = object.find("source"); it != object.end() && it->is_object()) {
+    const std::string type = it->value("type", "");
+    if (type == "url" || type == "file") return true;
+  }
+  return false;
+}
+
+void count_references(const json& value, uint64_t& count) {
+  if (value.is_object()) {
+    if (is_reference(value)) ++count;
+    for (const auto& [name, member] : value.items()) {
+      // Already judged with the object that holds them: Chat's {"image_url": {"url": ...}} is one
+      // reference, not two.
+      if (name == "image_url" || name == "source" || name == "fileData" || name == "file_data") {
+        continue;
+      }
+      count_references(member, count);
+    }
+  } else if (value.is_array()) {
+    for (const json& item : value) count_references(item, count);
+  }
+}
+
 }  // namespace
 
 // Byte-level BPE tokenizers (OpenAI's o200k/cl100k, Anthropic's) emit at least one byte of text
 // per token, and SentencePiece (Gemini) falls back to one token per byte at worst, so a text's
 // UTF-8 byte count bounds its token count. JSON only adds bytes around the text (quotes, escapes,
 // keys, punctuation), more than the few tokens a chat template adds per message, so the body's
-// byte count is a safe bound that needs no tokenizer and no parse. It does not cover inputs
-// passed by reference — image or file URLs, file ids, Gemini fileData — which the provider
-// fetches and bills as tokens, nor tokens added by server-side tools: those requests can settle
-// above their reservation (Reservation::settle reports it).
-uint64_t input_token_bound(std::string_view request_body) {
-  return request_body.size();
+// byte count is a safe bound that needs no tokenizer and no parse. Inputs passed by reference
+// (image or file URLs, file ids, Gemini fileData) are fetched and billed by the provider at a size
+// the body does not show, so each adds the policy's per-reference allowance; a reference billed
+// above it, or tokens added by server-side tools, settle above the reservation
+// (Reservation::settle reports it).
+uint64_t input_token_bound(std::string_view request_body, uint64_t tokens_per_reference) {
+  const uint64_t references = count_input_references(request_body);
+  return add_sat(request_body.size(), mul_sat(references, tokens_per_reference));
+}
+
+uint64_t count_input_references(std::string_view request_body) {
+  // Most requests carry none of these names, and a many-MiB prompt is not parsed again for them.
+  static constexpr std::string_view kMarkers[] = {"\"image_url\"", "\"file_id\"",   "\"file_url\"",
+                                                  "\"fileData\"",  "\"file_data\"", "\"source\""};
+  const bool any = std::any_of(std::begin(kMarkers), std::end(kMarkers), [&](std::string_view m) {
+    return request_body.find(m) != std::string_view::npos;
+  });
+  if (!any) return 0;
+  const json j = json::parse(request_body, nullptr, false);
+  if (j.is_discarded()) return 0;
+  uint64_t count = 0;
+  count_references(j, count);
+  return count;
 }
 
 OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap) {

@@ -512,8 +512,8 @@ asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
     }
     output_cap = cap.tokens;
   }
-  const budget::Amount worst =
-      budget::worst_case(*price, budget::input_token_bound(body), output_cap);
+  const budget::Amount worst = budget::worst_case(
+      *price, budget::input_token_bound(body, document().reference_input_tokens), output_cap);
   std::vector<budget::Charge> charges;
   charges.reserve(budgets.size());
   for (const auto& charge : budgets) charges.push_back({charge.budget->name, charge.balance_key});
