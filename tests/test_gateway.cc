@@ -130,6 +130,16 @@ class FakeUpstream {
       return write_whole(socket, 200, kAnthropicBody, "request-id: req_up_1\r\n");
     }
     if (path.starts_with("/v1beta/models/")) return write_whole(socket, 200, kGeminiBody);
+    // Also a pre-request hook: "rewrite" adds a message, "reroute" asks for another model.
+    if (path == "/hook/rewrite" || path == "/hook/reroute") {
+      json rewritten = body["body"];
+      if (path == "/hook/rewrite") {
+        rewritten["messages"].push_back({{"role", "user"}, {"content", "added by the hook"}});
+      } else {
+        rewritten["model"] = "gpt-4o";
+      }
+      return write_whole(socket, 200, json{{"action", "modify"}, {"body", rewritten}}.dump());
+    }
     return write_whole(socket, 404, R"({"error":"no route"})");
   }
 
@@ -454,6 +464,53 @@ TEST_F(GatewayTest, UpstreamDyingMidStreamTruncatesAndIsRecorded) {
   EXPECT_FALSE(all[0].usage_complete);
   EXPECT_FALSE(all[0].client_disconnected);
   EXPECT_NE(all[0].error.find("closed"), std::string::npos) << all[0].error;
+}
+
+// A hook's rewrite is what the provider gets, but a hook cannot move a request to another model:
+// the grant, price and budgets were checked for the model the client named.
+TEST_F(GatewayTest, HookRewritesAreForwardedButAHookCannotReroute) {
+  const auto with_hook = [&](const std::string& action, bool fail_open) {
+    auto document = std::make_shared<policy::Document>(*state_->document);
+    document->pre_request_hooks = {
+        {"http://127.0.0.1:" + std::to_string(upstream_.port()) + "/hook/" + action,
+         {},
+         5000,
+         fail_open}};
+    std::string error;
+    auto state = make_gateway_state(document, PriceTable::builtin(), &error);
+    ASSERT_TRUE(state) << error;
+    gateway_->set_state(std::move(state));
+  };
+  const auto chats = [&] {
+    std::vector<json> out;
+    for (const Seen& seen : upstream_.seen()) {
+      if (seen.target == "/v1/chat/completions") out.push_back(json::parse(seen.body));
+    }
+    return out;
+  };
+  const json request = {{"model", "gpt-5.5"},
+                        {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+
+  with_hook("rewrite", false);
+  const Reply rewritten = post("/v1/chat/completions", request);
+  EXPECT_EQ(rewritten.status, 200u) << rewritten.body;
+  ASSERT_EQ(chats().size(), 1u);
+  EXPECT_EQ(chats()[0]["messages"].size(), 2u);
+  EXPECT_EQ(chats()[0]["messages"][1]["content"], "added by the hook");
+
+  with_hook("reroute", false);
+  const Reply refused = post("/v1/chat/completions", request);
+  EXPECT_EQ(refused.status, 503u) << refused.body;
+  EXPECT_NE(refused.body.find("not reroute"), std::string::npos) << refused.body;
+  EXPECT_EQ(chats().size(), 1u);
+  EXPECT_EQ(record_of(refused).model, "gpt-5.5");
+
+  // Failing open, the request goes on as the client sent it.
+  with_hook("reroute", true);
+  const Reply original = post("/v1/chat/completions", request);
+  EXPECT_EQ(original.status, 200u) << original.body;
+  ASSERT_EQ(chats().size(), 2u);
+  EXPECT_EQ(chats()[1], request);
 }
 
 TEST_F(GatewayTest, ModelsListsOnlyGrantedModels) {

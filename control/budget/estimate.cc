@@ -186,6 +186,15 @@ bool is_reference(const json& object) {
   return false;
 }
 
+// Most requests carry none of these names, and a many-MiB prompt's tree is not walked for them.
+bool may_hold_references(std::string_view request_body) {
+  static constexpr std::string_view kMarkers[] = {"\"image_url\"", "\"file_id\"",   "\"file_url\"",
+                                                  "\"fileData\"",  "\"file_data\"", "\"source\""};
+  return std::any_of(std::begin(kMarkers), std::end(kMarkers), [&](std::string_view marker) {
+    return request_body.find(marker) != std::string_view::npos;
+  });
+}
+
 void count_references(const json& value, uint64_t& count) {
   if (value.is_object()) {
     if (is_reference(value)) ++count;
@@ -218,26 +227,32 @@ uint64_t input_token_bound(std::string_view request_body, uint64_t tokens_per_re
   return add_sat(request_body.size(), mul_sat(references, tokens_per_reference));
 }
 
+uint64_t input_token_bound(std::string_view request_body, const json& request,
+                           uint64_t tokens_per_reference) {
+  const uint64_t references = count_input_references(request_body, request);
+  return add_sat(request_body.size(), mul_sat(references, tokens_per_reference));
+}
+
 uint64_t count_input_references(std::string_view request_body) {
-  // Most requests carry none of these names, and a many-MiB prompt is not parsed again for them.
-  static constexpr std::string_view kMarkers[] = {"\"image_url\"", "\"file_id\"",   "\"file_url\"",
-                                                  "\"fileData\"",  "\"file_data\"", "\"source\""};
-  const bool any = std::any_of(std::begin(kMarkers), std::end(kMarkers), [&](std::string_view m) {
-    return request_body.find(m) != std::string_view::npos;
-  });
-  if (!any) return 0;
-  const json j = json::parse(request_body, nullptr, false);
-  if (j.is_discarded()) return 0;
+  if (!may_hold_references(request_body)) return 0;
+  return count_input_references(request_body, json::parse(request_body, nullptr, false));
+}
+
+uint64_t count_input_references(std::string_view request_body, const json& request) {
+  if (!may_hold_references(request_body) || request.is_discarded()) return 0;
   uint64_t count = 0;
-  count_references(j, count);
+  count_references(request, count);
   return count;
 }
 
 OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap) {
+  return apply_output_cap(api, body, default_cap, json::parse(body, nullptr, false));
+}
+
+OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap, const json& j) {
   OutputCap result;
   result.per_choice = default_cap;
   result.tokens = default_cap;
-  const json j = json::parse(body, nullptr, false);
   const size_t open = skip_ws(body, 0);
   if (!j.is_object() || open >= body.size() || body[open] != '{') {
     result.valid = false;

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "control/budget/ledger.h"
 #include "control/metering/usage.h"
 #include "control/prices/prices.h"
@@ -17,10 +19,14 @@ namespace airlock::control::budget {
 // (not data: URLs, whose bytes are in the body), file ids, Anthropic `url`/`file` sources and
 // Gemini fileData. 0 for a body that is not JSON.
 uint64_t count_input_references(std::string_view request_body);
+// The same for a body the caller has parsed already (`request` is `request_body` parsed).
+uint64_t count_input_references(std::string_view request_body, const nlohmann::json& request);
 
 // An upper bound on the request's input tokens: its size in bytes (see estimate.cc for why), plus
 // `tokens_per_reference` for each input passed by reference, whose size the body does not show.
 uint64_t input_token_bound(std::string_view request_body, uint64_t tokens_per_reference);
+uint64_t input_token_bound(std::string_view request_body, const nlohmann::json& request,
+                           uint64_t tokens_per_reference);
 
 struct OutputCap {
   // Output tokens the request can produce at most: per_choice × choices.
@@ -40,6 +46,9 @@ struct OutputCap {
 // as max_completion_tokens), keeping every other byte: the member goes right after the object's
 // '{', or into a new or existing generationConfig for Gemini.
 OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap);
+// The same for a body the caller has parsed already (`request` is `body` parsed, before the cap).
+OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap,
+                           const nlohmann::json& request);
 
 // Input priced at the dearest of the input and cache prices (any part of a prompt can turn out to
 // be a cache write), output at the output price; tokens = input_bound + output_cap. Saturates

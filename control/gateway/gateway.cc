@@ -203,11 +203,13 @@ class Exchange {
   asio::awaitable<bool> guard_prompt(const policy::Identity& identity, std::string& body);
   asio::awaitable<bool> run_hooks(const policy::Identity& identity,
                                   const policy::ProviderSpec& provider, const std::string& model,
-                                  std::string& body);
+                                  std::string& body, BodyFields& fields);
+  bool same_route(const BodyFields& original, const BodyFields& rewritten) const;
   asio::awaitable<bool> admit(const policy::Identity& identity);
   asio::awaitable<bool> reserve_budget(const policy::Identity& identity,
                                        const policy::ProviderSpec& provider,
-                                       const std::string& model, std::string& body);
+                                       const std::string& model, std::string& body,
+                                       const json& parsed);
   bool scans_tool_calls() const;
   bool cuts_tool_calls() const;
   void watch_tool_calls(Relay& relay);
@@ -350,15 +352,18 @@ asio::awaitable<void> Exchange::run() {
     if (result.content.size() > result_cap) result.content.resize(result_cap);
     result.content = redact(result.content, secrets_);
   }
-  fields.parsed = json();  // a big prompt's tree is not held for the whole stream
 
-  if (!co_await run_hooks(*identity, *provider, model, body)) co_return;
+  // The one parse of the body also serves the budget's output cap and the usage injection; a
+  // hook's rewrite is parsed once more.
+  if (!co_await run_hooks(*identity, *provider, model, body, fields)) co_return;
   if (!co_await admit(*identity)) co_return;
-  if (!co_await reserve_budget(*identity, *provider, model, body)) co_return;
+  if (!co_await reserve_budget(*identity, *provider, model, body, fields.parsed)) co_return;
 
-  const bool strip_usage =
-      route_.kind == ApiKind::kOpenAiChat && fields.stream && wants_usage_injection(body);
-  if (strip_usage) body = inject_include_usage(body);
+  // The cap reserve_budget may have written leaves `stream_options` as the tree has it.
+  const bool strip_usage = route_.kind == ApiKind::kOpenAiChat && fields.stream &&
+                           wants_usage_injection_parsed(fields.parsed);
+  if (strip_usage) body = inject_include_usage(body, fields.parsed);
+  fields.parsed = json();  // a big prompt's tree is not held for the whole stream
   co_await forward(*provider, std::move(body), strip_usage);
 }
 
@@ -415,7 +420,8 @@ asio::awaitable<bool> Exchange::guard_prompt(const policy::Identity& identity, s
 
 asio::awaitable<bool> Exchange::run_hooks(const policy::Identity& identity,
                                           const policy::ProviderSpec& provider,
-                                          const std::string& model, std::string& body) {
+                                          const std::string& model, std::string& body,
+                                          BodyFields& fields) {
   for (const policy::PreRequestHookSpec* hook : document().pre_request_hooks_for(identity)) {
     events::HookRequest request{record_.id,    identity.user,   identity.device,
                                 identity.tags, identity.groups, provider.name,
@@ -425,10 +431,22 @@ asio::awaitable<bool> Exchange::run_hooks(const policy::Identity& identity,
     switch (verdict.action) {
       case events::HookVerdict::Action::kAllow:
         break;
-      case events::HookVerdict::Action::kModify:
-        body = verdict.body;
-        if (document().request_log.bodies) record_.request_body = loggable(body);
-        break;
+      case events::HookVerdict::Action::kModify: {
+        BodyFields rewritten = inspect_body(verdict.body);
+        if (same_route(fields, rewritten)) {
+          body = verdict.body;
+          fields = std::move(rewritten);
+          if (document().request_log.bodies) record_.request_body = loggable(body);
+          break;
+        }
+        const std::string message = "pre-request hook " + hook->url +
+                                    " failed: its \"modify\" changed the model or \"stream\"; a "
+                                    "hook may rewrite a request but not reroute it";
+        // Failing open forwards the request as it was before this hook.
+        if (hook->fail_open) break;
+        co_await refuse(GatewayError::kHookFailed, message);
+        co_return false;
+      }
       case events::HookVerdict::Action::kBlock: {
         const bool failed = !verdict.error.empty();
         const GatewayError error = failed ? GatewayError::kHookFailed : GatewayError::kHookBlocked;
@@ -445,6 +463,15 @@ asio::awaitable<bool> Exchange::run_hooks(const policy::Identity& identity,
     }
   }
   co_return true;
+}
+
+// Grants, provider, price and metering were decided on the original model and stream, so a
+// rewrite that changes either would bypass them.
+bool Exchange::same_route(const BodyFields& original, const BodyFields& rewritten) const {
+  const bool gemini =
+      route_.kind == ApiKind::kGeminiGenerate || route_.kind == ApiKind::kGeminiStream;
+  return rewritten.valid_json && rewritten.stream == original.stream &&
+         (gemini || rewritten.model == original.model);
 }
 
 asio::awaitable<bool> Exchange::admit(const policy::Identity& identity) {
@@ -486,7 +513,8 @@ std::string dollars(Picodollars amount) {
 
 asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
                                                const policy::ProviderSpec& provider,
-                                               const std::string& model, std::string& body) {
+                                               const std::string& model, std::string& body,
+                                               const json& parsed) {
   // Counting tokens is free.
   if (route_.kind == ApiKind::kAnthropicCountTokens) co_return true;
   const std::vector<policy::Document::BudgetCharge> budgets =
@@ -502,8 +530,8 @@ asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
   }
   uint64_t output_cap = 0;
   if (route_.kind != ApiKind::kOpenAiEmbeddings) {
-    const budget::OutputCap cap = budget::apply_output_cap(*meter_api(route_.kind), body,
-                                                           document().default_max_output_tokens);
+    const budget::OutputCap cap = budget::apply_output_cap(
+        *meter_api(route_.kind), body, document().default_max_output_tokens, parsed);
     if (!cap.valid) {
       co_await refuse(GatewayError::kBadJson,
                       "the request's output token cap is not a non-negative integer, so its "
@@ -513,7 +541,8 @@ asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
     output_cap = cap.tokens;
   }
   const budget::Amount worst = budget::worst_case(
-      *price, budget::input_token_bound(body, document().reference_input_tokens), output_cap);
+      *price, budget::input_token_bound(body, parsed, document().reference_input_tokens),
+      output_cap);
   std::vector<budget::Charge> charges;
   charges.reserve(budgets.size());
   for (const auto& charge : budgets) charges.push_back({charge.budget->name, charge.balance_key});

@@ -384,7 +384,10 @@ std::string model_from_request(Api api, std::string_view body, std::string_view 
 }
 
 bool wants_usage_injection(std::string_view body) {
-  const json j = json::parse(body.begin(), body.end(), nullptr, false);
+  return wants_usage_injection_parsed(json::parse(body.begin(), body.end(), nullptr, false));
+}
+
+bool wants_usage_injection_parsed(const json& j) {
   const json* stream = member(j, "stream");
   if (!stream || !stream->is_boolean() || !stream->get<bool>()) return false;
   const json* include = member(j, "stream_options", "include_usage");
@@ -392,7 +395,10 @@ bool wants_usage_injection(std::string_view body) {
 }
 
 std::string inject_include_usage(std::string_view body) {
-  const json j = json::parse(body.begin(), body.end(), nullptr, false);
+  return inject_include_usage(body, json::parse(body.begin(), body.end(), nullptr, false));
+}
+
+std::string inject_include_usage(std::string_view body, const json& j) {
   if (!j.is_object()) return std::string(body);
   if (!j.contains("stream_options")) {
     // Insert rather than re-serialise so every byte the client sent reaches the provider.
