@@ -500,9 +500,10 @@ std::string chat_request(std::size_t target) {
 
 // What gateway.cc's inspect_body and the lines after it do with every request body: one parse,
 // model and stream read from it, then the session and the new tool results from the same tree.
-// Kept in step with control/gateway/gateway.cc by hand (inspect_body is internal to it).
-std::size_t inspect_request(Api api, std::string_view body) {
-  const nlohmann::json parsed = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+// Kept in step with control/gateway/gateway.cc by hand (inspect_body is internal to it). The tree
+// is left in `parsed` for what the gateway does with it next.
+std::size_t inspect_request(Api api, std::string_view body, nlohmann::json& parsed) {
+  parsed = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
   if (!parsed.is_object()) return 0;
   std::string model;
   if (const auto it = parsed.find("model"); it != parsed.end() && it->is_string()) {
@@ -526,7 +527,8 @@ std::size_t inspect_request(Api api, std::string_view body) {
 void BM_RequestInspect(benchmark::State& state, Api api, std::string (*make)(std::size_t)) {
   const std::string body = make(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state) {
-    if (inspect_request(api, body) != 1) {
+    nlohmann::json parsed;  // per request, as in the gateway
+    if (inspect_request(api, body, parsed) != 1) {
       state.SkipWithError("request not inspected");
       break;
     }
@@ -542,23 +544,25 @@ BENCHMARK_CAPTURE(BM_RequestInspect, openai_chat, Api::kOpenAiChat, chat_request
     ->Arg(200 * 1024);
 
 // An OpenAI Chat stream request under a budget whose client did not ask for usage: the inspect
-// above, then the output cap (inserted, since the client set none) and the usage injection,
-// each of which parses the body again.
+// above, then the output cap (inserted, since the client set none), the input bound and the
+// usage injection, all from the inspect's tree as the gateway does.
 void BM_RequestChatBudgetAndInjection(benchmark::State& state) {
+  namespace budget = airlock::control::budget;
   const std::string original = chat_request(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state) {
     std::string body = original;
-    if (inspect_request(Api::kOpenAiChat, body) != 1) {
+    nlohmann::json parsed;  // per request, as in the gateway
+    if (inspect_request(Api::kOpenAiChat, body, parsed) != 1) {
       state.SkipWithError("request not inspected");
       break;
     }
-    const auto cap = airlock::control::budget::apply_output_cap(Api::kOpenAiChat, body, 32000);
-    benchmark::DoNotOptimize(airlock::control::budget::input_token_bound(body, 32768));
-    if (!cap.inserted || !airlock::control::wants_usage_injection(body)) {
+    const auto cap = budget::apply_output_cap(Api::kOpenAiChat, body, 32000, parsed);
+    benchmark::DoNotOptimize(budget::input_token_bound(body, parsed, 32768));
+    if (!cap.inserted || !airlock::control::wants_usage_injection_parsed(parsed)) {
       state.SkipWithError("cap or injection not applied");
       break;
     }
-    body = airlock::control::inject_include_usage(body);
+    body = airlock::control::inject_include_usage(body, parsed);
     benchmark::DoNotOptimize(body.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * original.size()));
