@@ -255,8 +255,9 @@ class DocumentReader {
                 }) &&
         prices(root, document.providers, &document.prices) &&
         request_log(root, &document.request_log) &&
-        max_output_tokens(root, &document.default_max_output_tokens) &&
-        reference_input_tokens(root, &document.reference_input_tokens) &&
+        top_level_tokens(root, "default_max_output_tokens", 1,
+                         &document.default_max_output_tokens) &&
+        top_level_tokens(root, "reference_input_tokens", 0, &document.reference_input_tokens) &&
         collect(
             root, "rate_limits", &document.rate_limits,
             [&](const json& item, const std::string& path) { return rate_limit(item, path); }) &&
@@ -1036,19 +1037,11 @@ class DocumentReader {
     return true;
   }
 
-  bool max_output_tokens(const json& root, uint64_t* tokens) {
-    const json* value = optional(root, "default_max_output_tokens");
+  // An optional top-level token count; `tokens` keeps its default when the key is absent.
+  bool top_level_tokens(const json& root, const std::string& key, uint64_t min, uint64_t* tokens) {
+    const json* value = optional(root, key);
     if (!value) return true;
-    const auto count = number(*value, "default_max_output_tokens", 1, UINT32_MAX);
-    if (!count) return false;
-    *tokens = *count;
-    return true;
-  }
-
-  bool reference_input_tokens(const json& root, uint64_t* tokens) {
-    const json* value = optional(root, "reference_input_tokens");
-    if (!value) return true;
-    const auto count = number(*value, "reference_input_tokens", 0, UINT32_MAX);
+    const auto count = number(*value, key, min, UINT32_MAX);
     if (!count) return false;
     *tokens = *count;
     return true;

@@ -278,6 +278,7 @@ class GuardrailTest : public ::testing::Test {
   RequestRecord record_of(const Reply& reply) {
     return testing::await_record(*store_, reply).value_or(RequestRecord{});
   }
+  RequestRecord passed_unchanged(const Reply& reply, std::string_view answer);
 
   static json prompt_with_secret() {
     return {{"model", "gpt-5.5"},
@@ -445,6 +446,19 @@ void expect_none_of_the_answer(const Reply& reply) {
   EXPECT_FALSE(contains(reply.body, "toolu_1")) << reply.body;
 }
 
+// A held answer the gateway replaced: `status`, none of the provider's answer, and the
+// provider-format error the client got instead ({"error": {}} when it is not one, so the
+// caller's checks of its fields fail rather than throw).
+json replaced_answer(const Reply& reply, unsigned status) {
+  EXPECT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, status) << reply.body;
+  expect_none_of_the_answer(reply);
+  json error = json::parse(reply.body, nullptr, false);
+  const bool ok = error.is_object() && error.contains("error") && error["error"].is_object();
+  EXPECT_TRUE(ok) << reply.body;
+  return ok ? error : json{{"error", json::object()}};
+}
+
 // The cut answer's record: the hit, the reason, and the usage the provider was paid for.
 void expect_cut_record(const RequestRecord& record, const Reply& reply) {
   EXPECT_EQ(record.status, 400);
@@ -464,12 +478,8 @@ void expect_cut_record(const RequestRecord& record, const Reply& reply) {
 TEST_F(GuardrailTest, WholeChatToolCallIsCutBeforeTheClientSeesIt) {
   start({command_guardrail(policy::ResponseAction::kCut)});
   const Reply reply = post(whole_request("gpt-5.5", kAskTool));
-  ASSERT_TRUE(reply.error.empty()) << reply.error;
-  EXPECT_EQ(reply.status, 400u) << reply.body;
   EXPECT_EQ(reply.header("content-type"), "application/json");
-  expect_none_of_the_answer(reply);
-  const json error = json::parse(reply.body, nullptr, false);
-  ASSERT_TRUE(error.is_object() && error.contains("error")) << reply.body;
+  const json error = replaced_answer(reply, 400);
   EXPECT_EQ(error["error"]["code"], "guardrail_cut");
   EXPECT_EQ(error["error"]["type"], "invalid_request_error");
   EXPECT_EQ(error["error"]["message"], kCutReason);
@@ -479,15 +489,23 @@ TEST_F(GuardrailTest, WholeChatToolCallIsCutBeforeTheClientSeesIt) {
 TEST_F(GuardrailTest, WholeMessagesToolCallIsCutBeforeTheClientSeesIt) {
   start({command_guardrail(policy::ResponseAction::kCut)});
   const Reply reply = post_messages(whole_request("claude-sonnet-4-5", kAskTool));
-  ASSERT_TRUE(reply.error.empty()) << reply.error;
-  EXPECT_EQ(reply.status, 400u) << reply.body;
-  expect_none_of_the_answer(reply);
-  const json error = json::parse(reply.body, nullptr, false);
-  ASSERT_TRUE(error.is_object() && error.contains("error")) << reply.body;
+  const json error = replaced_answer(reply, 400);
   EXPECT_EQ(error["type"], "error");
   EXPECT_EQ(error["error"]["type"], "invalid_request_error");
   EXPECT_EQ(error["error"]["message"], kCutReason);
   expect_cut_record(record_of(reply), reply);
+}
+
+// A held answer let through: byte for byte, with its length, and recorded as a success.
+RequestRecord GuardrailTest::passed_unchanged(const Reply& reply, std::string_view answer) {
+  EXPECT_TRUE(reply.error.empty()) << reply.error;
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_EQ(reply.body, answer);
+  EXPECT_EQ(reply.header("content-length"), std::to_string(answer.size()));
+  const RequestRecord record = record_of(reply);
+  EXPECT_EQ(record.status, 200);
+  EXPECT_TRUE(record.error.empty()) << record.error;
+  return record;
 }
 
 TEST_F(GuardrailTest, FlaggedWholeToolCallArrivesUnchangedAndIsRecorded) {
@@ -498,13 +516,7 @@ TEST_F(GuardrailTest, FlaggedWholeToolCallArrivesUnchangedAndIsRecorded) {
   } cases[] = {{post(whole_request("gpt-5.5", kAskTool)), kWholeToolChat},
                {post_messages(whole_request("claude-sonnet-4-5", kAskTool)), kWholeToolMessages}};
   for (const auto& [reply, answer] : cases) {
-    ASSERT_TRUE(reply.error.empty()) << reply.error;
-    EXPECT_EQ(reply.status, 200u);
-    EXPECT_EQ(reply.body, answer);
-    EXPECT_EQ(reply.header("content-length"), std::to_string(answer.size()));
-    const RequestRecord record = record_of(reply);
-    EXPECT_EQ(record.status, 200);
-    EXPECT_TRUE(record.error.empty()) << record.error;
+    const RequestRecord record = passed_unchanged(reply, answer);
     EXPECT_EQ(record.guardrail_hits,
               (std::vector<GuardrailHit>{{"no-rm-root", "rm-root", "flag", "response"}}));
     ASSERT_EQ(record.tool_calls.size(), 1u);
@@ -521,13 +533,7 @@ TEST_F(GuardrailTest, CleanWholeAnswerPassesTheCutGuardrailUnchanged) {
   } cases[] = {{post(whole_request("gpt-5.5", "hi")), kChatBody},
                {post_messages(whole_request("claude-sonnet-4-5", "hi")), kMessagesBody}};
   for (const auto& [reply, answer] : cases) {
-    ASSERT_TRUE(reply.error.empty()) << reply.error;
-    EXPECT_EQ(reply.status, 200u);
-    EXPECT_EQ(reply.body, answer);
-    EXPECT_EQ(reply.header("content-length"), std::to_string(answer.size()));
-    const RequestRecord record = record_of(reply);
-    EXPECT_EQ(record.status, 200);
-    EXPECT_TRUE(record.error.empty()) << record.error;
+    const RequestRecord record = passed_unchanged(reply, answer);
     EXPECT_TRUE(record.guardrail_hits.empty());
     EXPECT_EQ(record.output_tokens, 20u);
   }
@@ -550,11 +556,7 @@ TEST_F(GuardrailTest, WholeAnswerOverTheHoldCapPassesAndSaysWhy) {
 TEST_F(GuardrailTest, HeldAnswerCutShortByTheUpstreamIsNotPassedOn) {
   start({command_guardrail(policy::ResponseAction::kCut)});
   const Reply reply = post(whole_request("gpt-5.5", kAskBrokenTool));
-  ASSERT_TRUE(reply.error.empty()) << reply.error;
-  EXPECT_EQ(reply.status, 502u) << reply.body;
-  expect_none_of_the_answer(reply);
-  const json error = json::parse(reply.body, nullptr, false);
-  ASSERT_TRUE(error.is_object() && error.contains("error")) << reply.body;
+  const json error = replaced_answer(reply, 502);
   EXPECT_TRUE(contains(error["error"].value("message", ""), "mid-response")) << reply.body;
   const RequestRecord record = record_of(reply);
   EXPECT_EQ(record.status, 502);
