@@ -558,7 +558,7 @@ void BM_RequestChatBudgetAndInjection(benchmark::State& state) {
     }
     const auto cap = budget::apply_output_cap(Api::kOpenAiChat, body, 32000, parsed);
     benchmark::DoNotOptimize(budget::input_token_bound(body, parsed, 32768));
-    if (!cap.inserted || !airlock::control::wants_usage_injection_parsed(parsed)) {
+    if (!cap.inserted || !airlock::control::wants_usage_injection(parsed)) {
       state.SkipWithError("cap or injection not applied");
       break;
     }

@@ -11,9 +11,16 @@ namespace {
 
 using nlohmann::json;
 
+uint64_t references_in(std::string_view body) {
+  return count_input_references(body, json::parse(body, nullptr, false));
+}
+uint64_t bound_of(std::string_view body, uint64_t tokens_per_reference) {
+  return input_token_bound(body, json::parse(body, nullptr, false), tokens_per_reference);
+}
+
 TEST(BudgetEstimate, InputBoundIsTheByteCount) {
-  EXPECT_EQ(input_token_bound(R"({"messages":[{"role":"user","content":"hi"}]})", 1000), 45u);
-  EXPECT_EQ(input_token_bound("", 1000), 0u);
+  EXPECT_EQ(bound_of(R"({"messages":[{"role":"user","content":"hi"}]})", 1000), 45u);
+  EXPECT_EQ(bound_of("", 1000), 0u);
 }
 
 // Request shapes from each provider's documentation (shared/research/protocols.md).
@@ -24,37 +31,37 @@ TEST(BudgetEstimate, EveryInputPassedByReferenceIsCountedOnce) {
     {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},
     {"type":"file","file":{"file_id":"file-abc"}},
     {"type":"file","file":{"file_data":"data:application/pdf;base64,JVBERi0="}}]}]})";
-  EXPECT_EQ(count_input_references(chat), 2u);
+  EXPECT_EQ(references_in(chat), 2u);
 
   const std::string responses = R"({"model":"gpt-5","input":[{"role":"user","content":[
     {"type":"input_image","image_url":"https://example.com/b.jpg"},
     {"type":"input_image","file_id":"file-img"},
     {"type":"input_file","file_url":"https://example.com/report.pdf"},
     {"type":"input_text","text":"image_url file_id"}]}]})";
-  EXPECT_EQ(count_input_references(responses), 3u);
+  EXPECT_EQ(references_in(responses), 3u);
 
   const std::string anthropic = R"({"model":"claude-sonnet-4-5","max_tokens":100,"messages":[
     {"role":"user","content":[
       {"type":"image","source":{"type":"url","url":"https://example.com/c.png"}},
       {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
       {"type":"document","source":{"type":"file","file_id":"file_011"}}]}]})";
-  EXPECT_EQ(count_input_references(anthropic), 2u);
+  EXPECT_EQ(references_in(anthropic), 2u);
 
   const std::string gemini = R"({"contents":[{"parts":[{"text":"describe"},
     {"fileData":{"mimeType":"video/mp4","fileUri":"https://generativelanguage.googleapis.com/v1beta/files/x"}},
     {"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}}]}]})";
-  EXPECT_EQ(count_input_references(gemini), 1u);
+  EXPECT_EQ(references_in(gemini), 1u);
 
-  EXPECT_EQ(count_input_references(R"({"messages":[{"role":"user","content":"hi"}]})"), 0u);
-  EXPECT_EQ(count_input_references(R"({"image_url": "https://x", )"), 0u);  // not JSON
+  EXPECT_EQ(references_in(R"({"messages":[{"role":"user","content":"hi"}]})"), 0u);
+  EXPECT_EQ(references_in(R"({"image_url": "https://x", )"), 0u);  // not JSON
 }
 
 TEST(BudgetEstimate, EachReferenceAddsItsAllowanceToTheInputBound) {
   const std::string body =
       R"({"input":[{"type":"input_file","file_id":"f1"},{"type":"input_file","file_id":"f2"}]})";
-  EXPECT_EQ(input_token_bound(body, 32768), body.size() + 2 * 32768);
-  EXPECT_EQ(input_token_bound(body, 0), body.size());
-  EXPECT_EQ(input_token_bound(body, std::numeric_limits<uint64_t>::max()),
+  EXPECT_EQ(bound_of(body, 32768), body.size() + 2 * 32768);
+  EXPECT_EQ(bound_of(body, 0), body.size());
+  EXPECT_EQ(bound_of(body, std::numeric_limits<uint64_t>::max()),
             std::numeric_limits<uint64_t>::max());
 }
 

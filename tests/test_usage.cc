@@ -137,34 +137,41 @@ TEST(ChatUsage, ErrorMidStreamIsRecorded) {
   EXPECT_FALSE(m.usage().complete);
 }
 
+bool wants_injection(std::string_view body) {
+  return wants_usage_injection(nlohmann::json::parse(body, nullptr, false));
+}
+std::string injected_into(std::string_view body) {
+  return inject_include_usage(body, nlohmann::json::parse(body, nullptr, false));
+}
+
 TEST(ChatRequest, InjectionOnlyWhenStreamingWithoutUsage) {
-  EXPECT_TRUE(wants_usage_injection(R"({"model":"gpt-5.5","stream":true,"messages":[]})"));
-  EXPECT_TRUE(wants_usage_injection(
+  EXPECT_TRUE(wants_injection(R"({"model":"gpt-5.5","stream":true,"messages":[]})"));
+  EXPECT_TRUE(wants_injection(
       R"({"model":"gpt-5.5","stream":true,"stream_options":{"include_usage":false}})"));
-  EXPECT_FALSE(wants_usage_injection(
+  EXPECT_FALSE(wants_injection(
       R"({"model":"gpt-5.5","stream":true,"stream_options":{"include_usage":true}})"));
-  EXPECT_FALSE(wants_usage_injection(R"({"model":"gpt-5.5","messages":[]})"));
-  EXPECT_FALSE(wants_usage_injection(R"({"model":"gpt-5.5","stream":false})"));
-  EXPECT_FALSE(wants_usage_injection("not json"));
+  EXPECT_FALSE(wants_injection(R"({"model":"gpt-5.5","messages":[]})"));
+  EXPECT_FALSE(wants_injection(R"({"model":"gpt-5.5","stream":false})"));
+  EXPECT_FALSE(wants_injection("not json"));
 }
 
 TEST(ChatRequest, InjectionKeepsEveryClientByte) {
   const std::string body =
       R"( {"model":"gpt-5.5", "stream":true,"messages":[{"role":"user","content":"\u00e9 hi"}]})";
-  const std::string injected = inject_include_usage(body);
+  const std::string injected = injected_into(body);
   EXPECT_EQ(injected,
             std::string(R"( {"stream_options":{"include_usage":true},)") + body.substr(2));
-  EXPECT_FALSE(wants_usage_injection(injected));
+  EXPECT_FALSE(wants_injection(injected));
 }
 
 TEST(ChatRequest, InjectionIntoExistingStreamOptionsKeepsTheirFields) {
-  const std::string injected = inject_include_usage(
+  const std::string injected = injected_into(
       R"({"model":"gpt-5.5","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":false}})");
   const auto j = nlohmann::json::parse(injected);
   EXPECT_EQ(j["model"], "gpt-5.5");
   EXPECT_EQ(j["stream_options"]["include_usage"], true);
   EXPECT_EQ(j["stream_options"]["include_obfuscation"], false);
-  EXPECT_FALSE(wants_usage_injection(injected));
+  EXPECT_FALSE(wants_injection(injected));
 }
 
 TEST(ChatRequest, InjectedUsageChunkIsRecognised) {

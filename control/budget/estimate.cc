@@ -222,20 +222,10 @@ void count_references(const json& value, uint64_t& count) {
 // the body does not show, so each adds the policy's per-reference allowance; a reference billed
 // above it, or tokens added by server-side tools, settle above the reservation
 // (Reservation::settle reports it).
-uint64_t input_token_bound(std::string_view request_body, uint64_t tokens_per_reference) {
-  const uint64_t references = count_input_references(request_body);
-  return add_sat(request_body.size(), mul_sat(references, tokens_per_reference));
-}
-
 uint64_t input_token_bound(std::string_view request_body, const json& request,
                            uint64_t tokens_per_reference) {
   const uint64_t references = count_input_references(request_body, request);
   return add_sat(request_body.size(), mul_sat(references, tokens_per_reference));
-}
-
-uint64_t count_input_references(std::string_view request_body) {
-  if (!may_hold_references(request_body)) return 0;
-  return count_input_references(request_body, json::parse(request_body, nullptr, false));
 }
 
 uint64_t count_input_references(std::string_view request_body, const json& request) {

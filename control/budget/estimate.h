@@ -17,14 +17,11 @@ namespace airlock::control::budget {
 
 // Inputs the provider fetches and bills itself, found in a request body: image and file URLs
 // (not data: URLs, whose bytes are in the body), file ids, Anthropic `url`/`file` sources and
-// Gemini fileData. 0 for a body that is not JSON.
-uint64_t count_input_references(std::string_view request_body);
-// The same for a body the caller has parsed already (`request` is `request_body` parsed).
+// Gemini fileData. `request` is `request_body` parsed (discarded when it is not JSON: 0).
 uint64_t count_input_references(std::string_view request_body, const nlohmann::json& request);
 
 // An upper bound on the request's input tokens: its size in bytes (see estimate.cc for why), plus
 // `tokens_per_reference` for each input passed by reference, whose size the body does not show.
-uint64_t input_token_bound(std::string_view request_body, uint64_t tokens_per_reference);
 uint64_t input_token_bound(std::string_view request_body, const nlohmann::json& request,
                            uint64_t tokens_per_reference);
 

@@ -214,6 +214,8 @@ class Exchange {
   bool cuts_tool_calls() const;
   void watch_tool_calls(Relay& relay);
   void scan_whole_tool_calls(const Relay& relay, bool can_cut);
+  void record_tool_call_hit(const guardrails::ToolCallMatch& match, policy::ResponseAction action,
+                            std::string_view call_name);
   void replace_held_body(const policy::ProviderSpec& provider, const http::UpstreamResult& result,
                          http::ResponseHeader& header, std::string& body);
   void settle(const Usage& usage);
@@ -360,8 +362,8 @@ asio::awaitable<void> Exchange::run() {
   if (!co_await reserve_budget(*identity, *provider, model, body, fields.parsed)) co_return;
 
   // The cap reserve_budget may have written leaves `stream_options` as the tree has it.
-  const bool strip_usage = route_.kind == ApiKind::kOpenAiChat && fields.stream &&
-                           wants_usage_injection_parsed(fields.parsed);
+  const bool strip_usage =
+      route_.kind == ApiKind::kOpenAiChat && fields.stream && wants_usage_injection(fields.parsed);
   if (strip_usage) body = inject_include_usage(body, fields.parsed);
   fields.parsed = json();  // a big prompt's tree is not held for the whole stream
   co_await forward(*provider, std::move(body), strip_usage);
@@ -604,14 +606,7 @@ void Exchange::scan_whole_tool_calls(const Relay& relay, bool can_cut) {
   scanner.close();
   for (const guardrails::ToolCallMatch& match : scanner.matches()) {
     const policy::ResponseAction action = can_cut ? match.action : policy::ResponseAction::kFlag;
-    record_.guardrail_hits.push_back(
-        {match.guardrail, match.pattern, std::string(action_name(action)), "response"});
-    const bool cut = action == policy::ResponseAction::kCut;
-    if (cut && !cut_reason_) {
-      const std::string& name = names.at(std::stoul(match.call_key));
-      cut_reason_ = "response cut by guardrail \"" + match.guardrail + "\": tool call \"" + name +
-                    "\" matches \"" + match.pattern + "\"";
-    }
+    record_tool_call_hit(match, action, names.at(std::stoul(match.call_key)));
   }
 }
 
@@ -637,6 +632,16 @@ void Exchange::replace_held_body(const policy::ProviderSpec& provider,
   header.set("x-airlock-request-id", record_.id);
 }
 
+// The first match that cuts gives the reason the client and the record get.
+void Exchange::record_tool_call_hit(const guardrails::ToolCallMatch& match,
+                                    policy::ResponseAction action, std::string_view call_name) {
+  record_.guardrail_hits.push_back(
+      {match.guardrail, match.pattern, std::string(action_name(action)), "response"});
+  if (action != policy::ResponseAction::kCut || cut_reason_) return;
+  cut_reason_ = "response cut by guardrail \"" + match.guardrail + "\": tool call \"" +
+                std::string(call_name) + "\" matches \"" + match.pattern + "\"";
+}
+
 void Exchange::watch_tool_calls(Relay& relay) {
   if (!scans_tool_calls()) return;
   tool_scanner_.emplace(state_->guardrails, guardrails_);
@@ -649,12 +654,7 @@ void Exchange::watch_tool_calls(Relay& relay) {
         const std::string key = std::to_string(n);
         for (const guardrails::ToolCallMatch& match :
              tool_scanner_->feed(key, std::string_view(call.arguments).substr(done))) {
-          record_.guardrail_hits.push_back(
-              {match.guardrail, match.pattern, std::string(action_name(match.action)), "response"});
-          if (match.action == policy::ResponseAction::kCut && !cut_reason_) {
-            cut_reason_ = "response cut by guardrail \"" + match.guardrail + "\": tool call \"" +
-                          call.name + "\" matches \"" + match.pattern + "\"";
-          }
+          record_tool_call_hit(match, match.action, call.name);
         }
         done = call.arguments.size();
       }

@@ -383,19 +383,11 @@ std::string model_from_request(Api api, std::string_view body, std::string_view 
   return text_of(member(j, "model"));
 }
 
-bool wants_usage_injection(std::string_view body) {
-  return wants_usage_injection_parsed(json::parse(body.begin(), body.end(), nullptr, false));
-}
-
-bool wants_usage_injection_parsed(const json& j) {
+bool wants_usage_injection(const json& j) {
   const json* stream = member(j, "stream");
   if (!stream || !stream->is_boolean() || !stream->get<bool>()) return false;
   const json* include = member(j, "stream_options", "include_usage");
   return !(include && include->is_boolean() && include->get<bool>());
-}
-
-std::string inject_include_usage(std::string_view body) {
-  return inject_include_usage(body, json::parse(body.begin(), body.end(), nullptr, false));
 }
 
 std::string inject_include_usage(std::string_view body, const json& j) {

@@ -120,16 +120,13 @@ class UsageMeter {
 std::string model_from_request(Api api, std::string_view body, std::string_view url_path);
 
 // True for an OpenAI Chat request that streams without asking for usage, i.e. the gateway must
-// inject `stream_options.include_usage` to meter it.
-bool wants_usage_injection(std::string_view body);
-bool wants_usage_injection_parsed(const nlohmann::json& request);  // `body` parsed
+// inject `stream_options.include_usage` to meter it. `request` is the body parsed.
+bool wants_usage_injection(const nlohmann::json& request);
 
 // The request body with `stream_options.include_usage: true`. When the client sent no
 // `stream_options`, the member is inserted and every other byte is kept; otherwise the body is
 // re-serialised with its key order preserved. Returns the body unchanged if it is not a JSON
-// object.
-std::string inject_include_usage(std::string_view body);
-// The same for a body the caller has parsed already (`request` is `body` parsed).
+// object. `request` is `body` parsed.
 std::string inject_include_usage(std::string_view body, const nlohmann::json& request);
 
 // The extra chunk that injection adds (`choices: []` with a usage object), which must not reach
