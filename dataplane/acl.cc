@@ -248,58 +248,91 @@ std::vector<std::vector<ClassRange>> class_ranges_by_rule(const Classes& classes
 
 // ---- rte_acl rule layout --------------------------------------------------------------------
 
-constexpr uint32_t kV4Fields = 5;
-constexpr uint32_t kV6Fields = 8;
-RTE_ACL_RULE_DEF(AclRuleV4, kV4Fields);
-RTE_ACL_RULE_DEF(AclRuleV6, kV6Fields);
+// rte_acl builds its trie in the order of the field definitions, not of the key's bytes, and its
+// build time grows with the trie's depth in bytes. Two layouts over the same key:
+//   wide:   protocol, ports, destination, class (4 bytes): 13 levels, any number of classes. The
+//           class goes last: ahead of the destination it multiplies the trie (15 s and 1.7 GB to
+//           build 10k peers / 100k rules instead of 3 s and 0.5 GB); ports ahead of the
+//           destination built about 20% faster than after it, since most rules share a few
+//           port ranges;
+//   narrow: protocol, destination, then the class's low 16 bits with the destination port as
+//           one group: 9 levels, no source port, for up to 65535 classes. It built 10k peers /
+//           100k rules in 1.05 s instead of 1.24 s, and classifies a burst of 32 against 100
+//           rules in 482 ns instead of 636 ns (bench_policy, bench_acl).
+constexpr uint32_t kMaxNarrowClass = UINT16_MAX;
+
+// Where a layout puts each value among an rte_acl rule's fields; -1 for one it lacks.
+struct FieldIndexes {
+  int dst;  // first of the destination's 32-bit words
+  int dport;
+  int sport;
+  int klass;
+  bool klass_16_bits;
+};
+
+constexpr FieldIndexes kV4WideIndexes{1, 2, 3, 4, false};
+constexpr FieldIndexes kV4NarrowIndexes{1, 3, -1, 2, true};
+constexpr FieldIndexes kV6WideIndexes{1, 5, 6, 7, false};
+constexpr FieldIndexes kV6NarrowIndexes{1, 6, -1, 5, true};
+
+constexpr uint32_t kV4WideFields = 5;
+constexpr uint32_t kV4NarrowFields = 4;
+constexpr uint32_t kV6WideFields = 8;
+constexpr uint32_t kV6NarrowFields = 7;
+RTE_ACL_RULE_DEF(AclRuleV4Wide, kV4WideFields);
+RTE_ACL_RULE_DEF(AclRuleV4Narrow, kV4NarrowFields);
+RTE_ACL_RULE_DEF(AclRuleV6Wide, kV6WideFields);
+RTE_ACL_RULE_DEF(AclRuleV6Narrow, kV6NarrowFields);
 
 constexpr rte_acl_field_def field(uint8_t type, uint8_t size, uint8_t field_index,
                                   uint8_t input_index, size_t offset) {
   return {type, size, field_index, input_index, static_cast<uint32_t>(offset)};
 }
 
-// rte_acl builds its trie in the order of these definitions, not of the key's bytes. The class
-// range goes last: ahead of the destination it multiplies the trie (15 s and 1.7 GB to build
-// 10k peers / 100k rules instead of 3 s and 0.5 GB); ports ahead of the destination built about
-// 20% faster than after it, since most rules share a few port ranges.
-constexpr rte_acl_field_def kV4Defs[kV4Fields] = {
-    field(RTE_ACL_FIELD_TYPE_BITMASK, 1, 0, 0, offsetof(AclKeyV4, proto)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 2, 1, offsetof(AclKeyV4, sport)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 3, 1, offsetof(AclKeyV4, dport)),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 2, offsetof(AclKeyV4, dst)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 4, 4, 3, offsetof(AclKeyV4, klass)),
+constexpr uint8_t kBitmask = RTE_ACL_FIELD_TYPE_BITMASK;
+constexpr uint8_t kMask = RTE_ACL_FIELD_TYPE_MASK;
+constexpr uint8_t kRange = RTE_ACL_FIELD_TYPE_RANGE;
+// The class's low 16 bits: the key holds it big-endian.
+constexpr size_t kV4ClassLow = offsetof(AclKeyV4, klass) + 2;
+constexpr size_t kV6ClassLow = offsetof(AclKeyV6, klass) + 2;
+
+constexpr rte_acl_field_def kV4WideDefs[kV4WideFields] = {
+    field(kBitmask, 1, 0, 0, offsetof(AclKeyV4, proto)),
+    field(kRange, 2, 2, 1, offsetof(AclKeyV4, dport)),
+    field(kRange, 2, 3, 1, offsetof(AclKeyV4, sport)),
+    field(kMask, 4, 1, 2, offsetof(AclKeyV4, dst)),
+    field(kRange, 4, 4, 3, offsetof(AclKeyV4, klass)),
 };
 
-constexpr rte_acl_field_def kV6Defs[kV6Fields] = {
-    field(RTE_ACL_FIELD_TYPE_BITMASK, 1, 0, 0, offsetof(AclKeyV6, proto)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 5, 1, offsetof(AclKeyV6, sport)),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 2, 6, 1, offsetof(AclKeyV6, dport)),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 1, 2, offsetof(AclKeyV6, dst) + 0),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 2, 3, offsetof(AclKeyV6, dst) + 4),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 3, 4, offsetof(AclKeyV6, dst) + 8),
-    field(RTE_ACL_FIELD_TYPE_MASK, 4, 4, 5, offsetof(AclKeyV6, dst) + 12),
-    field(RTE_ACL_FIELD_TYPE_RANGE, 4, 7, 6, offsetof(AclKeyV6, klass)),
+constexpr rte_acl_field_def kV4NarrowDefs[kV4NarrowFields] = {
+    field(kBitmask, 1, 0, 0, offsetof(AclKeyV4, proto)),
+    field(kMask, 4, 1, 1, offsetof(AclKeyV4, dst)),
+    field(kRange, 2, 2, 2, kV4ClassLow),
+    field(kRange, 2, 3, 2, offsetof(AclKeyV4, dport)),
+};
+static_assert(kV4ClassLow + 2 == offsetof(AclKeyV4, dport), "one 4-byte input group");
+
+constexpr rte_acl_field_def kV6WideDefs[kV6WideFields] = {
+    field(kBitmask, 1, 0, 0, offsetof(AclKeyV6, proto)),
+    field(kRange, 2, 5, 1, offsetof(AclKeyV6, dport)),
+    field(kRange, 2, 6, 1, offsetof(AclKeyV6, sport)),
+    field(kMask, 4, 1, 2, offsetof(AclKeyV6, dst) + 0),
+    field(kMask, 4, 2, 3, offsetof(AclKeyV6, dst) + 4),
+    field(kMask, 4, 3, 4, offsetof(AclKeyV6, dst) + 8),
+    field(kMask, 4, 4, 5, offsetof(AclKeyV6, dst) + 12),
+    field(kRange, 4, 7, 6, offsetof(AclKeyV6, klass)),
 };
 
-// Fields shared by both families, in host order as rte_acl wants rule values.
-template <typename RuleT>
-RuleT common_rule(size_t index, const AclRule& rule, ClassRange classes, uint32_t sport_field,
-                  uint32_t dport_field, uint32_t class_field) {
-  RuleT out{};
-  out.data.category_mask = 1;
-  // First match wins: earlier rules get higher priorities.
-  out.data.priority = static_cast<int32_t>(RTE_ACL_MAX_PRIORITY - index);
-  out.data.userdata = static_cast<uint32_t>(index + 1);  // 0 is rte_acl's "no match"
-  out.field[0].value.u8 = rule.protocol;
-  out.field[0].mask_range.u8 = rule.protocol == 0 ? 0 : 0xff;
-  out.field[sport_field].value.u16 = 0;
-  out.field[sport_field].mask_range.u16 = UINT16_MAX;
-  out.field[dport_field].value.u16 = rule.port_low;
-  out.field[dport_field].mask_range.u16 = rule.port_high;
-  out.field[class_field].value.u32 = classes.low;
-  out.field[class_field].mask_range.u32 = classes.high;
-  return out;
-}
+constexpr rte_acl_field_def kV6NarrowDefs[kV6NarrowFields] = {
+    field(kBitmask, 1, 0, 0, offsetof(AclKeyV6, proto)),
+    field(kMask, 4, 1, 1, offsetof(AclKeyV6, dst) + 0),
+    field(kMask, 4, 2, 2, offsetof(AclKeyV6, dst) + 4),
+    field(kMask, 4, 3, 3, offsetof(AclKeyV6, dst) + 8),
+    field(kMask, 4, 4, 4, offsetof(AclKeyV6, dst) + 12),
+    field(kRange, 2, 5, 5, kV6ClassLow),
+    field(kRange, 2, 6, 5, offsetof(AclKeyV6, dport)),
+};
+static_assert(kV6ClassLow + 2 == offsetof(AclKeyV6, dport), "one 4-byte input group");
 
 uint32_t host_word(const Prefix& prefix, size_t word) {
   uint32_t be;
@@ -307,25 +340,38 @@ uint32_t host_word(const Prefix& prefix, size_t word) {
   return rte_be_to_cpu_32(be);
 }
 
-AclRuleV4 make_rule_v4(size_t index, const AclRule& rule, ClassRange classes,
-                       const Prefix* destination) {
-  AclRuleV4 out = common_rule<AclRuleV4>(index, rule, classes, 2, 3, 4);
-  if (destination != nullptr) {
-    out.field[1].value.u32 = host_word(*destination, 0);
-    out.field[1].mask_range.u32 = destination->len;
+// One rte_acl rule (values in host order, as rte_acl wants them) for a rule, one run of classes
+// and one destination of the context's family (null: any).
+template <typename RuleT>
+RuleT make_rule(const FieldIndexes& at, size_t index, const AclRule& rule, ClassRange classes,
+                const Prefix* destination) {
+  RuleT out{};
+  out.data.category_mask = 1;
+  // First match wins: earlier rules get higher priorities.
+  out.data.priority = static_cast<int32_t>(RTE_ACL_MAX_PRIORITY - index);
+  out.data.userdata = static_cast<uint32_t>(index + 1);  // 0 is rte_acl's "no match"
+  out.field[0].value.u8 = rule.protocol;
+  out.field[0].mask_range.u8 = rule.protocol == 0 ? 0 : 0xff;
+  out.field[at.dport].value.u16 = rule.port_low;
+  out.field[at.dport].mask_range.u16 = rule.port_high;
+  if (at.sport >= 0) {
+    out.field[at.sport].value.u16 = 0;
+    out.field[at.sport].mask_range.u16 = UINT16_MAX;
   }
-  return out;
-}
-
-AclRuleV6 make_rule_v6(size_t index, const AclRule& rule, ClassRange classes,
-                       const Prefix* destination) {
-  AclRuleV6 out = common_rule<AclRuleV6>(index, rule, classes, 5, 6, 7);
+  if (at.klass_16_bits) {
+    out.field[at.klass].value.u16 = static_cast<uint16_t>(classes.low);
+    out.field[at.klass].mask_range.u16 = static_cast<uint16_t>(classes.high);
+  } else {
+    out.field[at.klass].value.u32 = classes.low;
+    out.field[at.klass].mask_range.u32 = classes.high;
+  }
   if (destination != nullptr) {
-    for (size_t word = 0; word < 4; ++word) {
+    const size_t words = destination->family == 4 ? 1 : 4;
+    for (size_t word = 0; word < words; ++word) {
       const int bits =
           std::clamp(static_cast<int>(destination->len) - 32 * static_cast<int>(word), 0, 32);
-      out.field[1 + word].value.u32 = host_word(*destination, word);
-      out.field[1 + word].mask_range.u32 = static_cast<uint32_t>(bits);
+      out.field[at.dst + word].value.u32 = host_word(*destination, word);
+      out.field[at.dst + word].mask_range.u32 = static_cast<uint32_t>(bits);
     }
   }
   return out;
@@ -333,16 +379,18 @@ AclRuleV6 make_rule_v6(size_t index, const AclRule& rule, ClassRange classes,
 
 // Appends one rte_acl rule per (class range, destination of `family`); a rule without
 // destinations applies to both families with any destination.
-template <typename RuleT, typename MakeRule>
-void expand_rule(size_t index, const AclRule& rule, const std::vector<ClassRange>& ranges,
-                 uint8_t family, MakeRule make_rule, std::vector<RuleT>& out) {
+template <typename RuleT>
+void expand_rule(const FieldIndexes& at, size_t index, const AclRule& rule,
+                 const std::vector<ClassRange>& ranges, uint8_t family, std::vector<RuleT>& out) {
   for (ClassRange range : ranges) {
     if (rule.destinations.empty()) {
-      out.push_back(make_rule(index, rule, range, nullptr));
+      out.push_back(make_rule<RuleT>(at, index, rule, range, nullptr));
       continue;
     }
     for (const Prefix& destination : rule.destinations) {
-      if (destination.family == family) out.push_back(make_rule(index, rule, range, &destination));
+      if (destination.family == family) {
+        out.push_back(make_rule<RuleT>(at, index, rule, range, &destination));
+      }
     }
   }
 }
@@ -387,6 +435,23 @@ rte_acl_ctx* build_context(const char* kind, const std::vector<RuleT>& rules,
     return nullptr;
   }
   return ctx;
+}
+
+// Expands the rules for one family and builds its context; *ctx stays null when no rule applies
+// to the family. False, with *error set, when rte_acl fails.
+template <typename RuleT, size_t kFields>
+bool build_family(const char* kind, uint8_t family, const FieldIndexes& at,
+                  const rte_acl_field_def (&defs)[kFields], std::span<const AclRule> rules,
+                  const std::vector<std::vector<ClassRange>>& ranges, rte_acl_ctx** ctx,
+                  std::string* error) {
+  std::vector<RuleT> expanded;
+  for (size_t i = 0; i < rules.size(); ++i) {
+    expand_rule(at, i, rules[i], ranges[i], family, expanded);
+  }
+  *ctx = nullptr;
+  if (expanded.empty()) return true;
+  *ctx = build_context(kind, expanded, defs, error);
+  return *ctx != nullptr;
 }
 
 template <typename Key>
@@ -500,30 +565,33 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
   const PeerIndex index(peers);
   const Classes classes = assign_classes(compute_memberships(index, peers.size(), selectors));
 
-  std::vector<AclRuleV4> v4_rules;
-  std::vector<AclRuleV6> v6_rules;
   const std::vector<std::vector<ClassRange>> ranges = class_ranges_by_rule(classes, rules.size());
-  for (size_t i = 0; i < rules.size(); ++i) {
-    expand_rule(i, rules[i], ranges[i], 4, make_rule_v4, v4_rules);
-    expand_rule(i, rules[i], ranges[i], 6, make_rule_v6, v6_rules);
+  const uint32_t class_count = static_cast<uint32_t>(classes.by_class.size() - 1);
+  rte_acl_ctx* v4 = nullptr;
+  rte_acl_ctx* v6 = nullptr;
+  bool built;
+  if (class_count <= kMaxNarrowClass) {
+    built = build_family<AclRuleV4Narrow>("acl4", 4, kV4NarrowIndexes, kV4NarrowDefs, rules, ranges,
+                                          &v4, error) &&
+            build_family<AclRuleV6Narrow>("acl6", 6, kV6NarrowIndexes, kV6NarrowDefs, rules, ranges,
+                                          &v6, error);
+  } else {
+    built = build_family<AclRuleV4Wide>("acl4", 4, kV4WideIndexes, kV4WideDefs, rules, ranges, &v4,
+                                        error) &&
+            build_family<AclRuleV6Wide>("acl6", 6, kV6WideIndexes, kV6WideDefs, rules, ranges, &v6,
+                                        error);
   }
-
   AclTable table;
-  if (!v4_rules.empty()) {
-    table.v4_.reset(build_context("acl4", v4_rules, kV4Defs, error));
-    if (!table.v4_) return std::nullopt;
-  }
-  if (!v6_rules.empty()) {
-    table.v6_.reset(build_context("acl6", v6_rules, kV6Defs, error));
-    if (!table.v6_) return std::nullopt;
-  }
+  table.v4_.reset(v4);
+  table.v6_.reset(v6);
+  if (!built) return std::nullopt;
   for (size_t i = 0; i < peers.size(); ++i) {
     const uint32_t slot = peers[i].peer_slot;
     if (table.class_by_slot_.size() <= slot) table.class_by_slot_.resize(slot + 1, 0);
     table.class_by_slot_[slot] = classes.of_peer[i];
   }
   for (const AclRule& rule : rules) table.actions_.push_back(rule.action);
-  table.class_count_ = static_cast<uint32_t>(classes.by_class.size() - 1);
+  table.class_count_ = class_count;
   return table;
 }
 

@@ -45,26 +45,29 @@ struct AclRule {
 
 // Per-packet classification keys, filled by fill_key_v4/v6. All fields are in network byte
 // order (rte_acl reads keys big-endian). rte_acl needs a 1-byte first field and 4-byte input
-// groups after it, hence the padding and the source port: the port pair forms one group, and no
-// rule constrains the source port today. Source addresses are not part of the key because
-// cryptokey routing already binds the inner source address to the peer (and so to the class).
+// groups after it, hence the padding and the source port, which no rule constrains today. The
+// table reads one of two layouts from the same key (acl.cc, "rte_acl rule layout"): with fewer
+// than 65536 identity classes, the class's low 16 bits and the destination port form one group
+// (bytes 10..13 of the v4 key); otherwise the whole class and the port pair are groups of their
+// own. Source addresses are not part of the key because cryptokey routing already binds the
+// inner source address to the peer (and so to the class).
 struct alignas(4) AclKeyV4 {
-  uint8_t proto;  // offset 0: field 0, BITMASK, input 0
+  uint8_t proto;  // offset 0
   uint8_t pad[3];
-  uint32_t dst;    // offset 4: field 1, MASK (prefix length), input 2
-  uint16_t sport;  // offset 8: field 2, RANGE, input 1
-  uint16_t dport;  // offset 10: field 3, RANGE, input 1
-  uint32_t klass;  // offset 12: field 4, RANGE, input 3
+  uint32_t dst;    // offset 4
+  uint32_t klass;  // offset 8
+  uint16_t dport;  // offset 12
+  uint16_t sport;  // offset 14
 };
 static_assert(sizeof(AclKeyV4) == 16);
 
 struct alignas(4) AclKeyV6 {
-  uint8_t proto;  // offset 0: field 0, BITMASK, input 0
+  uint8_t proto;  // offset 0
   uint8_t pad[3];
-  uint8_t dst[16];  // offsets 4..19: fields 1..4, one 32-bit MASK per word, inputs 2..5
-  uint16_t sport;   // offset 20: field 5, RANGE, input 1
-  uint16_t dport;   // offset 22: field 6, RANGE, input 1
-  uint32_t klass;   // offset 24: field 7, RANGE, input 6
+  uint8_t dst[16];  // offsets 4..19
+  uint32_t klass;   // offset 20
+  uint16_t dport;   // offset 24
+  uint16_t sport;   // offset 26
 };
 static_assert(sizeof(AclKeyV6) == 28);
 

@@ -467,6 +467,38 @@ TEST_F(AclTest, ManyPeersFewClasses) {
   EXPECT_EQ(classify(table, 501, ipv4_packet("10.0.0.1", kUdp, 1)), 2u);
 }
 
+// Past 65535 classes the class no longer fits the narrow layout's 16 bits: a class above that
+// must still match its own rules and not those of the class sharing its low 16 bits.
+TEST_F(AclTest, ClassesBeyondSixteenBitsMatchOnlyTheirOwnRules) {
+  constexpr uint32_t kPeers = (1u << 16) + 2;
+  std::vector<AclIdentity> peers;
+  std::vector<AclRule> rules;
+  for (uint32_t slot = 0; slot < kPeers; ++slot) {
+    const std::string user = "u" + std::to_string(slot);
+    peers.push_back(AclIdentity{slot, user, "dev", "", {}, {}});
+    rules.push_back(rule(user, {"user:" + user}, {v4("10.0.0.0", 8)}));
+  }
+  const AclTable table = compile(peers, rules);
+  ASSERT_EQ(table.class_count(), kPeers);
+  // Every peer is a class of its own; check those above 16 bits and those they would alias.
+  std::vector<uint32_t> low_slot_of(1u << 16, kPeers);
+  for (uint32_t slot = 0; slot < kPeers; ++slot) {
+    if (table.class_of(slot) <= 0xffff) low_slot_of[table.class_of(slot)] = slot;
+  }
+  int aliased = 0;
+  for (uint32_t slot = 0; slot < kPeers; ++slot) {
+    const uint32_t klass = table.class_of(slot);
+    if (klass <= 0xffff) continue;
+    EXPECT_EQ(classify(table, slot, ipv4_packet("10.1.2.3", kTcp, 443)), slot + 1) << slot;
+    EXPECT_EQ(classify(table, slot, ipv4_packet("11.1.2.3", kTcp, 443)), 0u) << slot;
+    const uint32_t alias = low_slot_of[klass & 0xffff];
+    if (alias == kPeers) continue;
+    ++aliased;
+    EXPECT_EQ(classify(table, alias, ipv4_packet("10.1.2.3", kTcp, 443)), alias + 1) << alias;
+  }
+  EXPECT_GE(aliased, 1);
+}
+
 TEST_F(AclTest, UnknownSlotMatchesNotEvenWildcardRules) {
   const AclTable table = compile(team(), {rule("all", {"*"})});
   EXPECT_EQ(classify(table, 1, ipv4_packet("10.0.0.1", kTcp, 1)), 1u);
