@@ -80,6 +80,7 @@
 #include "bench/inner_packet.h"
 #include "bench/synthetic_policy.h"
 #include "dataplane/crypto_batch.h"
+#include "dataplane/heap.h"
 #include "dataplane/hub.h"
 #include "dataplane/port.h"
 #include "dataplane/stats.h"
@@ -879,6 +880,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (sodium_init() < 0) return 1;
+  // Policy swaps run with the heap airlock-dataplane sets up.
+  if (std::string why; !airlock::dp::retain_heap_between_policy_builds(&why)) {
+    std::fprintf(stderr, "%s\n", why.c_str());
+    return 1;
+  }
   const uint64_t mem_mb =
       (uint64_t{options->packets} + kPoolSlack) * kMbufFootprint / (1 << 20) + kOtherMemoryMb +
       (options->swap_every_ms >= 0 ? swap_memory_mb(options->swap_peers, options->swap_rules) : 0);

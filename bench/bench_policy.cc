@@ -19,7 +19,10 @@
 // the wall clock of the step alone; their CPU column covers whole iterations. On shared cores
 // the CPU time of the other steps is the better guide to an idle machine.
 //
-// Usage (root): bench_policy [--benchmark_filter=...] [--benchmark_min_time=...]
+// The heap is set up as airlock-dataplane sets it (dataplane/heap.h: a build's memory is kept
+// for the next one); --default-heap leaves glibc's defaults, to see what that saves.
+//
+// Usage (root): bench_policy [--default-heap] [--benchmark_filter=...] [--benchmark_min_time=...]
 #include <benchmark/benchmark.h>
 #include <rte_byteorder.h>
 #include <rte_eal.h>
@@ -43,12 +46,14 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "bench/synthetic_policy.h"
 #include "dataplane/acl.h"
 #include "dataplane/allowedips.h"
+#include "dataplane/heap.h"
 #include "dataplane/hub.h"
 #include "policy/builder.h"
 #include "policy/policy.h"
@@ -250,16 +255,17 @@ void BM_Verify(benchmark::State& state) {
   set_rates(state, static_cast<uint32_t>(state.range(0)), static_cast<uint32_t>(state.range(1)));
 }
 
-// Sized as apply_policy sizes them: 4 prefixes per peer, both families.
+// Sized as PolicyBuild::compile sizes them: by the policy's prefixes of each family.
 void BM_AllowedIps(benchmark::State& state) {
   const auto peers = static_cast<uint32_t>(state.range(0));
   const Workload& w = workload(peers, static_cast<uint32_t>(state.range(1)));
+  uint32_t v4 = 0, v6 = 0;
+  for (const auto& entry : w.allowed) ++(entry.first.family == 4 ? v4 : v6);
   const double heap_before = heap_mib();
   double held = 0;
   std::string error;
   for (auto _ : state) {
-    const uint32_t max = std::max<uint32_t>(1024, peers * 4);
-    auto table = AllowedIps::create(max, max, &error);
+    auto table = AllowedIps::create(v4, v6, &error);
     if (!table) {
       state.SkipWithError(error.c_str());
       break;
@@ -397,6 +403,16 @@ BENCHMARK(BM_Swap)->Apply(sizes_and_peer_change)->Iterations(5);
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool default_heap = false;
+  if (argc > 1 && std::string_view(argv[1]) == "--default-heap") {
+    default_heap = true;
+    std::copy(argv + 2, argv + argc + 1, argv + 1);
+    --argc;
+  }
+  if (std::string why; !default_heap && !retain_heap_between_policy_builds(&why)) {
+    std::fprintf(stderr, "%s\n", why.c_str());
+    return 1;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   if (sodium_init() < 0) return 1;

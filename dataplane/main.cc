@@ -16,6 +16,7 @@
 
 #include "dataplane/config.h"
 #include "dataplane/control_socket.h"
+#include "dataplane/heap.h"
 #include "dataplane/hub.h"
 #include "dataplane/policy_push.h"
 #include "dataplane/port.h"
@@ -67,6 +68,11 @@ int worker_main(void* arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before EAL starts its threads. A refusal only makes policy swaps slower.
+  if (std::string why; !retain_heap_between_policy_builds(&why)) {
+    std::fprintf(stderr, "airlock-dataplane: %s; policy builds will fault their memory in anew\n",
+                 why.c_str());
+  }
   int consumed = rte_eal_init(argc, argv);
   if (consumed < 0) {
     std::fprintf(stderr, "airlock-dataplane: EAL init failed: %s\n", rte_strerror(rte_errno));
