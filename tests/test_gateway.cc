@@ -403,6 +403,19 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(too_big.status, 413u);
   EXPECT_EQ(json::parse(too_big.body)["error"]["type"], "request_too_large");
 
+  // Codex's WebSocket attempt on the Responses API: a 404 it falls back from, saying how to
+  // turn the attempt off.
+  const Reply websocket = send(bhttp::verb::get, "/v1/responses", "",
+                               {{"Connection", "Upgrade"},
+                                {"Upgrade", "websocket"},
+                                {"Sec-WebSocket-Version", "13"},
+                                {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+  EXPECT_EQ(websocket.status, 404u);
+  EXPECT_EQ(json::parse(websocket.body)["error"]["code"], "unknown_url");
+  EXPECT_NE(json::parse(websocket.body)["error"]["message"].get<std::string>().find(
+                "supports_websockets = false"),
+            std::string::npos);
+
   EXPECT_TRUE(upstream_.seen().empty());
   const RequestRecord denied = record_of(anthropic);
   EXPECT_EQ(denied.status, 403);
@@ -411,6 +424,7 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(denied.model, "claude-opus-4-7");
   EXPECT_FALSE(denied.error.empty());
   EXPECT_EQ(record_of(too_big).status, 413);
+  EXPECT_EQ(record_of(websocket).status, 404);
 }
 
 TEST_F(GatewayTest, UnknownPeerIsRefusedAndRecorded) {

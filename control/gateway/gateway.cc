@@ -280,9 +280,18 @@ asio::awaitable<void> Exchange::run() {
   }
   if (route_.kind == ApiKind::kUnknown) {
     const std::string_view target = sv(request_.target());
-    co_return co_await refuse(GatewayError::kUnknownRoute,
-                              "no API at " + std::string(sv(request_.method_string())) + " " +
-                                  std::string(target.substr(0, target.find('?'))));
+    const std::string path(target.substr(0, target.find('?')));
+    // Codex tries a WebSocket on /v1/responses first and falls back to HTTP on a 404; the
+    // message says how to skip the attempt.
+    if (boost::beast::iequals(request_[bhttp::field::upgrade], "websocket")) {
+      co_return co_await refuse(GatewayError::kUnknownRoute,
+                                "no WebSocket API at " + path +
+                                    ": the gateway relays HTTP and SSE streams only (for Codex, "
+                                    "set supports_websockets = false on its model provider)");
+    }
+    co_return co_await refuse(
+        GatewayError::kUnknownRoute,
+        "no API at " + std::string(sv(request_.method_string())) + " " + path);
   }
   if (route_.kind == ApiKind::kModels) co_return co_await list_models(*identity);
 
