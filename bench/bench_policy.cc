@@ -7,9 +7,10 @@
 //   Apply      a policy load in the steps airlock-dataplane takes: begin_policy (verify, peer
 //              slots) and finish_policy (peer updates, publish) on the control lcore, counted
 //              as control_ms, and the tables compiled on its policy thread in between, counted
-//              as compile_ms. new_peers=0 reloads the same peers (a rule change); 1 swaps in
-//              10k peers with other keys (each new peer costs an X25519 for its static-static
-//              secret, and the removed ones are reclaimed);
+//              as compile_ms. new_peers=0 keeps the peers and changes one rule, so the ACL
+//              is built anew; 1 swaps in 10k peers with other keys but the same identities
+//              (each new peer costs an X25519 for its static-static secret, the removed ones
+//              are reclaimed, and the running ACL contexts are reused);
 //   Swap       after the publish: the RCU grace period until a worker-like reader on lcore 1
 //              has passed a quiescent state, then the control_tick that frees the old tables.
 // The reader classifies a burst of 32 keys against the running policy per loop and reports
@@ -99,8 +100,9 @@ Prefix dp_prefix(const pol::PrefixSpec& spec) {
 struct Workload {
   std::vector<pol::PeerSpec> peers;
   std::vector<pol::RuleSpec> rules;
-  std::vector<uint8_t> bytes;        // peer key set 0
-  std::vector<uint8_t> other_bytes;  // key set 1: the same shape with disjoint peers
+  std::vector<uint8_t> bytes;          // peer key set 0
+  std::vector<uint8_t> changed_bytes;  // key set 0, one rule's port changed
+  std::vector<uint8_t> other_bytes;    // key set 1: the same shape with disjoint peers
   std::vector<std::pair<Prefix, uint32_t>> allowed;  // with the peer's slot (= its index)
   std::vector<AclIdentity> identities;
   std::vector<AclRule> acl_rules;
@@ -115,9 +117,13 @@ const Workload& workload(uint32_t peers, uint32_t rules) {
   w.rules = syn::synthetic_rules(rules, peers);
   std::string error;
   auto bytes = builder_of(w.peers, w.rules, 1).finish(&error);
+  std::vector<pol::RuleSpec> changed_rules = w.rules;
+  changed_rules[rules / 2].port_low = changed_rules[rules / 2].port_high = 9999;
+  auto changed = builder_of(w.peers, changed_rules, 1).finish(&error);
   auto other = builder_of(syn::synthetic_peers(peers, 1), w.rules, 1).finish(&error);
-  if (!bytes || !other) throw std::runtime_error("synthetic policy: " + error);
+  if (!bytes || !changed || !other) throw std::runtime_error("synthetic policy: " + error);
   w.bytes = std::move(*bytes);
+  w.changed_bytes = std::move(*changed);
   w.other_bytes = std::move(*other);
   for (uint32_t i = 0; i < peers; ++i) {
     const pol::PeerSpec& p = w.peers[i];
@@ -325,6 +331,14 @@ std::pair<double, double> apply_in_steps(benchmark::State& state,
   return {begin + seconds_since(start), compile};
 }
 
+// What Apply and Swap load on odd iterations, alternating with w.bytes: one rule changed (the
+// ACL is built anew), or all peers replaced by others with the same identities (the running
+// ACL contexts are reused).
+const std::vector<uint8_t>& next_policy(const Workload& w, bool new_peers, bool odd) {
+  if (!odd) return w.bytes;
+  return new_peers ? w.other_bytes : w.changed_bytes;
+}
+
 // Args: peers, rules, new_peers. Time = the whole apply; control_ms is the part that holds the
 // control lcore, compile_ms the part on the policy thread.
 void BM_Apply(benchmark::State& state) {
@@ -340,8 +354,7 @@ void BM_Apply(benchmark::State& state) {
   bool odd = false;
   for (auto _ : state) {
     odd = !odd;
-    const auto [on_control, compiling] =
-        apply_in_steps(state, new_peers && odd ? w.other_bytes : w.bytes);
+    const auto [on_control, compiling] = apply_in_steps(state, next_policy(w, new_peers, odd));
     state.SetIterationTime(on_control + compiling);
     control += on_control;
     compile += compiling;
@@ -369,7 +382,7 @@ void BM_Swap(benchmark::State& state) {
   bool odd = false;
   for (auto _ : state) {
     odd = !odd;
-    apply_or_fail(state, new_peers && odd ? w.other_bytes : w.bytes);
+    apply_or_fail(state, next_policy(w, new_peers, odd));
     const auto [g, f] = finish_swap();
     grace += g;
     freeing += f;

@@ -9,14 +9,27 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <unordered_map>
 
 namespace airlock::dp {
+
+struct AclContexts {
+  struct Free {
+    void operator()(rte_acl_ctx* ctx) const { rte_acl_free(ctx); }
+  };
+  std::unique_ptr<rte_acl_ctx, Free> v4;  // null when no rule applies to IPv4
+  std::unique_ptr<rte_acl_ctx, Free> v6;
+  // BLAKE2b of the layout and the rte_acl rules of both families the contexts were built from.
+  std::array<unsigned char, crypto_generichash_BYTES> digest{};
+};
+
 namespace {
 
 // ---- Selectors ------------------------------------------------------------------------------
@@ -345,7 +358,9 @@ uint32_t host_word(const Prefix& prefix, size_t word) {
 template <typename RuleT>
 RuleT make_rule(const FieldIndexes& at, size_t index, const AclRule& rule, ClassRange classes,
                 const Prefix* destination) {
-  RuleT out{};
+  RuleT out;
+  // Every byte, padding included, is hashed to recognise a recompile of the same rules.
+  std::memset(&out, 0, sizeof(out));
   out.data.category_mask = 1;
   // First match wins: earlier rules get higher priorities.
   out.data.priority = static_cast<int32_t>(RTE_ACL_MAX_PRIORITY - index);
@@ -437,21 +452,54 @@ rte_acl_ctx* build_context(const char* kind, const std::vector<RuleT>& rules,
   return ctx;
 }
 
-// Expands the rules for one family and builds its context; *ctx stays null when no rule applies
-// to the family. False, with *error set, when rte_acl fails.
-template <typename RuleT, size_t kFields>
-bool build_family(const char* kind, uint8_t family, const FieldIndexes& at,
-                  const rte_acl_field_def (&defs)[kFields], std::span<const AclRule> rules,
-                  const std::vector<std::vector<ClassRange>>& ranges, rte_acl_ctx** ctx,
-                  std::string* error) {
+template <typename RuleT>
+std::vector<RuleT> expand_family(uint8_t family, const FieldIndexes& at,
+                                 std::span<const AclRule> rules,
+                                 const std::vector<std::vector<ClassRange>>& ranges) {
   std::vector<RuleT> expanded;
   for (size_t i = 0; i < rules.size(); ++i) {
     expand_rule(at, i, rules[i], ranges[i], family, expanded);
   }
-  *ctx = nullptr;
-  if (expanded.empty()) return true;
-  *ctx = build_context(kind, expanded, defs, error);
-  return *ctx != nullptr;
+  return expanded;
+}
+
+template <typename RuleT>
+void hash_rules(crypto_generichash_state& state, const std::vector<RuleT>& rules) {
+  const uint64_t count = rules.size();
+  crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(&count), sizeof(count));
+  crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(rules.data()),
+                            rules.size() * sizeof(RuleT));
+}
+
+// The contexts for one layout (its rule types, field indexes and definitions per family): those
+// of `running` when they were built from the same rules, else new ones. Null, with *error set,
+// when rte_acl fails.
+template <typename V4Rule, typename V6Rule, size_t kV4Fields, size_t kV6Fields>
+std::shared_ptr<const AclContexts> make_contexts(
+    uint8_t layout, const FieldIndexes& v4_at, const rte_acl_field_def (&v4_defs)[kV4Fields],
+    const FieldIndexes& v6_at, const rte_acl_field_def (&v6_defs)[kV6Fields],
+    std::span<const AclRule> rules, const std::vector<std::vector<ClassRange>>& ranges,
+    std::shared_ptr<const AclContexts> running, std::string* error) {
+  const std::vector<V4Rule> v4 = expand_family<V4Rule>(4, v4_at, rules, ranges);
+  const std::vector<V6Rule> v6 = expand_family<V6Rule>(6, v6_at, rules, ranges);
+  auto contexts = std::make_shared<AclContexts>();
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, contexts->digest.size());
+  crypto_generichash_update(&state, &layout, sizeof(layout));
+  hash_rules(state, v4);
+  hash_rules(state, v6);
+  crypto_generichash_final(&state, contexts->digest.data(), contexts->digest.size());
+  if (running != nullptr && running->digest == contexts->digest) return running;
+
+  if (!v4.empty()) {
+    contexts->v4.reset(build_context("acl4", v4, v4_defs, error));
+    if (!contexts->v4) return nullptr;
+  }
+  if (!v6.empty()) {
+    contexts->v6.reset(build_context("acl6", v6, v6_defs, error));
+    if (!contexts->v6) return nullptr;
+  }
+  return contexts;
 }
 
 template <typename Key>
@@ -546,12 +594,9 @@ bool fill_key_v6(AclKeyV6& key, uint32_t klass, const uint8_t* ipv6_header, uint
   return true;
 }
 
-void AclTable::AclFree::operator()(rte_acl_ctx* ctx) const {
-  rte_acl_free(ctx);
-}
-
 std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
-                                          std::span<const AclRule> rules, std::string* error) {
+                                          std::span<const AclRule> rules, std::string* error,
+                                          std::shared_ptr<const AclContexts> running) {
   if (rules.size() >= RTE_ACL_MAX_PRIORITY) {
     set_error(error, "too many rules: " + std::to_string(rules.size()));
     return std::nullopt;
@@ -567,24 +612,17 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
 
   const std::vector<std::vector<ClassRange>> ranges = class_ranges_by_rule(classes, rules.size());
   const uint32_t class_count = static_cast<uint32_t>(classes.by_class.size() - 1);
-  rte_acl_ctx* v4 = nullptr;
-  rte_acl_ctx* v6 = nullptr;
-  bool built;
-  if (class_count <= kMaxNarrowClass) {
-    built = build_family<AclRuleV4Narrow>("acl4", 4, kV4NarrowIndexes, kV4NarrowDefs, rules, ranges,
-                                          &v4, error) &&
-            build_family<AclRuleV6Narrow>("acl6", 6, kV6NarrowIndexes, kV6NarrowDefs, rules, ranges,
-                                          &v6, error);
-  } else {
-    built = build_family<AclRuleV4Wide>("acl4", 4, kV4WideIndexes, kV4WideDefs, rules, ranges, &v4,
-                                        error) &&
-            build_family<AclRuleV6Wide>("acl6", 6, kV6WideIndexes, kV6WideDefs, rules, ranges, &v6,
-                                        error);
-  }
   AclTable table;
-  table.v4_.reset(v4);
-  table.v6_.reset(v6);
-  if (!built) return std::nullopt;
+  table.contexts_ = class_count <= kMaxNarrowClass
+                        ? make_contexts<AclRuleV4Narrow, AclRuleV6Narrow>(
+                              1, kV4NarrowIndexes, kV4NarrowDefs, kV6NarrowIndexes, kV6NarrowDefs,
+                              rules, ranges, std::move(running), error)
+                        : make_contexts<AclRuleV4Wide, AclRuleV6Wide>(
+                              2, kV4WideIndexes, kV4WideDefs, kV6WideIndexes, kV6WideDefs, rules,
+                              ranges, std::move(running), error);
+  if (!table.contexts_) return std::nullopt;
+  table.v4_ = table.contexts_->v4.get();
+  table.v6_ = table.contexts_->v6.get();
   for (size_t i = 0; i < peers.size(); ++i) {
     const uint32_t slot = peers[i].peer_slot;
     if (table.class_by_slot_.size() <= slot) table.class_by_slot_.resize(slot + 1, 0);
@@ -596,11 +634,11 @@ std::optional<AclTable> AclTable::compile(std::span<const AclIdentity> peers,
 }
 
 void AclTable::classify_v4(const AclKeyV4* const* keys, uint32_t* results, uint32_t n) const {
-  classify(v4_.get(), keys, results, n);
+  classify(v4_, keys, results, n);
 }
 
 void AclTable::classify_v6(const AclKeyV6* const* keys, uint32_t* results, uint32_t n) const {
-  classify(v6_.get(), keys, results, n);
+  classify(v6_, keys, results, n);
 }
 
 }  // namespace airlock::dp

@@ -79,14 +79,23 @@ static_assert(sizeof(AclKeyV6) == 28);
 bool fill_key_v4(AclKeyV4& key, uint32_t klass, const uint8_t* ipv4_header, uint32_t l3_len);
 bool fill_key_v6(AclKeyV6& key, uint32_t klass, const uint8_t* ipv6_header, uint32_t l3_len);
 
+// The rte_acl contexts of one or more AclTable generations (acl.cc).
+struct AclContexts;
+
 class AclTable {
  public:
   // Compiles rules; first match wins, no match = drop. Errors (selector kind unknown or empty,
   // invalid key, bad destination prefix, port_low > port_high, duplicate or too large peer
   // slot, rte_acl failure) name the rule index and name and the offending value. A rule whose
   // sources match no peer compiles to nothing. An empty rule set gives a table that drops all.
+  // `running` (another table's contexts()) is reused instead of built again when this policy
+  // compiles to exactly the rte_acl rules it was built from: peers that come, go or change keys
+  // without changing the identity classes cost no rte_acl build.
   static std::optional<AclTable> compile(std::span<const AclIdentity> peers,
-                                         std::span<const AclRule> rules, std::string* error);
+                                         std::span<const AclRule> rules, std::string* error,
+                                         std::shared_ptr<const AclContexts> running = nullptr);
+
+  std::shared_ptr<const AclContexts> contexts() const { return contexts_; }
 
   // Identity class to put in a key; 0 (matches nothing) for a slot not in the table.
   uint32_t class_of(uint32_t peer_slot) const {
@@ -106,14 +115,12 @@ class AclTable {
   uint32_t class_count() const { return class_count_; }
 
  private:
-  struct AclFree {
-    void operator()(rte_acl_ctx* ctx) const;
-  };
-
   AclTable() = default;
 
-  std::unique_ptr<rte_acl_ctx, AclFree> v4_;  // null when no rule applies to IPv4
-  std::unique_ptr<rte_acl_ctx, AclFree> v6_;
+  // Shared by the generations compiled to the same rte_acl rules; read-only once built.
+  std::shared_ptr<const AclContexts> contexts_;
+  const rte_acl_ctx* v4_ = nullptr;  // contexts_'s, null when no rule applies to IPv4
+  const rte_acl_ctx* v6_ = nullptr;
   std::vector<uint32_t> class_by_slot_;
   std::vector<AclAction> actions_;
   uint32_t class_count_ = 0;

@@ -64,6 +64,7 @@ std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, s
 
   auto build = std::make_unique<PolicyBuild>(std::move(*loaded));
   root = build->loaded_.root();
+  if (running != nullptr) build->running_acl_ = running->acl.contexts();
   auto fail = [&](std::string message) {
     for (uint32_t s : build->allocated_) peers_.forget(s);
     *error = std::move(message);
@@ -153,7 +154,7 @@ bool PolicyBuild::compile() {
       }
     }
   }
-  acl_ = AclTable::compile(identities_, rules_, &error_);
+  acl_ = AclTable::compile(identities_, rules_, &error_, std::move(running_acl_));
   if (!acl_) {
     allowed_.reset();
     return false;

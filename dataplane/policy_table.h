@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,7 @@ class PolicyBuild {
   uint32_t v4_prefixes_ = 0, v6_prefixes_ = 0;
   std::vector<AclIdentity> identities_;
   std::vector<AclRule> rules_;
+  std::shared_ptr<const AclContexts> running_acl_;  // reused if this policy's ACL is the same
   std::vector<std::string> rule_names_;
   std::optional<AllowedIps> allowed_;
   std::optional<AclTable> acl_;

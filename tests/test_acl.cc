@@ -499,6 +499,46 @@ TEST_F(AclTest, ClassesBeyondSixteenBitsMatchOnlyTheirOwnRules) {
   EXPECT_GE(aliased, 1);
 }
 
+// A recompile that yields the same rte_acl rules shares the running contexts: here the peers
+// move to other slots (as new keys do) with the same identities. Any change to the rules or to
+// the identity classes builds anew.
+TEST_F(AclTest, ARecompileOfTheSameRulesSharesTheRunningContexts) {
+  const std::vector<AclRule> rules = {
+      rule("eng-web", {"group:eng"}, {v4("10.0.0.0", 8)}, kTcp, 443, 443),
+      rule("ops-any", {"group:ops"}, {v6("fd00::", 8)})};
+  const AclTable running = compile(team(), rules);
+
+  std::vector<AclIdentity> moved = team();
+  for (AclIdentity& p : moved) p.peer_slot += 100;
+  std::string error;
+  const std::optional<AclTable> same = AclTable::compile(moved, rules, &error, running.contexts());
+  ASSERT_TRUE(same) << error;
+  EXPECT_EQ(same->contexts(), running.contexts());
+  EXPECT_EQ(classify(*same, 101, ipv4_packet("10.1.2.3", kTcp, 443)), 1u);  // alice, eng
+  EXPECT_EQ(classify(*same, 102, ipv4_packet("10.1.2.3", kTcp, 443)), 0u);  // bob, ops
+  EXPECT_EQ(classify(*same, 102, ipv6_packet("fd00::1", kUdp, 53)), 2u);
+  EXPECT_EQ(classify(*same, 1, ipv4_packet("10.1.2.3", kTcp, 443)), 0u);  // the old slot
+
+  std::vector<AclRule> other_port = rules;
+  other_port[0].port_low = other_port[0].port_high = 8443;
+  const std::optional<AclTable> changed =
+      AclTable::compile(team(), other_port, &error, running.contexts());
+  ASSERT_TRUE(changed) << error;
+  EXPECT_NE(changed->contexts(), running.contexts());
+  EXPECT_EQ(classify(*changed, 1, ipv4_packet("10.1.2.3", kTcp, 443)), 0u);
+  EXPECT_EQ(classify(*changed, 1, ipv4_packet("10.1.2.3", kTcp, 8443)), 1u);
+  EXPECT_EQ(classify(running, 1, ipv4_packet("10.1.2.3", kTcp, 443)), 1u);
+
+  std::vector<AclIdentity> regrouped = team();
+  regrouped[1].groups = {"eng"};  // bob joins eng and leaves ops: the classes change
+  const std::optional<AclTable> reclassed =
+      AclTable::compile(regrouped, rules, &error, running.contexts());
+  ASSERT_TRUE(reclassed) << error;
+  EXPECT_NE(reclassed->contexts(), running.contexts());
+  EXPECT_EQ(classify(*reclassed, 2, ipv4_packet("10.1.2.3", kTcp, 443)), 1u);
+  EXPECT_EQ(classify(*reclassed, 2, ipv6_packet("fd00::1", kUdp, 53)), 0u);
+}
+
 TEST_F(AclTest, UnknownSlotMatchesNotEvenWildcardRules) {
   const AclTable table = compile(team(), {rule("all", {"*"})});
   EXPECT_EQ(classify(table, 1, ipv4_packet("10.0.0.1", kTcp, 1)), 1u);
