@@ -33,13 +33,15 @@
 // and 100 000 rules by default (--swap-policy; bench/synthetic_policy.h) that also holds A and B,
 // the A -> B rule in the middle. During each pass the control lcore loads exactly --swaps fresh
 // versions of it, N ms apart (after the previous load and its grace period), each with the other
-// set of synthetic peers, so every swap removes and adds all peers but A and B, which stay with
-// their keys, allowed IPs and rule. The worker is paced so that the pass spans all the swaps and
-// packets are in flight around each publish; it never gets more than its share ahead of the swaps,
-// and the last share waits for the last swap. The counters must add up exactly as without swaps; a
-// second table gives per pass the swaps, the load time (Hub::apply_policy), the grace period
-// (publish until the worker passed a quiescent state) and the control_tick that frees the old
-// generation. Rates in this mode are of a paced, shared core: only the counters matter.
+// set of synthetic peers and another port in one synthetic rule, so every swap removes and adds
+// all peers but A and B, which stay with their keys, allowed IPs and rule, and builds the ACL
+// anew (a swap that keeps the ACL reuses it: bench_policy's Apply with new_peers=1). The worker is
+// paced so that the pass spans all the swaps and packets are in flight around each publish; it
+// never gets more than its share ahead of the swaps, and the last share waits for the last swap.
+// The counters must add up exactly as without swaps; a second table gives per pass the swaps, the
+// load time (Hub::apply_policy), the grace period (publish until the worker passed a quiescent
+// state) and the control_tick that frees the old generation. Rates in this mode are of a paced,
+// shared core: only the counters matter.
 //
 // Usage (root): bench_dataplane [--packets N] [--bare-seconds X] [--pcap-dir DIR]
 //                               [--only receive|acl-drop|forward] [--huge]
@@ -556,7 +558,11 @@ class Bench {
       const size_t middle = filler_rules_.size() / 2;
       for (size_t i = 0; i < filler_rules_.size(); ++i) {
         if (i == middle) policy.add_rule(rule);
-        policy.add_rule(filler_rules_[i]);
+        pol::RuleSpec filler = filler_rules_[i];
+        // A rule that differs between the two versions, so that no swap can reuse the running
+        // ACL: each one builds everything anew.
+        if (i == 0 && filler_set_ == 1) filler.port_low = filler.port_high = 9999;
+        policy.add_rule(filler);
       }
     } else {
       policy.add_rule(rule);
@@ -853,7 +859,8 @@ int run(const Options& options) {
   if (bench.swapping()) {
     std::printf(
         "\nPolicy swaps per pass: %u peers / %u rules each, every %d ms, each replacing the %u "
-        "other peers; A and B stay. First load (every peer new, builder included): %.2f s.\n"
+        "other peers and changing one rule (the ACL is built anew); A and B stay. First load "
+        "(every peer new, builder included): %.2f s.\n"
         "load = Hub::apply_policy; grace = publish until the worker was quiescent; free = the "
         "control_tick freeing the old generation. Target: loaded in under 1 s, zero packets "
         "lost.\n",
