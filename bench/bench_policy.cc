@@ -9,8 +9,8 @@
 //              as control_ms, and the tables compiled on its policy thread in between, counted
 //              as compile_ms. new_peers=0 keeps the peers and changes one rule, so the ACL
 //              is built anew; 1 swaps in 10k peers with other keys but the same identities
-//              (each new peer costs an X25519 for its static-static secret, the removed ones
-//              are reclaimed, and the running ACL contexts are reused);
+//              (each new peer costs an X25519 for its static-static secret, made with the
+//              tables, the removed ones are reclaimed, and the running ACL contexts are reused);
 //   Swap       after the publish: the RCU grace period until a worker-like reader on lcore 1
 //              has passed a quiescent state, then the control_tick that frees the old tables.
 // The reader classifies a burst of 32 keys against the running policy per loop and reports

@@ -139,7 +139,9 @@ class Hub {
   void count_handshake(HandshakeEvent event) { stats_->worker(nb_workers_).count_handshake(event); }
 
   // policy_table.cc
-  void configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh);
+  // fresh_keys: the keys of a peer that starts afresh (PolicyBuild::compile made them); null for
+  // a peer that stays.
+  void configure_peer(uint32_t slot, const airlock::policy::Peer& p, PeerKeys* fresh_keys);
   void deactivate_peer(uint32_t slot);
 
   Config cfg_;

@@ -86,6 +86,15 @@ std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, s
     }
     build->slots_.push_back(*slot);
   }
+  build->identity_ = &identity_;
+  build->fresh_keys_.resize(n_peers);
+  {
+    const std::unordered_set<uint32_t> fresh(build->new_slots_.begin(), build->new_slots_.end());
+    for (size_t i = 0; i < n_peers; ++i) {
+      // Marked here, filled by compile().
+      if (fresh.count(build->slots_[i]) != 0) build->fresh_keys_[i].emplace();
+    }
+  }
 
   // Each peer's allowed IPs, parsed once: their count per family sizes the LPM tables, which
   // reserve room per rule (IPv6: 13 tbl8 groups each) and are zeroed on creation and on free.
@@ -142,6 +151,15 @@ std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, s
 }
 
 bool PolicyBuild::compile() {
+  const auto* peers = loaded_.root()->peers();
+  for (size_t i = 0; i < fresh_keys_.size(); ++i) {
+    if (!fresh_keys_[i]) continue;
+    const auto* p = peers->Get(static_cast<flatbuffers::uoffset_t>(i));
+    crypto::Key psk{};
+    if (p->preshared_key() != nullptr) psk = airlock::policy::key_bytes(*p->preshared_key());
+    *fresh_keys_[i] = make_peer_keys(*identity_, airlock::policy::key_bytes(*p->public_key()), psk);
+    sodium_memzero(psk.data(), psk.size());
+  }
   allowed_ = AllowedIps::create(v4_prefixes_, v6_prefixes_, &error_);
   if (!allowed_) return false;
   for (size_t i = 0; i < peer_prefixes_.size(); ++i) {
@@ -173,9 +191,9 @@ bool Hub::finish_policy(std::unique_ptr<PolicyBuild> build, std::string* error) 
   const auto* root = build->loaded_.root();
   const std::vector<uint32_t>& slots = build->slots_;
   std::unordered_set<uint32_t> keep(slots.begin(), slots.end());
-  std::unordered_set<uint32_t> fresh(build->new_slots_.begin(), build->new_slots_.end());
   for (size_t i = 0; i < slots.size(); ++i) {
-    configure_peer(slots[i], *root->peers()->Get(i), fresh.count(slots[i]) != 0);
+    std::optional<PeerKeys>& keys = build->fresh_keys_[i];
+    configure_peer(slots[i], *root->peers()->Get(i), keys ? &*keys : nullptr);
   }
   auto snapshot = std::make_unique<PolicySnapshot>(PolicySnapshot{
       root->version(), std::move(*build->allowed_), std::move(*build->acl_), build->rule_names_});
@@ -202,12 +220,12 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
   return finish_policy(std::move(build), error);
 }
 
-void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh) {
+void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, PeerKeys* fresh_keys) {
   PeerState& peer = peers_.at(slot);
   crypto::Key pub = airlock::policy::key_bytes(*p.public_key());
   crypto::Key psk{};
   if (p.preshared_key() != nullptr) psk = airlock::policy::key_bytes(*p.preshared_key());
-  if (fresh) {
+  if (fresh_keys != nullptr) {
     peer.generation.fetch_add(1, std::memory_order_release);
     zero_peer_keys(slot);
     peer.handshake = Handshake{};
@@ -217,7 +235,7 @@ void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fre
     peer.want_handshake.store(false);
     peer.last_handshake_unix_ns = 0;
     peer.cookie_maker.emplace(pub);
-    peer.keys = make_peer_keys(identity_, pub, psk);
+    peer.keys = *fresh_keys;
   } else if (peer.keys.psk != psk) {
     // Takes effect with the next handshake; the running session stays valid.
     peer.keys = make_peer_keys(identity_, pub, psk);
@@ -243,7 +261,7 @@ void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fre
     }
   }
   // The counters' baseline is taken before the peer can carry traffic.
-  if (fresh) stats_->clear_peer(slot);
+  if (fresh_keys != nullptr) stats_->clear_peer(slot);
   publish_peer_record(slot);
   peer.active.store(true, std::memory_order_release);
 }

@@ -10,6 +10,7 @@
 
 #include "dataplane/acl.h"
 #include "dataplane/allowedips.h"
+#include "dataplane/noise.h"
 #include "policy/policy.h"
 
 namespace airlock::dp {
@@ -38,6 +39,10 @@ class PolicyBuild {
   airlock::policy::LoadedPolicy loaded_;
   std::vector<uint32_t> slots_;      // slot of policy peer i
   std::vector<uint32_t> new_slots_;  // slots whose peer starts afresh with this policy
+  // The hub's identity, for the keys of peers that start afresh: policy peer i's in
+  // fresh_keys_[i], computed by compile() so that the X25519s stay off the control lcore.
+  const LocalIdentity* identity_ = nullptr;
+  std::vector<std::optional<PeerKeys>> fresh_keys_;
   std::vector<uint32_t> allocated_;  // slots allocated for this build (released if it fails)
   std::vector<std::vector<Prefix>> peer_prefixes_;
   uint32_t v4_prefixes_ = 0, v6_prefixes_ = 0;
