@@ -70,30 +70,24 @@ std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, s
     *error = std::move(message);
     return nullptr;
   };
+  // A peer that starts afresh gets an empty fresh_keys_ entry here, filled by compile().
+  build->identity_ = &identity_;
+  build->fresh_keys_.resize(n_peers);
   for (size_t i = 0; i < n_peers; ++i) {
     crypto::Key key = airlock::policy::key_bytes(*root->peers()->Get(i)->public_key());
     auto slot = peers_.find(key);
     if (slot && !peers_.at(*slot).active.load(std::memory_order_relaxed)) {
-      build->new_slots_.push_back(*slot);  // removed by an earlier policy, not yet reclaimed
+      build->fresh_keys_[i].emplace();  // removed by an earlier policy, not yet reclaimed
     } else if (!slot) {
       slot = peers_.allocate(key);
       if (!slot) {
         return fail("peers[" + std::to_string(i) + "]: more than " +
                     std::to_string(cfg_.max_peers) + " peers (--max-peers)");
       }
-      build->new_slots_.push_back(*slot);
+      build->fresh_keys_[i].emplace();
       build->allocated_.push_back(*slot);
     }
     build->slots_.push_back(*slot);
-  }
-  build->identity_ = &identity_;
-  build->fresh_keys_.resize(n_peers);
-  {
-    const std::unordered_set<uint32_t> fresh(build->new_slots_.begin(), build->new_slots_.end());
-    for (size_t i = 0; i < n_peers; ++i) {
-      // Marked here, filled by compile().
-      if (fresh.count(build->slots_[i]) != 0) build->fresh_keys_[i].emplace();
-    }
   }
 
   // Each peer's allowed IPs, parsed once: their count per family sizes the LPM tables, which

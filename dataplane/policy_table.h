@@ -37,12 +37,11 @@ class PolicyBuild {
   friend class Hub;
 
   airlock::policy::LoadedPolicy loaded_;
-  std::vector<uint32_t> slots_;      // slot of policy peer i
-  std::vector<uint32_t> new_slots_;  // slots whose peer starts afresh with this policy
-  // The hub's identity, for the keys of peers that start afresh: policy peer i's in
-  // fresh_keys_[i], computed by compile() so that the X25519s stay off the control lcore.
-  const LocalIdentity* identity_ = nullptr;
+  std::vector<uint32_t> slots_;  // slot of policy peer i
+  // Set for policy peer i if it starts afresh with this policy: its keys, made by compile() with
+  // the hub's identity so that the X25519s stay off the control lcore.
   std::vector<std::optional<PeerKeys>> fresh_keys_;
+  const LocalIdentity* identity_ = nullptr;
   std::vector<uint32_t> allocated_;  // slots allocated for this build (released if it fails)
   std::vector<std::vector<Prefix>> peer_prefixes_;
   uint32_t v4_prefixes_ = 0, v6_prefixes_ = 0;
