@@ -65,6 +65,18 @@ std::optional<std::string> read_text(const std::string& path, std::string* error
   return text.str();
 }
 
+// An io_context whose pending handlers can be destroyed before the context itself. Handlers of
+// one context hold objects of another: the gateway's accept loop on the main context holds the
+// socket, and with it a strand, of the connection context it hands the next connection to, and a
+// connection holds its server's acceptor on the main context. Destroying one context while
+// another still holds such handlers frees memory they then use, so every context drops its
+// handlers while all of them still exist.
+class IoContext final : public asio::io_context {
+ public:
+  using asio::io_context::io_context;
+  void destroy_pending_handlers() { shutdown(); }
+};
+
 std::optional<IpPrefix> to_tun_prefix(const policy::IpPrefix& prefix) {
   return IpPrefix::parse(policy::format_prefix(prefix));
 }
@@ -92,6 +104,7 @@ class ControlPlaneImpl final : public ControlPlane {
     for (auto& context : connection_contexts_) context->stop();
     for (std::thread& t : io_threads) t.join();
     shutdown();
+    log("stopped");
   }
 
  private:
@@ -246,7 +259,7 @@ class ControlPlaneImpl final : public ControlPlane {
     // Gateway connections are spread over the main io_context and one more per extra thread.
     gateway_options.server.connection_contexts.push_back(&io_);
     for (unsigned i = 1; i < options_.threads; ++i) {
-      auto& context = connection_contexts_.emplace_back(std::make_unique<asio::io_context>(1));
+      auto& context = connection_contexts_.emplace_back(std::make_unique<IoContext>(1));
       work_guards_.emplace_back(context->get_executor());
       gateway_options.server.connection_contexts.push_back(context.get());
     }
@@ -364,6 +377,7 @@ class ControlPlaneImpl final : public ControlPlane {
   }
 
   void begin_stop() {
+    log("stopping");
     if (admin_) admin_->stop();
     if (gateway_) gateway_->stop();
     {
@@ -385,6 +399,10 @@ class ControlPlaneImpl final : public ControlPlane {
     for (std::thread& t : pumps_) {
       if (t.joinable()) t.join();
     }
+    // No context runs now: run() has joined their threads, or never started them. Requests still
+    // in flight end here, each writing its record to the store, before the flush.
+    io_.destroy_pending_handlers();
+    for (auto& context : connection_contexts_) context->destroy_pending_handlers();
     if (store_) store_->flush();
     if (ledger_) ledger_->flush();
     if (outbox_) outbox_->flush();
@@ -400,12 +418,12 @@ class ControlPlaneImpl final : public ControlPlane {
   metrics::Registry registry_;
   std::unique_ptr<metrics::GatewayMetrics> gateway_metrics_;
   PriceTable base_prices_;
-  // Declared after the store, so destroyed before it: requests still in flight at shutdown are
-  // destroyed with the io_context, and each writes its record to the store as it goes. Declared
-  // before the gateway and admin API, whose sockets must close while it still exists.
-  asio::io_context io_;
+  // Requests still in flight at shutdown are destroyed with their context's handlers (shutdown()),
+  // and each writes its record to the store as it goes. Declared before the gateway and admin API,
+  // whose sockets must close while it still exists.
+  IoContext io_;
   // Run by one thread each (see run()); kept running while idle by the work guards.
-  std::vector<std::unique_ptr<asio::io_context>> connection_contexts_;
+  std::vector<std::unique_ptr<IoContext>> connection_contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_guards_;
   std::vector<std::unique_ptr<dp::StatsReader>> stats_;
   std::vector<std::unique_ptr<RingTun>> rings_;

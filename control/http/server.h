@@ -38,7 +38,9 @@ struct ServerOptions {
   // Where accepted connections run, in turn; empty: the io_context the server listens on. With
   // one single-threaded io_context per thread, a request, its upstream exchange and its timers
   // stay on one thread: one io_context shared by several threads handed each request's steps
-  // between threads, which cost more CPU than the request's own work.
+  // between threads, which cost more CPU than the request's own work. The accept loop holds a
+  // socket of the context it hands the next connection to, and connections hold the listening
+  // socket: no context may be destroyed while another still holds pending handlers.
   std::vector<asio::io_context*> connection_contexts;
 };
 
