@@ -129,6 +129,9 @@ class FakeUpstream {
       }
       return write_whole(socket, 200, kAnthropicBody, "request-id: req_up_1\r\n");
     }
+    if (path.starts_with("/v1beta/models/") && path.ends_with(":countTokens")) {
+      return write_whole(socket, 200, R"({"totalTokens":12,"promptTokensDetails":[]})");
+    }
     if (path.starts_with("/v1beta/models/")) return write_whole(socket, 200, kGeminiBody);
     // Also a pre-request hook: "rewrite" adds a message, "reroute" asks for another model.
     if (path == "/hook/rewrite" || path == "/hook/reroute") {
@@ -349,6 +352,32 @@ TEST_F(GatewayTest, GeminiModelFromPathAndKeyHeader) {
   EXPECT_EQ(r.output_tokens, 7u);
 }
 
+TEST_F(GatewayTest, GeminiCountTokensIsRelayedAndFree) {
+  const Reply reply =
+      send(bhttp::verb::post, "/v1beta/models/gemini-2.5-pro:countTokens?key=x",
+           R"({"contents":[{"parts":[{"text":"how many?"}]}]})", kSandboxCredentials);
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_EQ(json::parse(reply.body)["totalTokens"], 12);
+  const std::vector<Seen> seen = upstream_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].target, "/v1beta/models/gemini-2.5-pro:countTokens");
+  EXPECT_EQ(seen[0].all("x-goog-api-key"), std::vector<std::string>{gemini_key_});
+  const RequestRecord r = record_of(reply);
+  EXPECT_EQ(r.api, "gemini.count_tokens");
+  EXPECT_EQ(r.model, "gemini-2.5-pro");
+  EXPECT_EQ(r.input_tokens, 0u);
+  EXPECT_TRUE(r.usage_complete);
+  EXPECT_EQ(r.cost, std::optional<Picodollars>(0));
+
+  // A model of a provider that does not speak Gemini's API is refused in Gemini's error format,
+  // before any upstream call.
+  const Reply refused =
+      send(bhttp::verb::post, "/v1beta/models/gpt-5.5:countTokens", R"({"contents":[]})");
+  EXPECT_EQ(refused.status, 400u);
+  EXPECT_EQ(json::parse(refused.body)["error"]["status"], "INVALID_ARGUMENT") << refused.body;
+  EXPECT_EQ(upstream_.seen().size(), 1u);
+}
+
 TEST_F(GatewayTest, StreamedChatHidesTheInjectedUsageChunk) {
   const Reply reply = post("/v1/chat/completions",
                            {{"model", "gpt-5.5"}, {"stream", true}, {"messages", json::array()}});
@@ -548,6 +577,18 @@ TEST_F(GatewayTest, ModelsListsOnlyGrantedModels) {
   EXPECT_EQ(alist["has_more"], false);
   EXPECT_EQ(alist["data"][0]["type"], "model");
   EXPECT_EQ(alist["first_id"], "gpt-5.5");
+
+  // Gemini's SDKs list at /v1beta/models, and only Gemini providers serve their routes.
+  document->providers[2].models = {"gemini-2.5-pro", "gemini-*"};
+  gateway_->set_state(make_gateway_state(document, PriceTable::builtin(), &error));
+  const Reply gemini = send(bhttp::verb::get, "/v1beta/models", "");
+  EXPECT_EQ(gemini.status, 200u);
+  const json glist = json::parse(gemini.body);
+  ASSERT_EQ(glist["models"].size(), 1u) << gemini.body;
+  EXPECT_EQ(glist["models"][0]["name"], "models/gemini-2.5-pro");
+  EXPECT_EQ(glist["models"][0]["supportedGenerationMethods"][0], "generateContent");
+  const Reply by_key = send(bhttp::verb::get, "/models?key=sandbox", "");
+  EXPECT_EQ(json::parse(by_key.body)["models"].size(), 1u) << by_key.body;
 }
 
 TEST_F(GatewayTest, ClientDisconnectMidStreamIsRecordedAndCancelsUpstream) {

@@ -17,6 +17,9 @@ TEST(GatewayApi, ClassifiesEveryProviderRoute) {
   EXPECT_EQ(kind_of(http::verb::post, "/v1/embeddings"), ApiKind::kOpenAiEmbeddings);
   EXPECT_EQ(kind_of(http::verb::post, "/v1/messages"), ApiKind::kAnthropicMessages);
   EXPECT_EQ(kind_of(http::verb::post, "/v1/messages/count_tokens"), ApiKind::kAnthropicCountTokens);
+  EXPECT_EQ(kind_of(http::verb::post, "/v1beta/models/gemini-2.5-pro:countTokens"),
+            ApiKind::kGeminiCountTokens);
+  EXPECT_EQ(kind_of(http::verb::get, "/v1beta/models"), ApiKind::kModels);
   EXPECT_EQ(kind_of(http::verb::post, "/v1beta/models/gemini-2.5-pro:generateContent"),
             ApiKind::kGeminiGenerate);
   EXPECT_EQ(kind_of(http::verb::post, "/v1beta/models/gemini-2.5-pro:streamGenerateContent"),
@@ -50,7 +53,7 @@ TEST(GatewayApi, RefusesWrongMethodsAndUnknownPaths) {
   EXPECT_EQ(kind_of(http::verb::post, "/api/event_logging/batch"), ApiKind::kUnknown);
   EXPECT_EQ(kind_of(http::verb::post, "/v1/chat/completions/extra"), ApiKind::kUnknown);
   EXPECT_EQ(kind_of(http::verb::post, "/v1/messages/batches"), ApiKind::kUnknown);
-  EXPECT_EQ(kind_of(http::verb::post, "/v1beta/models/gemini-2.5-pro:countTokens"),
+  EXPECT_EQ(kind_of(http::verb::post, "/v1beta/models/gemini-2.5-pro:embedContent"),
             ApiKind::kUnknown);
   EXPECT_EQ(kind_of(http::verb::post, "/v1beta/models/gemini-2.5-pro"), ApiKind::kUnknown);
 }
@@ -76,6 +79,10 @@ TEST(GatewayApi, UpstreamTargetIsCanonical) {
 
   const ApiRoute count = classify(http::verb::post, "/v1/messages/count_tokens");
   EXPECT_EQ(upstream_target(count, "", false), "/v1/messages/count_tokens");
+
+  const ApiRoute gemini_count =
+      classify(http::verb::post, "/models/gemini-2.5-pro:countTokens?key=k");
+  EXPECT_EQ(upstream_target(gemini_count, "", true), "/v1beta/models/gemini-2.5-pro:countTokens");
 
   const ApiRoute gemini = classify(http::verb::post, "/models/gemini-2.5-pro:generateContent");
   EXPECT_EQ(upstream_target(gemini, "", false), "/v1beta/models/gemini-2.5-pro:generateContent");
@@ -103,6 +110,8 @@ TEST(GatewayApi, ProvidersSpeakTheirOwnApis) {
   EXPECT_TRUE(provider_speaks(ProviderKind::kAnthropic, ApiKind::kAnthropicCountTokens));
   EXPECT_FALSE(provider_speaks(ProviderKind::kAnthropic, ApiKind::kOpenAiChat));
   EXPECT_TRUE(provider_speaks(ProviderKind::kGemini, ApiKind::kGeminiStream));
+  EXPECT_TRUE(provider_speaks(ProviderKind::kGemini, ApiKind::kGeminiCountTokens));
+  EXPECT_FALSE(provider_speaks(ProviderKind::kAnthropic, ApiKind::kGeminiCountTokens));
   EXPECT_FALSE(provider_speaks(ProviderKind::kGemini, ApiKind::kOpenAiChat));
 }
 
@@ -110,6 +119,7 @@ TEST(GatewayApi, NamesAndMeters) {
   EXPECT_EQ(api_name(ApiKind::kOpenAiChat), "openai.chat");
   EXPECT_EQ(api_name(ApiKind::kAnthropicCountTokens), "anthropic.count_tokens");
   EXPECT_EQ(api_name(ApiKind::kGeminiStream), "gemini.stream");
+  EXPECT_EQ(api_name(ApiKind::kGeminiCountTokens), "gemini.count_tokens");
   EXPECT_EQ(api_name(ApiKind::kModels), "models");
   EXPECT_EQ(meter_api(ApiKind::kOpenAiEmbeddings), Api::kOpenAiChat);
   EXPECT_EQ(meter_api(ApiKind::kGeminiStream), Api::kGeminiGenerate);

@@ -85,6 +85,7 @@ ApiKind classify_segments(http::verb method, const Segments& s, std::string* gem
     ApiKind kind = ApiKind::kUnknown;
     if (action == "generateContent") kind = ApiKind::kGeminiGenerate;
     if (action == "streamGenerateContent") kind = ApiKind::kGeminiStream;
+    if (action == "countTokens") kind = ApiKind::kGeminiCountTokens;
     if (kind != ApiKind::kUnknown) gemini_model->assign(model);
     return kind;
   }
@@ -107,10 +108,22 @@ std::string_view canonical_path(ApiKind kind) {
       return "/models";
     case ApiKind::kGeminiGenerate:
     case ApiKind::kGeminiStream:
+    case ApiKind::kGeminiCountTokens:
     case ApiKind::kUnknown:
       break;
   }
   return "";
+}
+
+std::string_view gemini_action(ApiKind kind) {
+  switch (kind) {
+    case ApiKind::kGeminiStream:
+      return ":streamGenerateContent";
+    case ApiKind::kGeminiCountTokens:
+      return ":countTokens";
+    default:
+      return ":generateContent";
+  }
 }
 
 std::string filtered_query(std::string_view query, bool drop_key_param) {
@@ -144,6 +157,15 @@ ApiRoute classify(http::verb method, std::string_view target) {
   return route;
 }
 
+bool is_gemini(ApiKind kind) {
+  return kind == ApiKind::kGeminiGenerate || kind == ApiKind::kGeminiStream ||
+         kind == ApiKind::kGeminiCountTokens;
+}
+
+bool counts_tokens(ApiKind kind) {
+  return kind == ApiKind::kAnthropicCountTokens || kind == ApiKind::kGeminiCountTokens;
+}
+
 std::string_view api_name(ApiKind kind) {
   switch (kind) {
     case ApiKind::kOpenAiChat:
@@ -160,6 +182,8 @@ std::string_view api_name(ApiKind kind) {
       return "gemini.generate";
     case ApiKind::kGeminiStream:
       return "gemini.stream";
+    case ApiKind::kGeminiCountTokens:
+      return "gemini.count_tokens";
     case ApiKind::kModels:
       return "models";
     case ApiKind::kUnknown:
@@ -181,6 +205,7 @@ std::optional<Api> meter_api(ApiKind kind) {
       return Api::kAnthropicMessages;
     case ApiKind::kGeminiGenerate:
     case ApiKind::kGeminiStream:
+    case ApiKind::kGeminiCountTokens:
       return Api::kGeminiGenerate;
     case ApiKind::kModels:
     case ApiKind::kUnknown:
@@ -201,6 +226,7 @@ bool provider_speaks(policy::ProviderKind kind, ApiKind api) {
       return kind == policy::ProviderKind::kAnthropic;
     case ApiKind::kGeminiGenerate:
     case ApiKind::kGeminiStream:
+    case ApiKind::kGeminiCountTokens:
       return kind == policy::ProviderKind::kGemini;
     case ApiKind::kModels:
     case ApiKind::kUnknown:
@@ -211,8 +237,7 @@ bool provider_speaks(policy::ProviderKind kind, ApiKind api) {
 
 std::string upstream_target(const ApiRoute& route, std::string_view base_path,
                             bool drop_key_param) {
-  const bool gemini =
-      route.kind == ApiKind::kGeminiGenerate || route.kind == ApiKind::kGeminiStream;
+  const bool gemini = is_gemini(route.kind);
   const std::string version = !route.version.empty() ? route.version : gemini ? "v1beta" : "v1";
   std::string target;
   // A base URL such as "http://host/v1" already names the version (the OpenAI SDK habit).
@@ -220,9 +245,7 @@ std::string upstream_target(const ApiRoute& route, std::string_view base_path,
                                 base_path[base_path.size() - version.size() - 1] == '/';
   if (!base_has_version) target.append("/").append(version);
   if (gemini) {
-    target.append("/models/").append(route.model);
-    target.append(route.kind == ApiKind::kGeminiStream ? ":streamGenerateContent"
-                                                       : ":generateContent");
+    target.append("/models/").append(route.model).append(gemini_action(route.kind));
   } else {
     target.append(canonical_path(route.kind));
   }

@@ -24,8 +24,15 @@ enum class ApiKind {
   kAnthropicCountTokens,  // POST /v1/messages/count_tokens
   kGeminiGenerate,        // POST /v1beta/models/{model}:generateContent
   kGeminiStream,          // POST /v1beta/models/{model}:streamGenerateContent
-  kModels,                // GET /v1/models
+  kGeminiCountTokens,     // POST /v1beta/models/{model}:countTokens
+  kModels,                // GET /v1/models (and Gemini's GET /v1beta/models)
 };
+
+// Gemini's routes name the model in the path, not the body.
+bool is_gemini(ApiKind kind);
+
+// Token counting: free, no usage in the answer, no tool calls.
+bool counts_tokens(ApiKind kind);
 
 struct ApiRoute {
   ApiKind kind = ApiKind::kUnknown;

@@ -85,6 +85,7 @@ ErrorFormat error_format(ApiKind kind, bool anthropic_client) {
       return ErrorFormat::kAnthropic;
     case ApiKind::kGeminiGenerate:
     case ApiKind::kGeminiStream:
+    case ApiKind::kGeminiCountTokens:
       return ErrorFormat::kGemini;
     case ApiKind::kOpenAiChat:
     case ApiKind::kOpenAiResponses:

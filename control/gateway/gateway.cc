@@ -318,8 +318,7 @@ asio::awaitable<void> Exchange::run() {
   if (!fields.valid_json) {
     co_return co_await refuse(GatewayError::kBadJson, "request body is not valid JSON");
   }
-  const bool gemini =
-      route_.kind == ApiKind::kGeminiGenerate || route_.kind == ApiKind::kGeminiStream;
+  const bool gemini = is_gemini(route_.kind);
   const std::string model = gemini ? route_.model : fields.model;
   if (model.empty()) {
     co_return co_await refuse(GatewayError::kMissingModel, "request body has no \"model\" string");
@@ -479,8 +478,7 @@ asio::awaitable<bool> Exchange::run_hooks(const policy::Identity& identity,
 // Grants, provider, price and metering were decided on the original model and stream, so a
 // rewrite that changes either would bypass them.
 bool Exchange::same_route(const BodyFields& original, const BodyFields& rewritten) const {
-  const bool gemini =
-      route_.kind == ApiKind::kGeminiGenerate || route_.kind == ApiKind::kGeminiStream;
+  const bool gemini = is_gemini(route_.kind);
   return rewritten.valid_json && rewritten.stream == original.stream &&
          (gemini || rewritten.model == original.model);
 }
@@ -527,7 +525,7 @@ asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
                                                const std::string& model, std::string& body,
                                                const json& parsed) {
   // Counting tokens is free.
-  if (route_.kind == ApiKind::kAnthropicCountTokens) co_return true;
+  if (counts_tokens(route_.kind)) co_return true;
   const std::vector<policy::Document::BudgetCharge> budgets =
       document().budgets_for(identity, provider.name, model);
   if (budgets.empty()) co_return true;
@@ -593,7 +591,7 @@ bool Exchange::scans_tool_calls() const {
 
 bool Exchange::cuts_tool_calls() const {
   // Embeddings and token counts carry no tool calls, so they are never held back for the check.
-  if (route_.kind == ApiKind::kOpenAiEmbeddings || route_.kind == ApiKind::kAnthropicCountTokens) {
+  if (route_.kind == ApiKind::kOpenAiEmbeddings || counts_tokens(route_.kind)) {
     return false;
   }
   return std::any_of(guardrails_.begin(), guardrails_.end(), [this](std::size_t index) {
@@ -727,10 +725,20 @@ asio::awaitable<void> Exchange::list_own_budgets(const policy::Identity& identit
 }
 
 asio::awaitable<void> Exchange::list_models(const policy::Identity& identity) {
-  const std::vector<GrantedModel> models = granted_models(document(), identity);
-  std::string body = wants_anthropic_list(request_)
-                         ? anthropic_models_body(models, state_->loaded_unix_s)
-                         : openai_models_body(models, state_->loaded_unix_s);
+  std::vector<GrantedModel> models = granted_models(document(), identity);
+  std::string body;
+  if (wants_gemini_list(route_.version, route_.query, request_)) {
+    // Only Gemini providers speak the routes a Gemini client calls.
+    std::erase_if(models, [this](const GrantedModel& m) {
+      const policy::ProviderSpec* provider = document().provider_for_model(m.id);
+      return provider == nullptr || provider->kind != policy::ProviderKind::kGemini;
+    });
+    body = gemini_models_body(models);
+  } else if (wants_anthropic_list(request_)) {
+    body = anthropic_models_body(models, state_->loaded_unix_s);
+  } else {
+    body = openai_models_body(models, state_->loaded_unix_s);
+  }
   record_.cost = 0;
   record_.usage_complete = true;
   record_.response_body = loggable(body);
@@ -919,15 +927,14 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
 
   record_.tool_calls = relay.tool_calls();
   // Counting tokens is free and its answer is not usage.
-  const Usage usage = route_.kind == ApiKind::kAnthropicCountTokens ? Usage{} : relay.usage();
+  const Usage usage = counts_tokens(route_.kind) ? Usage{} : relay.usage();
   record_.input_tokens = usage.input;
   record_.output_tokens = usage.output;
   record_.cache_read_tokens = usage.cache_read;
   record_.cache_write_tokens = usage.cache_write;
   record_.reasoning_tokens = usage.reasoning;
-  record_.usage_complete = route_.kind == ApiKind::kAnthropicCountTokens
-                               ? transport_ok && success
-                               : transport_ok && usage.complete;
+  record_.usage_complete =
+      counts_tokens(route_.kind) ? transport_ok && success : transport_ok && usage.complete;
 
   std::optional<Price> price = state_->prices.find(provider.kind, record_.model);
   if (!price && !usage.model.empty()) price = state_->prices.find(provider.kind, usage.model);

@@ -53,6 +53,30 @@ bool wants_anthropic_list(const boost::beast::http::fields& request) {
          request.find("x-api-key") != request.end();
 }
 
+bool wants_gemini_list(std::string_view version, std::string_view query,
+                       const boost::beast::http::fields& request) {
+  if (version.starts_with("v1beta") || version.starts_with("v1alpha")) return true;
+  if (request.find("x-goog-api-key") != request.end()) return true;
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    if (param == "key" || param.starts_with("key=")) return true;
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  return false;
+}
+
+std::string gemini_models_body(std::span<const GrantedModel> models) {
+  json list = json::array();
+  for (const GrantedModel& m : models) {
+    list.push_back({{"name", "models/" + m.id},
+                    {"displayName", m.id},
+                    {"supportedGenerationMethods",
+                     {"generateContent", "streamGenerateContent", "countTokens"}}});
+  }
+  return dump({{"models", std::move(list)}});
+}
+
 std::string openai_models_body(std::span<const GrantedModel> models, int64_t created_s) {
   json data = json::array();
   for (const GrantedModel& m : models) {
