@@ -25,6 +25,7 @@ gateway=http://100.80.0.1
 # Canary provider keys: they must reach the provider and nothing else.
 export AIRLOCK_TEST_OPENAI_KEY=sk-canary-openai-7f3a9c1e5b
 export AIRLOCK_TEST_ANTHROPIC_KEY=sk-ant-canary-2d8e6b4a90
+export AIRLOCK_TEST_GEMINI_KEY=AIza-canary-gemini-5c1f0e77d2
 passed=0
 failed=0
 
@@ -73,7 +74,9 @@ write_policy() {  # write_policy VERSION FILE [EXTRA_TEST]
     {"name": "openai", "kind": "openai", "base_url": "$sim_url", "models": ["gpt-*", "sim-*"],
      "key": "env:AIRLOCK_TEST_OPENAI_KEY"},
     {"name": "anthropic", "kind": "anthropic", "base_url": "$sim_url", "models": ["claude-*"],
-     "key": "env:AIRLOCK_TEST_ANTHROPIC_KEY"}
+     "key": "env:AIRLOCK_TEST_ANTHROPIC_KEY"},
+    {"name": "gemini", "kind": "gemini", "base_url": "$sim_url",
+     "models": ["gemini-2.5-flash", "gemini-*"], "key": "env:AIRLOCK_TEST_GEMINI_KEY"}
   ],
   "grants": [
     {"from": ["user:alice"], "models": ["*"]},
@@ -146,6 +149,19 @@ curl_in al-a -o "$work/responses.json" -H 'content-type: application/json' \
   "$gateway/v1/responses"
 check "Responses API answered" grep -q '"object": *"response"' "$work/responses.json"
 
+gemini_body='{"contents":[{"role":"user","parts":[{"text":"hello gemini"}]}]}'
+curl_in al-a -N -o "$work/gemini-stream.txt" -H 'content-type: application/json' \
+  -H 'x-goog-api-key: sandbox-goog-key' -d "$gemini_body" \
+  "$gateway/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=sandbox-query-key"
+check "streamed Gemini generateContent ends with its usageMetadata" \
+  grep -q '"usageMetadata"' "$work/gemini-stream.txt"
+curl_in al-a -o "$work/gemini-count.json" -H 'content-type: application/json' \
+  -d "$gemini_body" "$gateway/v1beta/models/gemini-2.5-flash:countTokens"
+check "Gemini countTokens answered" grep -q '"totalTokens"' "$work/gemini-count.json"
+curl_in al-a -o "$work/gemini-models.json" "$gateway/v1beta/models"
+check "GET /v1beta/models lists the granted Gemini models in Gemini's shape" \
+  grep -q '"name": *"models/gemini-2.5-flash"' "$work/gemini-models.json"
+
 status=$(curl_in al-b -o "$work/denied.json" -w '%{http_code}' -H 'content-type: application/json' \
   -H 'anthropic-version: 2023-06-01' \
   -d '{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}' \
@@ -165,7 +181,10 @@ for r in reqs:
     h = headers(r)
     text = json.dumps(h)
     assert "sandbox-client-token" not in text and "sandbox-x-api-key" not in text, "client auth forwarded"
-    if r["target"].startswith("/v1/messages"):
+    assert "sandbox-goog-key" not in text and "sandbox-query-key" not in r["target"], "client key forwarded"
+    if r["target"].startswith("/v1beta/"):
+        assert h.get("x-goog-api-key") == os.environ["AIRLOCK_TEST_GEMINI_KEY"], "gemini key missing"
+    elif r["target"].startswith("/v1/messages"):
         assert h.get("x-api-key") == os.environ["AIRLOCK_TEST_ANTHROPIC_KEY"], "anthropic key missing"
         assert h.get("anthropic-version") == "2023-06-01" and h.get("anthropic-beta") == "tools-2024-04-04"
     else:
@@ -194,8 +213,12 @@ assert stream["usage_complete"] and stream["output_tokens"] > 0, stream
 assert by[("alice", "anthropic.messages", True)]["output_tokens"] > 0
 denied = by[("bob", "anthropic.messages", False)]
 assert denied["status"] == 403 and denied["error"], denied
-# One record per request: the five calls above plus the /v1/models probes while waiting.
-assert len([r for r in reqs if r["api"] != "models"]) == 5, len(reqs)
+gemini = by[("alice", "gemini.stream", True)]
+assert gemini["usage_complete"] and gemini["output_tokens"] > 0, gemini
+count = by[("alice", "gemini.count_tokens", False)]
+assert count["status"] == 200 and count["cost_picodollars"] == 0, count
+# One record per request: the seven calls above plus the model lists.
+assert len([r for r in reqs if r["api"] != "models"]) == 7, len(reqs)
 PY
 }
 check "request log: identity, tokens and cost per request, the denial too" log_check
@@ -256,9 +279,11 @@ check "the gateway still answers after the push" \
 kill "$control_pid" && wait "$control_pid" 2>/dev/null || true
 control_pid=
 canary_check() {
-  ! grep -rqaF -e "$AIRLOCK_TEST_OPENAI_KEY" -e "$AIRLOCK_TEST_ANTHROPIC_KEY" -e "$leak" \
+  ! grep -rqaF -e "$AIRLOCK_TEST_OPENAI_KEY" -e "$AIRLOCK_TEST_ANTHROPIC_KEY" \
+    -e "$AIRLOCK_TEST_GEMINI_KEY" -e "$leak" \
     "$work/control.log" "$work"/*.db* "$work"/*.txt \
-    "$work/chat.json" "$work/responses.json" "$work/denied.json" "$work/requests.json"
+    "$work/chat.json" "$work/responses.json" "$work/denied.json" "$work/requests.json" \
+    "$work"/gemini-*.json
 }
 check "the canary provider keys and the redacted secret appear in no log, database row or response" \
   canary_check
