@@ -126,6 +126,11 @@ std::string_view gemini_action(ApiKind kind) {
   }
 }
 
+// Gemini's `key=` query credential.
+bool is_key_param(std::string_view param) {
+  return param == "key" || param.starts_with("key=");
+}
+
 std::string filtered_query(std::string_view query, bool drop_key_param) {
   if (!drop_key_param) return std::string(query);
   std::string out;
@@ -133,7 +138,7 @@ std::string filtered_query(std::string_view query, bool drop_key_param) {
     const std::size_t amp = query.find('&');
     const std::string_view param = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (param.empty() || param == "key" || param.starts_with("key=")) continue;
+    if (param.empty() || is_key_param(param)) continue;
     if (!out.empty()) out.push_back('&');
     out.append(param);
   }
@@ -155,6 +160,15 @@ ApiRoute classify(http::verb method, std::string_view target) {
   }
   route.kind = classify_segments(method, segments, &route.model);
   return route;
+}
+
+bool has_key_param(std::string_view query) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    if (is_key_param(query.substr(0, amp))) return true;
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  return false;
 }
 
 bool is_gemini(ApiKind kind) {

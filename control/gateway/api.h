@@ -34,6 +34,9 @@ bool is_gemini(ApiKind kind);
 // Token counting: free, no usage in the answer, no tool calls.
 bool counts_tokens(ApiKind kind);
 
+// Whether the query carries Gemini's `key=` credential.
+bool has_key_param(std::string_view query);
+
 struct ApiRoute {
   ApiKind kind = ApiKind::kUnknown;
   std::string version;  // the client's version segment ("v1", "v1beta"); empty if it had none

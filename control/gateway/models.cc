@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/gateway/api.h"
+
 namespace airlock::control::gateway {
 namespace {
 
@@ -56,14 +58,7 @@ bool wants_anthropic_list(const boost::beast::http::fields& request) {
 bool wants_gemini_list(std::string_view version, std::string_view query,
                        const boost::beast::http::fields& request) {
   if (version.starts_with("v1beta") || version.starts_with("v1alpha")) return true;
-  if (request.find("x-goog-api-key") != request.end()) return true;
-  while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    const std::string_view param = query.substr(0, amp);
-    if (param == "key" || param.starts_with("key=")) return true;
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-  }
-  return false;
+  return request.find("x-goog-api-key") != request.end() || has_key_param(query);
 }
 
 std::string gemini_models_body(std::span<const GrantedModel> models) {
