@@ -23,11 +23,14 @@ class BatchCrypto {
   enum class Arch { kBest, kSse, kAvx, kAvx2, kAvx512 };
 
   struct Op {
-    uint8_t* data;       // plaintext or ciphertext, processed in place
-    uint32_t len;        // bytes of data, not counting the tag
-    const uint8_t* key;  // kKeyLen bytes
-    uint64_t counter;    // nonce = 4 zero bytes || LE64(counter)
-    uint8_t* tag;        // kTagLen bytes: written by encrypt, read by decrypt
+    uint8_t* data;  // plaintext or ciphertext, processed in place
+    uint32_t len;   // bytes of data, not counting the tag
+    // kKeyLen bytes. IPsec-MB's AVX2 path also loads the 16 bytes after the key (valgrind on
+    // test_crypto_batch), so a key must sit inside a larger object, as in Keypair, never at the
+    // end of a buffer.
+    const uint8_t* key;
+    uint64_t counter;  // nonce = 4 zero bytes || LE64(counter)
+    uint8_t* tag;      // kTagLen bytes: written by encrypt, read by decrypt
   };
 
   // nullopt if the manager cannot be allocated or the CPU lacks the requested path.
