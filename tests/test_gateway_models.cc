@@ -53,7 +53,9 @@ TEST(GatewayModels, OnlyGrantedExactNames) {
 }
 
 TEST(GatewayModels, OpenAiShape) {
-  const std::vector<GrantedModel> models = {{"gpt-5.5", "openai"}, {"claude-opus-4-7", "anth"}};
+  const std::vector<GrantedModel> models = {
+      {"gpt-5.5", "openai", policy::ProviderKind::kOpenAi},
+      {"claude-opus-4-7", "anth", policy::ProviderKind::kAnthropic}};
   const json body = json::parse(openai_models_body(models, 1700000000));
   EXPECT_EQ(body["object"], "list");
   ASSERT_EQ(body["data"].size(), 2u);
@@ -65,7 +67,9 @@ TEST(GatewayModels, OpenAiShape) {
 }
 
 TEST(GatewayModels, AnthropicShape) {
-  const std::vector<GrantedModel> models = {{"claude-sonnet-4-5", "a"}, {"claude-opus-4-7", "a"}};
+  const std::vector<GrantedModel> models = {
+      {"claude-sonnet-4-5", "a", policy::ProviderKind::kAnthropic},
+      {"claude-opus-4-7", "a", policy::ProviderKind::kAnthropic}};
   const json body = json::parse(anthropic_models_body(models, 1700000000));
   ASSERT_EQ(body["data"].size(), 2u);
   EXPECT_EQ(body["data"][0]["type"], "model");

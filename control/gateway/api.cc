@@ -131,13 +131,19 @@ bool is_key_param(std::string_view param) {
   return param == "key" || param.starts_with("key=");
 }
 
+// Takes the next '&'-separated parameter off the front of `query`.
+std::string_view take_param(std::string_view& query) {
+  const std::size_t amp = query.find('&');
+  const std::string_view param = query.substr(0, amp);
+  query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  return param;
+}
+
 std::string filtered_query(std::string_view query, bool drop_key_param) {
   if (!drop_key_param) return std::string(query);
   std::string out;
   while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    const std::string_view param = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const std::string_view param = take_param(query);
     if (param.empty() || is_key_param(param)) continue;
     if (!out.empty()) out.push_back('&');
     out.append(param);
@@ -164,9 +170,7 @@ ApiRoute classify(http::verb method, std::string_view target) {
 
 bool has_key_param(std::string_view query) {
   while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    if (is_key_param(query.substr(0, amp))) return true;
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (is_key_param(take_param(query))) return true;
   }
   return false;
 }

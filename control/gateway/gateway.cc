@@ -729,10 +729,8 @@ asio::awaitable<void> Exchange::list_models(const policy::Identity& identity) {
   std::string body;
   if (wants_gemini_list(route_.version, route_.query, request_)) {
     // Only Gemini providers speak the routes a Gemini client calls.
-    std::erase_if(models, [this](const GrantedModel& m) {
-      const policy::ProviderSpec* provider = document().provider_for_model(m.id);
-      return provider == nullptr || provider->kind != policy::ProviderKind::kGemini;
-    });
+    std::erase_if(models,
+                  [](const GrantedModel& m) { return m.kind != policy::ProviderKind::kGemini; });
     body = gemini_models_body(models);
   } else if (wants_anthropic_list(request_)) {
     body = anthropic_models_body(models, state_->loaded_unix_s);

@@ -44,7 +44,7 @@ std::vector<GrantedModel> granted_models(const policy::Document& document,
       if (document.provider_for_model(model) != &provider) continue;
       if (!document.model_granted(identity, provider.name, model)) continue;
       seen.insert(model);
-      out.push_back({model, provider.name});
+      out.push_back({model, provider.name, provider.kind});
     }
   }
   return out;

@@ -18,6 +18,7 @@ namespace airlock::control::gateway {
 struct GrantedModel {
   std::string id;
   std::string provider;  // the provider's name in the policy
+  policy::ProviderKind kind;
 };
 
 // The exact (non-glob) model names of the providers' `models` lists that `identity` is granted,
