@@ -156,6 +156,9 @@ wait_for_port() {  # NAME PORT PID
 }
 
 # --- the simulated provider ---
+# Created first: the background job opens it only when scheduled, and under set -e a read of a
+# missing file would end the script.
+: >"$tmp/sim.out"
 "$sim" --listen 127.0.0.1:0 --quiet >"$tmp/sim.out" 2>"$tmp/sim.err" &
 sim_pid=$!
 children+=("$sim_pid")

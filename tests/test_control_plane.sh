@@ -32,6 +32,9 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# Created here: the background job opens it only when it gets scheduled, and a read of a missing
+# file would end this script under set -e.
+: >"$work/sim.out"
 "$sim" --listen 127.0.0.1:0 --quiet >"$work/sim.out" 2>"$work/sim.log" &
 pids+=($!)
 for _ in $(seq 100); do

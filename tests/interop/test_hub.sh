@@ -144,12 +144,18 @@ alice_endpoint=$(peer_field alice endpoint)
 check "the hub follows alice to port 51999 (now $alice_endpoint)" test "${alice_endpoint##*:}" = 51999
 
 if [[ -x $ringtest ]]; then
-  "$ringtest" --channel "$instance-ring-0" --echo-icmp --timeout-s 15 >"$work/ringtest.log" 2>&1 &
-  ring_pid=$!
+  # Every worker punts on its own channel, and which worker gets alice's flow is up to the
+  # port's RSS hash: a reader on each channel, as the control plane has.
+  ring_pids=()
+  for ((w = 0; w < workers; w++)); do
+    "$ringtest" --channel "$instance-ring-$w" --echo-icmp --timeout-s 15 \
+      >"$work/ringtest-$w.log" 2>&1 &
+    ring_pids+=($!)
+  done
   sleep 0.5
   check "gateway address answered through the shared-memory rings" test "$(count_ping al-a 100.80.0.1 5 0.2)" -ge 4
-  kill "$ring_pid" 2>/dev/null || true
-  wait "$ring_pid" 2>/dev/null || true
+  kill "${ring_pids[@]}" 2>/dev/null || true
+  wait "${ring_pids[@]}" 2>/dev/null || true
 fi
 
 # Policy swaps under steady traffic lose nothing: 400 pings at 10 ms while 8 policies land.
