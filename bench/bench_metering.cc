@@ -18,6 +18,7 @@
 
 #include "control/budget/estimate.h"
 #include "control/gateway/relay.h"
+#include "control/metering/json_parse.h"
 #include "control/metering/session.h"
 #include "control/metering/tool_results.h"
 #include "control/metering/usage.h"
@@ -503,7 +504,7 @@ std::string chat_request(std::size_t target) {
 // Kept in step with control/gateway/gateway.cc by hand (inspect_body is internal to it). The tree
 // is left in `parsed` for what the gateway does with it next.
 std::size_t inspect_request(Api api, std::string_view body, nlohmann::json& parsed) {
-  parsed = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+  parsed = airlock::control::parse_json(body);
   if (!parsed.is_object()) return 0;
   std::string model;
   if (const auto it = parsed.find("model"); it != parsed.end() && it->is_string()) {
@@ -542,6 +543,26 @@ BENCHMARK_CAPTURE(BM_RequestInspect, anthropic, Api::kAnthropicMessages, anthrop
 BENCHMARK_CAPTURE(BM_RequestInspect, openai_chat, Api::kOpenAiChat, chat_request)
     ->Arg(2 * 1024)
     ->Arg(200 * 1024);
+
+// The parse alone, the gateway's (simdjson, then the tree built from its tape) against
+// nlohmann's own parser, which the gateway used before; same tree either way.
+void BM_ParseRequest(benchmark::State& state, bool simdjson) {
+  const std::string body = anthropic_request(static_cast<std::size_t>(state.range(0)));
+  for (auto _ : state) {
+    nlohmann::json parsed = simdjson
+                                ? airlock::control::parse_json(body)
+                                : nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+    if (!parsed.is_object()) {
+      state.SkipWithError("request not parsed");
+      break;
+    }
+    benchmark::DoNotOptimize(parsed);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+  state.counters["body_bytes"] = static_cast<double>(body.size());
+}
+BENCHMARK_CAPTURE(BM_ParseRequest, gateway, true)->Arg(2 * 1024)->Arg(200 * 1024);
+BENCHMARK_CAPTURE(BM_ParseRequest, nlohmann, false)->Arg(2 * 1024)->Arg(200 * 1024);
 
 // An OpenAI Chat stream request under a budget whose client did not ask for usage: the inspect
 // above, then the output cap (inserted, since the client set none), the input bound and the

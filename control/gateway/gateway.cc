@@ -24,6 +24,7 @@
 #include "control/gateway/record_events.h"
 #include "control/gateway/relay.h"
 #include "control/gateway/request_body.h"
+#include "control/metering/json_parse.h"
 #include "control/metering/session.h"
 #include "control/metering/tool_results.h"
 #include "control/metering/usage.h"
@@ -128,7 +129,7 @@ struct BodyFields {
 // One parse of the body serves routing, the session and the tool results.
 BodyFields inspect_body(std::string_view body) {
   BodyFields out;
-  out.parsed = json::parse(body.begin(), body.end(), nullptr, false);
+  out.parsed = parse_json(body);
   out.valid_json = !out.parsed.is_discarded();
   const json& j = out.parsed;
   if (!j.is_object()) return out;

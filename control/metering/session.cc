@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/metering/json_access.h"
+#include "control/metering/json_parse.h"
 
 namespace airlock::control {
 namespace {
@@ -160,7 +161,7 @@ std::string session_of_json(Api api, const HeaderLookup& header, const json& bod
 
 std::string session_of(Api api, const HeaderLookup& header, std::string_view body,
                        std::string_view identity_key) {
-  const json parsed = json::parse(body.begin(), body.end(), nullptr, false);
+  const json parsed = parse_json(body);
   return session_of_json(api, header, parsed, identity_key);
 }
 

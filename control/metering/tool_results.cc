@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/metering/json_access.h"
+#include "control/metering/json_parse.h"
 
 namespace airlock::control {
 namespace {
@@ -169,7 +170,7 @@ std::vector<ToolResult> tool_results_from_json(Api api, const json& body) {
 }
 
 std::vector<ToolResult> tool_results_from_request(Api api, std::string_view body) {
-  const json parsed = json::parse(body.begin(), body.end(), nullptr, false);
+  const json parsed = parse_json(body);
   if (parsed.is_discarded()) return {};
   return tool_results_from_json(api, parsed);
 }

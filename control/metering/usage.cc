@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/metering/json_access.h"
+#include "control/metering/json_parse.h"
 
 namespace airlock::control {
 namespace {
@@ -99,7 +100,7 @@ bool responses_event_matters(std::string_view name) {
 }  // namespace
 
 void UsageMeter::feed_body(std::string_view body) {
-  const json j = json::parse(body.begin(), body.end(), nullptr, false);
+  const json j = parse_json(body);
   if (j.is_discarded()) return;
   if (api_ == Api::kGeminiGenerate && j.is_array()) {
     for (const json& chunk : j) on_gemini(chunk);
@@ -129,7 +130,7 @@ void UsageMeter::feed_event(const SseEvent& event) {
 }
 
 void UsageMeter::feed_json(std::string_view data, std::string_view event_name) {
-  const json j = json::parse(data.begin(), data.end(), nullptr, false);
+  const json j = parse_json(data);
   if (j.is_discarded()) return;
   std::string type = text_of(member(j, "type"));
   if (type.empty()) type = event_name;
@@ -379,7 +380,7 @@ std::string model_from_request(Api api, std::string_view body, std::string_view 
     std::string_view rest = url_path.substr(start + 7);
     return std::string(rest.substr(0, rest.find_first_of(":/")));
   }
-  const json j = json::parse(body.begin(), body.end(), nullptr, false);
+  const json j = parse_json(body);
   return text_of(member(j, "model"));
 }
 
@@ -414,7 +415,7 @@ std::string inject_include_usage(std::string_view body, const json& j) {
 
 bool is_injected_usage_chunk(const SseEvent& event) {
   if (event.data.empty() || event.data.front() != '{') return false;
-  const json j = json::parse(event.data, nullptr, false);
+  const json j = parse_json(event.data);
   const json* choices = member(j, "choices");
   const json* usage = member(j, "usage");
   return choices && choices->is_array() && choices->empty() && usage && usage->is_object();

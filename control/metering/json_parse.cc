@@ -1,0 +1,100 @@
+#include "control/metering/json_parse.h"
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <simdjson.h>
+
+namespace airlock::control {
+namespace {
+
+using nlohmann::json;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+// A parser and padded copy kept per thread up to this size bound the memory a gateway thread
+// keeps to a few MiB; a larger document gets buffers of its own for that one parse.
+constexpr std::size_t kReusedCapacity = 1 << 20;
+
+json to_tree(element value) {
+  switch (value.type()) {
+    case element_type::OBJECT: {
+      json out = json::object();
+      simdjson::dom::object object;
+      if (value.get(object) != simdjson::SUCCESS) break;
+      auto& members = out.get_ref<json::object_t&>();
+      // Assigned in order, so a repeated key keeps its last value as nlohmann's parser does.
+      for (const simdjson::dom::key_value_pair field : object) {
+        members.insert_or_assign(std::string(field.key), to_tree(field.value));
+      }
+      return out;
+    }
+    case element_type::ARRAY: {
+      json out = json::array();
+      simdjson::dom::array array;
+      if (value.get(array) != simdjson::SUCCESS) break;
+      auto& items = out.get_ref<json::array_t&>();
+      items.reserve(array.size());
+      for (const element item : array) items.push_back(to_tree(item));
+      return out;
+    }
+    case element_type::INT64: {
+      // nlohmann stores an integer without a minus sign as unsigned.
+      const int64_t number = value.get_int64().value_unsafe();
+      if (number >= 0) return static_cast<uint64_t>(number);
+      return number;
+    }
+    case element_type::UINT64:
+      return value.get_uint64().value_unsafe();
+    case element_type::DOUBLE:
+      return value.get_double().value_unsafe();
+    case element_type::STRING:
+      return std::string(value.get_string().value_unsafe());
+    case element_type::BOOL:
+      return value.get_bool().value_unsafe();
+    case element_type::NULL_VALUE:
+      return nullptr;
+  }
+  return json(json::value_t::discarded);
+}
+
+struct Reused {
+  simdjson::dom::parser parser{kReusedCapacity};
+  std::vector<char> padded;
+};
+
+std::optional<json> parse_padded(simdjson::dom::parser& parser, std::vector<char>& padded,
+                                 std::string_view text) {
+  // simdjson reads up to SIMDJSON_PADDING bytes past the text; a string's own buffer does not
+  // promise them.
+  padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(padded.data(), text.data(), text.size());
+  element root;
+  if (parser.parse(padded.data(), text.size(), false).get(root) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  return to_tree(root);
+}
+
+}  // namespace
+
+json parse_json(std::string_view text) {
+  std::optional<json> tree;
+  if (text.size() <= kReusedCapacity) {
+    thread_local Reused reused;
+    tree = parse_padded(reused.parser, reused.padded, text);
+  } else {
+    simdjson::dom::parser parser;
+    std::vector<char> padded;
+    tree = parse_padded(parser, padded, text);
+  }
+  if (tree) return std::move(*tree);
+  // What simdjson refuses, nlohmann decides: text that is not JSON, and JSON that simdjson does
+  // not take (integers past 64 bits, nesting past its depth limit).
+  return json::parse(text.begin(), text.end(), nullptr, false);
+}
+
+}  // namespace airlock::control
