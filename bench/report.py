@@ -221,7 +221,9 @@ def summary(path):
         "", "```", "sudo bench/run", "```", "",
         f"which writes `bench/results/<date>.md` (every figure) and refreshes this file. Full "
         f"results of this run: [{rel}]({rel}). Two-host DUT runs with pktgen: bench/README.md.",
-        "", *head[2:], "", body, ""]))
+        "", *head[2:], "", body, "",
+        "Where a target is missed, [bench/README.md](bench/README.md#missed-targets-what-limits-them) "
+        "gives the profile and what limits it.", ""]))
 
 
 def main():
