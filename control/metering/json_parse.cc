@@ -1,8 +1,6 @@
 #include "control/metering/json_parse.h"
 
 #include <cstring>
-#include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,15 +66,15 @@ struct Reused {
   std::vector<char> padded;
 };
 
-std::optional<json> parse_padded(simdjson::dom::parser& parser, std::vector<char>& padded,
-                                 std::string_view text) {
+// A discarded value when simdjson refuses the text.
+json parse_padded(simdjson::dom::parser& parser, std::vector<char>& padded, std::string_view text) {
   // simdjson reads up to SIMDJSON_PADDING bytes past the text; a string's own buffer does not
   // promise them.
   padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
   std::memcpy(padded.data(), text.data(), text.size());
   element root;
   if (parser.parse(padded.data(), text.size(), false).get(root) != simdjson::SUCCESS) {
-    return std::nullopt;
+    return json(json::value_t::discarded);
   }
   return to_tree(root);
 }
@@ -84,7 +82,7 @@ std::optional<json> parse_padded(simdjson::dom::parser& parser, std::vector<char
 }  // namespace
 
 json parse_json(std::string_view text) {
-  std::optional<json> tree;
+  json tree;
   if (text.size() <= kReusedCapacity) {
     thread_local Reused reused;
     tree = parse_padded(reused.parser, reused.padded, text);
@@ -93,7 +91,7 @@ json parse_json(std::string_view text) {
     std::vector<char> padded;
     tree = parse_padded(parser, padded, text);
   }
-  if (tree) return std::move(*tree);
+  if (!tree.is_discarded()) return tree;
   // What simdjson refuses, nlohmann decides: text that is not JSON, and JSON that simdjson does
   // not take (integers past 64 bits, nesting past its depth limit).
   return json::parse(text.begin(), text.end(), nullptr, false);
