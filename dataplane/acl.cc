@@ -455,14 +455,35 @@ rte_acl_ctx* build_context(const char* kind, const std::vector<RuleT>& rules,
   return ctx;
 }
 
-template <typename RuleT>
+// rte_acl merges the rules into its trie one by one, and each merge copies the nodes on the
+// rule's path. In the order of the trie's fields, consecutive rules share most of that path and
+// find it in cache: 10k peers / 100k rules built in 0.82 s instead of 1.10 s (bench_policy's
+// BM_AclCompile). Descending, because rte_acl prepends each rule to its list and so merges them
+// in reverse; ascending merges were about 4% faster than descending ones. The order changes
+// nothing that matches, since every rule carries its own priority.
+template <typename RuleT, size_t kFields>
+void sort_in_trie_order(std::vector<RuleT>& rules, const rte_acl_field_def (&defs)[kFields]) {
+  std::sort(rules.begin(), rules.end(), [&](const RuleT& a, const RuleT& b) {
+    for (const rte_acl_field_def& def : defs) {
+      const rte_acl_field& fa = a.field[def.field_index];
+      const rte_acl_field& fb = b.field[def.field_index];
+      if (fa.value.u64 != fb.value.u64) return fa.value.u64 > fb.value.u64;
+      if (fa.mask_range.u64 != fb.mask_range.u64) return fa.mask_range.u64 > fb.mask_range.u64;
+    }
+    return a.data.priority < b.data.priority;
+  });
+}
+
+template <typename RuleT, size_t kFields>
 std::vector<RuleT> expand_family(uint8_t family, const FieldIndexes& at,
+                                 const rte_acl_field_def (&defs)[kFields],
                                  std::span<const AclRule> rules,
                                  const std::vector<std::vector<ClassRange>>& ranges) {
   std::vector<RuleT> expanded;
   for (size_t i = 0; i < rules.size(); ++i) {
     expand_rule(at, i, rules[i], ranges[i], family, expanded);
   }
+  sort_in_trie_order(expanded, defs);
   return expanded;
 }
 
@@ -483,8 +504,8 @@ std::shared_ptr<const AclContexts> make_contexts(
     const FieldIndexes& v6_at, const rte_acl_field_def (&v6_defs)[kV6Fields],
     std::span<const AclRule> rules, const std::vector<std::vector<ClassRange>>& ranges,
     std::shared_ptr<const AclContexts> running, std::string* error) {
-  const std::vector<V4Rule> v4 = expand_family<V4Rule>(4, v4_at, rules, ranges);
-  const std::vector<V6Rule> v6 = expand_family<V6Rule>(6, v6_at, rules, ranges);
+  const std::vector<V4Rule> v4 = expand_family<V4Rule>(4, v4_at, v4_defs, rules, ranges);
+  const std::vector<V6Rule> v6 = expand_family<V6Rule>(6, v6_at, v6_defs, rules, ranges);
   auto contexts = std::make_shared<AclContexts>();
   crypto_generichash_state state;
   crypto_generichash_init(&state, nullptr, 0, contexts->digest.size());
