@@ -29,6 +29,7 @@
 
 #include "bench/eal_benchmark.h"
 #include "dataplane/acl.h"
+#include "dataplane/simd.h"
 
 namespace {
 
@@ -233,6 +234,12 @@ BENCHMARK(BM_Compile)->Arg(100)->Arg(10000)->Arg(100000)->Unit(benchmark::kMilli
 }  // namespace
 
 int main(int argc, char** argv) {
-  // rte_acl keeps its compiled tries in EAL memory.
-  return airlock::bench::run_on_eal(argc, argv, "acl", "2048", [] { g_workloads.clear(); });
+  // rte_acl keeps its compiled tries in EAL memory. The SIMD width is set as airlock-dataplane
+  // sets it: it decides which classify code rte_acl picks.
+  return airlock::bench::run_on_eal(
+      argc, argv, "acl", "2048", [] { g_workloads.clear(); },
+      [] {
+        benchmark::AddCustomContext("dpdk_simd_bits",
+                                    std::to_string(airlock::dp::use_avx512_where_available()));
+      });
 }

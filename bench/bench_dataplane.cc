@@ -85,6 +85,7 @@
 #include "dataplane/heap.h"
 #include "dataplane/hub.h"
 #include "dataplane/port.h"
+#include "dataplane/simd.h"
 #include "dataplane/stats.h"
 #include "dataplane/worker.h"
 #include "policy/builder.h"
@@ -911,6 +912,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "needs lcores 0 and 1\n");
     return 1;
   }
+  // As airlock-dataplane sets it, which decides the classify code rte_acl picks.
+  std::printf("DPDK vector code up to %u bits.\n", airlock::dp::use_avx512_where_available());
   const int rc = run(*options);
   rte_eal_cleanup();
   return rc;

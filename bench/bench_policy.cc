@@ -56,6 +56,7 @@
 #include "dataplane/allowedips.h"
 #include "dataplane/heap.h"
 #include "dataplane/hub.h"
+#include "dataplane/simd.h"
 #include "policy/builder.h"
 #include "policy/policy.h"
 
@@ -454,6 +455,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "needs lcores 0 and 1\n");
     return 1;
   }
+  // As airlock-dataplane sets it, which decides the classify code rte_acl picks.
+  benchmark::AddCustomContext("dpdk_simd_bits", std::to_string(use_avx512_where_available()));
   Config cfg;
   cfg.instance = "airlock-bench-policy-" + std::to_string(getpid());
   // Room for both key sets while the removed peers wait for reclamation.

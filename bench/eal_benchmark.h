@@ -18,10 +18,11 @@ namespace airlock::bench {
 
 // Starts EAL as the unit tests do (--no-huge, no shared config) with `memory_mb` of memory and
 // a per-process file prefix, so it can run beside other DPDK processes; arguments after "--"
-// go to EAL (e.g. --log-level=lib.acl:debug). Runs the benchmarks, then `release`, which frees
-// what lives in EAL memory, before the EAL is cleaned up.
-inline int run_on_eal(int argc, char** argv, std::string_view name, const char* memory_mb,
-                      const std::function<void()>& release) {
+// go to EAL (e.g. --log-level=lib.acl:debug). Calls `on_start` once EAL runs, then runs the
+// benchmarks, then `release`, which frees what lives in EAL memory, before the EAL is cleaned up.
+inline int run_on_eal(
+    int argc, char** argv, std::string_view name, const char* memory_mb,
+    const std::function<void()>& release, const std::function<void()>& on_start = [] {}) {
   const std::string prefix =
       "--file-prefix=bench-" + std::string(name) + "-" + std::to_string(getpid());
   std::vector<const char*> eal = {
@@ -40,6 +41,7 @@ inline int run_on_eal(int argc, char** argv, std::string_view name, const char* 
     std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
     return 1;
   }
+  on_start();
   benchmark::Initialize(&bench_argc, argv);
   if (benchmark::ReportUnrecognizedArguments(bench_argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

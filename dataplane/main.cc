@@ -20,6 +20,7 @@
 #include "dataplane/hub.h"
 #include "dataplane/policy_push.h"
 #include "dataplane/port.h"
+#include "dataplane/simd.h"
 #include "dataplane/static_sessions.h"
 #include "dataplane/worker.h"
 #include "policy/policy.h"
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "airlock-dataplane: EAL init failed: %s\n", rte_strerror(rte_errno));
     return 1;
   }
+  std::fprintf(stderr, "airlock-dataplane: DPDK vector code up to %u bits\n",
+               use_avx512_where_available());
   std::string error;
   auto cfg = parse_config(std::span(argv + consumed + 1, argc - consumed - 1), &error);
   if (!cfg) return fail(error);
