@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "dataplane/simd.h"
+
 namespace airlock::test {
 
 void ensure_eal() {
@@ -19,6 +21,8 @@ void ensure_eal() {
       std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
       std::abort();
     }
+    // As airlock-dataplane does, so that the tests run the vector code it runs.
+    dp::use_avx512_where_available();
   });
 }
 
