@@ -18,6 +18,7 @@ GBENCH = [
     ("bench_policy", "Policy build, verify, compile, apply and RCU swap"),
     ("bench_metering", "SSE relay, usage extraction, request parse"),
     ("bench_guardrails", "Hyperscan guardrail scan"),
+    ("bench_identity", "Gateway identity lookup per request (policy scan vs PeerDirectory)"),
 ]
 TEXT = [
     ("bench_crypto", "Bare IPsec-MB vs libsodium (median 32-op burst)"),

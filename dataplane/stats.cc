@@ -383,6 +383,18 @@ std::optional<StatsReader> StatsReader::open(std::string_view name, std::string*
   return StatsReader(std::move(*shm), *layout);
 }
 
+std::optional<PeerRecord> StatsReader::peer(uint32_t slot) const {
+  if (slot >= layout_.max_peers) return std::nullopt;
+  const RegionView region{shm_.bytes(), layout_};
+  const PeerSlot& shared = region.peer(slot);
+  PeerRecord record;
+  if (!seq_read(shared.seq, [&] { record = load_words<PeerRecord>(std::span(shared.words)); }) ||
+      record.active == 0) {
+    return std::nullopt;
+  }
+  return record;
+}
+
 StatsSnapshot StatsReader::snapshot() const {
   const RegionView region{shm_.bytes(), layout_};
   const StatsHeader& h = region.header();

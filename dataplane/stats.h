@@ -337,7 +337,11 @@ class StatsReader {
  public:
   // Refuses regions with another magic, layout version or an inconsistent size.
   static std::optional<StatsReader> open(std::string_view name, std::string* error);
+  // Every counter: reads every port, worker, peer slot and rule.
   StatsSnapshot snapshot() const;
+  // One slot's record, if the slot is active: what a per-request lookup needs. Like snapshot(),
+  // it only reads the region, so threads may call it at once.
+  std::optional<PeerRecord> peer(uint32_t slot) const;
 
  private:
   StatsReader(SharedMemory shm, const StatsLayout& layout)

@@ -329,6 +329,22 @@ TEST(Stats, OpenMissingRegionFailsWithName) {
 
 // The control lcore rewrites a peer record while a reader snapshots it: the reader must see
 // either the old or the new record, never a mix of the two.
+TEST(Stats, OnePeerSlotIsReadAlone) {
+  Fixture f;
+  f.populate();
+  std::optional<StatsReader> reader = StatsReader::open(f.name, nullptr);
+  ASSERT_TRUE(reader);
+  const std::optional<PeerRecord> alice = reader->peer(2);
+  ASSERT_TRUE(alice);
+  EXPECT_EQ(fixed_string(alice->user), "alice");
+  EXPECT_EQ(alice->public_key, make_peer(1, "", "", AF_INET, "192.0.2.7", 1).public_key);
+  EXPECT_EQ(fixed_string(reader->peer(5)->user), "bob");
+  EXPECT_FALSE(reader->peer(3));  // never published
+  EXPECT_FALSE(reader->peer(8));  // past the region's 8 slots
+  f.region->clear_peer(2);
+  EXPECT_FALSE(reader->peer(2));
+}
+
 TEST(Stats, PeerRecordIsNeverTorn) {
   const std::string name = unique_name("seqlock");
   std::string error;
@@ -354,12 +370,19 @@ TEST(Stats, PeerRecordIsNeverTorn) {
   int seen_b = 0;
   const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
   while (std::chrono::steady_clock::now() < end) {
-    const StatsSnapshot s = reader->snapshot();
-    if (s.peers.empty()) {
+    // Alternately through the whole snapshot and through the one-slot read.
+    std::optional<PeerRecord> read;
+    if ((seen_a + seen_b + skipped) % 2 == 0) {
+      const StatsSnapshot s = reader->snapshot();
+      if (!s.peers.empty()) read = s.peers[0].record;
+    } else {
+      read = reader->peer(0);
+    }
+    if (!read) {
       ++skipped;
       continue;
     }
-    const PeerRecord& r = s.peers[0].record;
+    const PeerRecord& r = *read;
     const bool is_a = r.user == ra.user && r.device == ra.device && r.public_key == ra.public_key &&
                       r.endpoint.port == 1111;
     const bool is_b = r.user == rb.user && r.device == rb.device && r.public_key == rb.public_key &&

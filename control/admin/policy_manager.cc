@@ -112,6 +112,7 @@ bool PolicyManager::load(std::string* error) {
   if (!compiled) return false;
   policy->version = document->version;
   policy->document = std::make_shared<const policy::Document>(std::move(*document));
+  policy->peers = std::make_shared<const policy::PeerDirectory>(*policy->document);
   policy->compiled = std::move(*compiled);
   activate(std::move(policy));
   return true;
@@ -180,6 +181,7 @@ ApplyResult PolicyManager::apply(std::string_view text, std::string_view file_na
   policy->text = std::string(text);
   policy->file_name = std::string(file_name);
   policy->document = std::make_shared<const policy::Document>(std::move(*document));
+  policy->peers = std::make_shared<const policy::PeerDirectory>(*policy->document);
   policy->compiled = std::move(*compiled);
   policy->version = version;
   activate(std::move(policy));

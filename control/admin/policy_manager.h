@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policy/document.h"
+#include "policy/peer_directory.h"
 
 namespace airlock::control::admin {
 
@@ -34,6 +35,7 @@ struct ActivePolicy {
   std::string text;
   std::string file_name;  // as errors name it
   std::shared_ptr<const policy::Document> document;
+  std::shared_ptr<const policy::PeerDirectory> peers;  // document's, for per-request lookups
   std::vector<uint8_t> compiled;
   uint64_t version = 0;
 };

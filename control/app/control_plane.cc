@@ -267,7 +267,7 @@ class ControlPlaneImpl final : public ControlPlane {
                                 gateway_metrics_.get()};
     IdentityLookup lookup = [this](const asio::ip::address& remote) {
       const auto policy = policies_->active();
-      return resolver_->resolve(*policy->document, remote);
+      return resolver_->resolve(*policy->peers, remote);
     };
     gateway_ =
         Gateway::create(io_, gateway_options, *store_, std::move(lookup), std::move(state), error);

@@ -19,17 +19,25 @@ std::optional<policy::Key> IdentityResolver::key_of(const IpAddress& address) co
   for (const PuntSource& source : sources_) {
     const std::optional<uint32_t> slot = source.ring->peer_of(address);
     if (!slot || source.stats == nullptr) continue;
-    std::lock_guard lock(stats_mu_);
-    for (const dp::PeerSnapshot& peer : source.stats->snapshot().peers) {
-      if (peer.slot == *slot) return peer.record.public_key;
+    if (const std::optional<dp::PeerRecord> peer = source.stats->peer(*slot)) {
+      return peer->public_key;
     }
   }
   return std::nullopt;
 }
 
+namespace {
+
+std::optional<policy::Identity> copy_of(const policy::Identity* identity) {
+  if (identity == nullptr) return std::nullopt;
+  return *identity;
+}
+
+}  // namespace
+
 std::optional<policy::Identity> IdentityResolver::resolve(
-    const policy::Document& document, const boost::asio::ip::address& remote) const {
-  if (remote.is_loopback() && local_peer_) return document.identity_of_key(*local_peer_);
+    const policy::PeerDirectory& peers, const boost::asio::ip::address& remote) const {
+  if (remote.is_loopback() && local_peer_) return copy_of(peers.by_key(*local_peer_));
   const IpAddress address = to_ip_address(remote);
   const std::optional<policy::Key> key = key_of(address);
   if (!key) return std::nullopt;
@@ -37,9 +45,9 @@ std::optional<policy::Identity> IdentityResolver::resolve(
   host.family = address.family == AF_INET6 ? policy::Family::V6 : policy::Family::V4;
   std::copy_n(address.bytes.begin(), address.size(), host.addr.begin());
   host.len = policy::max_prefix_length(host.family);
-  const std::optional<policy::Identity> routed = document.identity_of_address(host);
-  if (!routed || routed->public_key != *key) return std::nullopt;
-  return routed;
+  const policy::Identity* routed = peers.by_address(host);
+  if (routed == nullptr || routed->public_key != *key) return std::nullopt;
+  return *routed;
 }
 
 }  // namespace airlock::control

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -16,6 +15,7 @@
 #include "control/tun/ring_tun.h"
 #include "dataplane/stats.h"
 #include "policy/document.h"
+#include "policy/peer_directory.h"
 
 namespace airlock::control {
 
@@ -29,7 +29,8 @@ class IdentityResolver {
   IdentityResolver(std::vector<PuntSource> sources, std::optional<policy::Key> local_peer)
       : sources_(std::move(sources)), local_peer_(local_peer) {}
 
-  std::optional<policy::Identity> resolve(const policy::Document& document,
+  // Safe to call from several threads at once.
+  std::optional<policy::Identity> resolve(const policy::PeerDirectory& peers,
                                           const boost::asio::ip::address& remote) const;
 
  private:
@@ -37,7 +38,6 @@ class IdentityResolver {
 
   std::vector<PuntSource> sources_;
   std::optional<policy::Key> local_peer_;
-  mutable std::mutex stats_mu_;  // StatsReader::snapshot() is not documented thread-safe
 };
 
 IpAddress to_ip_address(const boost::asio::ip::address& address);
