@@ -204,6 +204,16 @@ uint64_t since(uint64_t now, uint64_t baseline) {
   return now >= baseline ? now - baseline : 0;
 }
 
+// A slot's record, untorn; nullopt while its writer keeps it busy or when the slot is inactive.
+std::optional<PeerRecord> read_active_peer(const PeerSlot& shared) {
+  PeerRecord record;
+  if (!seq_read(shared.seq, [&] { record = load_words<PeerRecord>(std::span(shared.words)); }) ||
+      record.active == 0) {
+    return std::nullopt;
+  }
+  return record;
+}
+
 }  // namespace
 
 std::string_view drop_reason_name(DropReason reason) {
@@ -385,14 +395,7 @@ std::optional<StatsReader> StatsReader::open(std::string_view name, std::string*
 
 std::optional<PeerRecord> StatsReader::peer(uint32_t slot) const {
   if (slot >= layout_.max_peers) return std::nullopt;
-  const RegionView region{shm_.bytes(), layout_};
-  const PeerSlot& shared = region.peer(slot);
-  PeerRecord record;
-  if (!seq_read(shared.seq, [&] { record = load_words<PeerRecord>(std::span(shared.words)); }) ||
-      record.active == 0) {
-    return std::nullopt;
-  }
-  return record;
+  return read_active_peer(RegionView{shm_.bytes(), layout_}.peer(slot));
 }
 
 StatsSnapshot StatsReader::snapshot() const {
@@ -418,17 +421,13 @@ StatsSnapshot StatsReader::snapshot() const {
   }
 
   for (uint32_t slot = 0; slot < layout_.max_peers; ++slot) {
-    PeerRecord record;
-    const PeerSlot& shared = region.peer(slot);
-    if (!seq_read(shared.seq, [&] { record = load_words<PeerRecord>(std::span(shared.words)); }) ||
-        record.active == 0) {
-      continue;
-    }
+    const std::optional<PeerRecord> record = read_active_peer(region.peer(slot));
+    if (!record) continue;
     const PeerTraffic now = region.peer_traffic_sum(slot);
-    const PeerTraffic& base = record.traffic_baseline;
+    const PeerTraffic& base = record->traffic_baseline;
     s.peers.push_back(
         {slot,
-         record,
+         *record,
          {since(now.rx_packets, base.rx_packets), since(now.rx_bytes, base.rx_bytes),
           since(now.tx_packets, base.tx_packets), since(now.tx_bytes, base.tx_bytes)}});
   }

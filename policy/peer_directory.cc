@@ -6,24 +6,13 @@
 #include <string_view>
 
 #include "policy/builder.h"
+#include "policy/policy.h"
 
 namespace airlock::policy {
 namespace {
 
 size_t family_index(Family family) {
   return family == Family::V4 ? 0 : 1;
-}
-
-IpPrefix masked(const IpPrefix& address, uint8_t len) {
-  IpPrefix out;
-  out.family = address.family;
-  out.len = len;
-  const size_t whole = len / 8;
-  std::copy_n(address.addr.begin(), whole, out.addr.begin());
-  if (len % 8 != 0) {
-    out.addr[whole] = static_cast<uint8_t>(address.addr[whole] & (0xff00 >> (len % 8)));
-  }
-  return out;
 }
 
 }  // namespace
@@ -34,11 +23,11 @@ size_t PeerDirectory::KeyHash::operator()(const Key& key) const {
   return hash;
 }
 
-size_t PeerDirectory::RouteHash::operator()(const Route& route) const {
-  const std::string_view bytes(reinterpret_cast<const char*>(route.prefix.addr.data()),
-                               route.prefix.addr.size());
-  return std::hash<std::string_view>{}(bytes) ^ (size_t{route.prefix.len} << 1) ^
-         static_cast<size_t>(route.prefix.family);
+size_t PeerDirectory::PrefixHash::operator()(const IpPrefix& prefix) const {
+  const std::string_view bytes(reinterpret_cast<const char*>(prefix.addr.data()),
+                               prefix.addr.size());
+  return std::hash<std::string_view>{}(bytes) ^ (size_t{prefix.len} << 1) ^
+         static_cast<size_t>(prefix.family);
 }
 
 PeerDirectory::PeerDirectory(const Document& document) : identities_(document.identities()) {
@@ -48,7 +37,7 @@ PeerDirectory::PeerDirectory(const Document& document) : identities_(document.id
     for (const PrefixSpec& spec : document.peers[i].allowed_ips) {
       const std::optional<IpPrefix> prefix = prefix_of(spec);
       if (!prefix) continue;
-      if (by_route_.emplace(Route{masked(*prefix, prefix->len)}, index).second) {
+      if (by_prefix_.emplace(network_of(*prefix), index).second) {
         lengths_[family_index(prefix->family)].push_back(prefix->len);
       }
     }
@@ -67,8 +56,10 @@ const Identity* PeerDirectory::by_key(const Key& public_key) const {
 const Identity* PeerDirectory::by_address(const IpPrefix& host_address) const {
   for (const uint8_t len : lengths_[family_index(host_address.family)]) {
     if (len > host_address.len) continue;
-    const auto it = by_route_.find(Route{masked(host_address, len)});
-    if (it != by_route_.end()) return &identities_[it->second];
+    IpPrefix network = host_address;
+    network.len = len;
+    const auto it = by_prefix_.find(network_of(network));
+    if (it != by_prefix_.end()) return &identities_[it->second];
   }
   return nullptr;
 }

@@ -31,17 +31,13 @@ class PeerDirectory {
     // Public keys are uniformly distributed curve points: any 8 of their bytes hash well.
     size_t operator()(const Key& key) const;
   };
-  struct Route {
-    IpPrefix prefix;  // address bits past len are zero
-    friend bool operator==(const Route&, const Route&) = default;
-  };
-  struct RouteHash {
-    size_t operator()(const Route& route) const;
+  struct PrefixHash {
+    size_t operator()(const IpPrefix& prefix) const;
   };
 
   std::vector<Identity> identities_;
   std::unordered_map<Key, uint32_t, KeyHash> by_key_;
-  std::unordered_map<Route, uint32_t, RouteHash> by_route_;
+  std::unordered_map<IpPrefix, uint32_t, PrefixHash> by_prefix_;  // network_of each prefix
   // The prefix lengths present per family (0: IPv4, 1: IPv6), longest first.
   std::array<std::vector<uint8_t>, 2> lengths_;
 };

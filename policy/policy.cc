@@ -78,15 +78,6 @@ bool has_host_bits(const IpPrefix& prefix) {
   return false;
 }
 
-IpPrefix network_of(IpPrefix prefix) {
-  const size_t full_bytes = prefix.len / 8;
-  const unsigned partial_bits = prefix.len % 8;
-  for (size_t i = full_bytes; i < prefix.addr.size(); ++i) {
-    prefix.addr[i] &= (i == full_bytes && partial_bits) ? (0xff << (8 - partial_bits)) : 0;
-  }
-  return prefix;
-}
-
 Problem prefix_problem(const IpPrefix& prefix) {
   const unsigned max = max_prefix_length(prefix.family);
   if (prefix.len > max) {
@@ -277,6 +268,15 @@ std::optional<IpPrefix> parse_prefix(std::string_view text, std::string* error) 
 
 std::string format_prefix(const IpPrefix& prefix) {
   return format_address(prefix.family, prefix.addr) + "/" + std::to_string(prefix.len);
+}
+
+IpPrefix network_of(IpPrefix prefix) {
+  const size_t full_bytes = prefix.len / 8;
+  const unsigned partial_bits = prefix.len % 8;
+  for (size_t i = full_bytes; i < prefix.addr.size(); ++i) {
+    prefix.addr[i] &= (i == full_bytes && partial_bits) ? (0xff << (8 - partial_bits)) : 0;
+  }
+  return prefix;
 }
 
 bool prefix_contains(const IpPrefix& prefix, const IpPrefix& address) {

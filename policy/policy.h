@@ -53,6 +53,8 @@ std::optional<unsigned> parse_decimal(std::string_view text, unsigned max);
 // length ("10.0.0.1/24"). On failure *error (if given) says why.
 std::optional<IpPrefix> parse_prefix(std::string_view text, std::string* error = nullptr);
 std::string format_prefix(const IpPrefix& prefix);
+// The prefix with every bit past its length cleared.
+IpPrefix network_of(IpPrefix prefix);
 // Whether `address` (a host or a narrower prefix) lies within `prefix`; families must match.
 bool prefix_contains(const IpPrefix& prefix, const IpPrefix& address);
 

@@ -24,14 +24,6 @@ Key key_of(uint32_t seed) {
   return key;
 }
 
-// As a policy must give a prefix.
-IpPrefix without_host_bits(IpPrefix prefix) {
-  for (size_t bit = prefix.len; bit < prefix.addr.size() * 8; ++bit) {
-    prefix.addr[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
-  }
-  return prefix;
-}
-
 PeerSpec peer(uint32_t seed, std::string user, std::vector<PrefixSpec> allowed) {
   PeerSpec p;
   p.public_key = key_of(seed);
@@ -114,7 +106,7 @@ TEST(PeerDirectory, AgreesWithTheDocumentsScan) {
         prefix.addr[5] = static_cast<uint8_t>(rng() % 4);
         prefix.addr[15] = static_cast<uint8_t>(rng());
       }
-      const IpPrefix clean = without_host_bits(prefix);
+      const IpPrefix clean = network_of(prefix);  // as a policy must give it
       prefixes.push_back(clean);
       allowed.emplace_back(format_prefix(clean));
     }
