@@ -125,7 +125,8 @@ void Hub::handle_initiation(const WireguardFrame& f, uint64_t now) {
   // Our own pending initiation to this peer is superseded by theirs.
   uint32_t our_pending =
       peer.handshake.state == HandshakeState::kInitiationCreated ? peer.handshake.local_index : 0;
-  if (!finish_consume_initiation(*scan, peer.handshake, peer.keys, now)) {
+  if (!complete_static_static(peer.keys, identity_) ||
+      !finish_consume_initiation(*scan, peer.handshake, peer.keys, now)) {
     count_control_drop(DropReason::kReplay);
     return;
   }
@@ -173,7 +174,8 @@ void Hub::handle_response(const WireguardFrame& f, uint64_t now) {
   }
   PeerState& peer = peers_.at(*slot);
   SessionKeys keys;
-  if (!consume_response(msg, peer.handshake, identity_, peer.keys, keys)) {
+  if (!complete_static_static(peer.keys, identity_) ||
+      !consume_response(msg, peer.handshake, identity_, peer.keys, keys)) {
     count_control_drop(DropReason::kBadMac);
     return;
   }
@@ -240,7 +242,7 @@ bool Hub::install_keypair(uint32_t slot, const SessionKeys& keys, uint64_t now) 
 void Hub::send_initiation(uint32_t slot, uint64_t now) {
   PeerState& peer = peers_.at(slot);
   Endpoint to = peer.endpoint.load();
-  if (!to.known() || !peer.keys.static_static_ok) return;
+  if (!to.known() || !complete_static_static(peer.keys, identity_)) return;
   if (rte_is_zero_ether_addr(&to.mac)) {
     to.mac = neighbor_mac(to.ipv4_be);
     if (rte_is_zero_ether_addr(&to.mac)) {

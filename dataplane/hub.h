@@ -139,9 +139,8 @@ class Hub {
   void count_handshake(HandshakeEvent event) { stats_->worker(nb_workers_).count_handshake(event); }
 
   // policy_table.cc
-  // fresh_keys: the keys of a peer that starts afresh (PolicyBuild::compile made them); null for
-  // a peer that stays.
-  void configure_peer(uint32_t slot, const airlock::policy::Peer& p, PeerKeys* fresh_keys);
+  // fresh: the peer starts afresh (new or re-added); false for a peer that stays.
+  void configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh);
   void deactivate_peer(uint32_t slot);
 
   Config cfg_;

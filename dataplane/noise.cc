@@ -143,6 +143,22 @@ PeerKeys make_peer_keys(const LocalIdentity& local, const Key& peer_public, cons
   return peer;
 }
 
+PeerKeys make_peer_keys_deferred(const Key& peer_public, const Key& psk) {
+  PeerKeys peer;
+  peer.public_key = peer_public;
+  peer.psk = psk;
+  peer.static_static_pending = true;
+  return peer;
+}
+
+bool complete_static_static(PeerKeys& peer, const LocalIdentity& local) {
+  if (peer.static_static_pending) {
+    peer.static_static_ok = crypto::dh(peer.static_static, local.private_key, peer.public_key);
+    peer.static_static_pending = false;
+  }
+  return peer.static_static_ok;
+}
+
 void Handshake::reset() {
   state = HandshakeState::kNone;
   crypto::wipe(hash);

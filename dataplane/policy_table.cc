@@ -70,21 +70,19 @@ std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, s
     *error = std::move(message);
     return nullptr;
   };
-  // A peer that starts afresh gets an empty fresh_keys_ entry here, filled by compile().
-  build->identity_ = &identity_;
-  build->fresh_keys_.resize(n_peers);
+  build->fresh_.resize(n_peers);
   for (size_t i = 0; i < n_peers; ++i) {
     crypto::Key key = airlock::policy::key_bytes(*root->peers()->Get(i)->public_key());
     auto slot = peers_.find(key);
     if (slot && !peers_.at(*slot).active.load(std::memory_order_relaxed)) {
-      build->fresh_keys_[i].emplace();  // removed by an earlier policy, not yet reclaimed
+      build->fresh_[i] = true;  // removed by an earlier policy, not yet reclaimed
     } else if (!slot) {
       slot = peers_.allocate(key);
       if (!slot) {
         return fail("peers[" + std::to_string(i) + "]: more than " +
                     std::to_string(cfg_.max_peers) + " peers (--max-peers)");
       }
-      build->fresh_keys_[i].emplace();
+      build->fresh_[i] = true;
       build->allocated_.push_back(*slot);
     }
     build->slots_.push_back(*slot);
@@ -145,15 +143,6 @@ std::unique_ptr<PolicyBuild> Hub::begin_policy(std::span<const uint8_t> bytes, s
 }
 
 bool PolicyBuild::compile() {
-  const auto* peers = loaded_.root()->peers();
-  for (size_t i = 0; i < fresh_keys_.size(); ++i) {
-    if (!fresh_keys_[i]) continue;
-    const auto* p = peers->Get(static_cast<flatbuffers::uoffset_t>(i));
-    crypto::Key psk{};
-    if (p->preshared_key() != nullptr) psk = airlock::policy::key_bytes(*p->preshared_key());
-    *fresh_keys_[i] = make_peer_keys(*identity_, airlock::policy::key_bytes(*p->public_key()), psk);
-    sodium_memzero(psk.data(), psk.size());
-  }
   allowed_ = AllowedIps::create(v4_prefixes_, v6_prefixes_, &error_);
   if (!allowed_) return false;
   for (size_t i = 0; i < peer_prefixes_.size(); ++i) {
@@ -186,8 +175,7 @@ bool Hub::finish_policy(std::unique_ptr<PolicyBuild> build, std::string* error) 
   const std::vector<uint32_t>& slots = build->slots_;
   std::unordered_set<uint32_t> keep(slots.begin(), slots.end());
   for (size_t i = 0; i < slots.size(); ++i) {
-    std::optional<PeerKeys>& keys = build->fresh_keys_[i];
-    configure_peer(slots[i], *root->peers()->Get(i), keys ? &*keys : nullptr);
+    configure_peer(slots[i], *root->peers()->Get(i), build->fresh_[i]);
   }
   auto snapshot = std::make_unique<PolicySnapshot>(PolicySnapshot{
       root->version(), std::move(*build->allowed_), std::move(*build->acl_), build->rule_names_});
@@ -214,12 +202,12 @@ bool Hub::apply_policy(std::span<const uint8_t> bytes, std::string* error) {
   return finish_policy(std::move(build), error);
 }
 
-void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, PeerKeys* fresh_keys) {
+void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, bool fresh) {
   PeerState& peer = peers_.at(slot);
   crypto::Key pub = airlock::policy::key_bytes(*p.public_key());
   crypto::Key psk{};
   if (p.preshared_key() != nullptr) psk = airlock::policy::key_bytes(*p.preshared_key());
-  if (fresh_keys != nullptr) {
+  if (fresh) {
     peer.generation.fetch_add(1, std::memory_order_release);
     zero_peer_keys(slot);
     peer.handshake = Handshake{};
@@ -229,10 +217,10 @@ void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, PeerKeys
     peer.want_handshake.store(false);
     peer.last_handshake_unix_ns = 0;
     peer.cookie_maker.emplace(pub);
-    peer.keys = *fresh_keys;
+    peer.keys = make_peer_keys_deferred(pub, psk);
   } else if (peer.keys.psk != psk) {
     // Takes effect with the next handshake; the running session stays valid.
-    peer.keys = make_peer_keys(identity_, pub, psk);
+    peer.keys = make_peer_keys_deferred(pub, psk);
   }
   sodium_memzero(psk.data(), psk.size());
   const auto* ident = p.identity();
@@ -255,7 +243,7 @@ void Hub::configure_peer(uint32_t slot, const airlock::policy::Peer& p, PeerKeys
     }
   }
   // The counters' baseline is taken before the peer can carry traffic.
-  if (fresh_keys != nullptr) stats_->clear_peer(slot);
+  if (fresh) stats_->clear_peer(slot);
   publish_peer_record(slot);
   peer.active.store(true, std::memory_order_release);
 }

@@ -37,11 +37,8 @@ class PolicyBuild {
   friend class Hub;
 
   airlock::policy::LoadedPolicy loaded_;
-  std::vector<uint32_t> slots_;  // slot of policy peer i
-  // Set for policy peer i if it starts afresh with this policy: its keys, made by compile() with
-  // the hub's identity so that the X25519s stay off the control lcore.
-  std::vector<std::optional<PeerKeys>> fresh_keys_;
-  const LocalIdentity* identity_ = nullptr;
+  std::vector<uint32_t> slots_;      // slot of policy peer i
+  std::vector<bool> fresh_;          // policy peer i starts afresh (new keys, timers and counters)
   std::vector<uint32_t> allocated_;  // slots allocated for this build (released if it fails)
   std::vector<std::vector<Prefix>> peer_prefixes_;
   uint32_t v4_prefixes_ = 0, v6_prefixes_ = 0;

@@ -422,6 +422,39 @@ TEST_F(NoiseResponseRejects, ResponseAfterPeerInitiationSupersededOurs) {
   EXPECT_FALSE(response_accepted(response));
 }
 
+// The hub defers each new peer's static-static DH to its first handshake.
+TEST(NoiseDeferredKeys, CompletedOnceTheyEqualTheEagerOnes) {
+  const LocalIdentity initiator = LocalIdentity::from_private(kInitiatorStaticPriv);
+  const PeerKeys eager = make_peer_keys(initiator, kResponderStaticPub, kPsk);
+  PeerKeys deferred = make_peer_keys_deferred(kResponderStaticPub, kPsk);
+  const auto ts = timestamp_at(kUnixNs);
+  Handshake handshake;
+  MessageInitiation before;
+  EXPECT_FALSE(
+      create_initiation(before, handshake, initiator, deferred, kInitiatorEphemeralPriv, 1, ts))
+      << "a key whose DH is still pending must not be usable";
+
+  ASSERT_TRUE(complete_static_static(deferred, initiator));
+  EXPECT_EQ(deferred.static_static, eager.static_static);
+  ASSERT_TRUE(complete_static_static(deferred, initiator)) << "a second call keeps the result";
+  MessageInitiation from_eager;
+  MessageInitiation from_deferred;
+  Handshake h1;
+  Handshake h2;
+  ASSERT_TRUE(create_initiation(from_eager, h1, initiator, eager, kInitiatorEphemeralPriv, 1, ts));
+  ASSERT_TRUE(
+      create_initiation(from_deferred, h2, initiator, deferred, kInitiatorEphemeralPriv, 1, ts));
+  EXPECT_EQ(0, std::memcmp(&from_eager, &from_deferred, sizeof(from_eager)));
+}
+
+TEST(NoiseDeferredKeys, LowOrderKeyNeverCompletes) {
+  const LocalIdentity initiator = LocalIdentity::from_private(kInitiatorStaticPriv);
+  PeerKeys bad_peer = make_peer_keys_deferred(Key{});
+  EXPECT_FALSE(complete_static_static(bad_peer, initiator));
+  EXPECT_FALSE(complete_static_static(bad_peer, initiator));
+  EXPECT_FALSE(bad_peer.static_static_ok);
+}
+
 // Random keys end to end, as the data plane will run it.
 TEST(NoiseRoundTrip, RandomKeysBothSidesAgree) {
   const LocalIdentity alice = LocalIdentity::from_private(crypto::generate_private());
