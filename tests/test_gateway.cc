@@ -432,18 +432,24 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(too_big.status, 413u);
   EXPECT_EQ(json::parse(too_big.body)["error"]["type"], "request_too_large");
 
-  // Codex's WebSocket attempt on the Responses API: a 404 it falls back from, saying how to
-  // turn the attempt off.
+  // Codex's WebSocket attempt on the Responses API: a 426, the one status on which Codex falls
+  // back to HTTP at once, on a connection that then closes, saying how to skip the attempt.
   const Reply websocket = send(bhttp::verb::get, "/v1/responses", "",
                                {{"Connection", "Upgrade"},
                                 {"Upgrade", "websocket"},
                                 {"Sec-WebSocket-Version", "13"},
-                                {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
-  EXPECT_EQ(websocket.status, 404u);
-  EXPECT_EQ(json::parse(websocket.body)["error"]["code"], "unknown_url");
+                                {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                                {"OpenAI-Beta", "responses_websockets=2026-02-06"}});
+  EXPECT_EQ(websocket.status, 426u);
+  EXPECT_EQ(websocket.header("connection"), "close");
+  EXPECT_EQ(json::parse(websocket.body)["error"]["code"], "websocket_not_supported");
   EXPECT_NE(json::parse(websocket.body)["error"]["message"].get<std::string>().find(
                 "supports_websockets = false"),
             std::string::npos);
+  // An upgrade on a path that exists over HTTP is no different.
+  const Reply models_upgrade = send(bhttp::verb::get, "/v1/models", "",
+                                    {{"Connection", "Upgrade"}, {"Upgrade", "websocket"}});
+  EXPECT_EQ(models_upgrade.status, 426u);
 
   EXPECT_TRUE(upstream_.seen().empty());
   const RequestRecord denied = record_of(anthropic);
@@ -453,7 +459,8 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(denied.model, "claude-opus-4-7");
   EXPECT_FALSE(denied.error.empty());
   EXPECT_EQ(record_of(too_big).status, 413);
-  EXPECT_EQ(record_of(websocket).status, 404);
+  EXPECT_EQ(record_of(websocket).status, 426);
+  EXPECT_EQ(record_of(websocket).user, "alice");
 }
 
 TEST_F(GatewayTest, UnknownPeerIsRefusedAndRecorded) {

@@ -21,6 +21,9 @@ ErrorNames names_of(GatewayError error) {
       return {403, "permission_error", "unknown_peer", "permission_error", "PERMISSION_DENIED"};
     case GatewayError::kUnknownRoute:
       return {404, "invalid_request_error", "unknown_url", "not_found_error", "NOT_FOUND"};
+    case GatewayError::kNoWebSocket:
+      return {426, "invalid_request_error", "websocket_not_supported", "invalid_request_error",
+              "FAILED_PRECONDITION"};
     case GatewayError::kBodyTooLarge:
       return {413, "invalid_request_error", "request_too_large", "request_too_large",
               "INVALID_ARGUMENT"};

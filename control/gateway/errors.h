@@ -19,6 +19,7 @@ ErrorFormat error_format(ApiKind kind, bool anthropic_client);
 enum class GatewayError {
   kUnknownPeer,          // 403: the connection is not from a known WireGuard peer
   kUnknownRoute,         // 404
+  kNoWebSocket,          // 426: a WebSocket upgrade; Codex falls back to HTTP at once on 426 only
   kBodyTooLarge,         // 413
   kUnsupportedEncoding,  // 415: a Content-Encoding the gateway cannot decode
   kBadEncoding,          // 400: a corrupt compressed body

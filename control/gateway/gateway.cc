@@ -242,6 +242,7 @@ class Exchange {
   ApiRoute route_;
   ErrorFormat format_ = ErrorFormat::kOpenAi;
   std::optional<int64_t> retry_after_s_;
+  bool close_after_response_ = false;  // the client asked for another protocol on this connection
   // Indexes into the policy's guardrails that apply to the caller.
   std::vector<std::size_t> guardrails_;
   std::optional<guardrails::ToolCallScanner> tool_scanner_;
@@ -279,17 +280,19 @@ asio::awaitable<void> Exchange::run() {
   if (request_.method() == bhttp::verb::get && is_own_budget_path(sv(request_.target()))) {
     co_return co_await list_own_budgets(*identity);
   }
+  const std::string_view target = sv(request_.target());
+  const std::string path(target.substr(0, target.find('?')));
+  // Codex opens a WebSocket on /v1/responses first. On 426 it switches to HTTP within the same
+  // turn; on any other status it first retries with backoff, which stalls the agent for seconds.
+  if (boost::beast::iequals(request_[bhttp::field::upgrade], "websocket")) {
+    close_after_response_ = true;
+    co_return co_await refuse(GatewayError::kNoWebSocket,
+                              "no WebSocket API at " + path +
+                                  ": the gateway relays HTTP and SSE streams only (for Codex, "
+                                  "supports_websockets = false on its model provider skips the "
+                                  "attempt)");
+  }
   if (route_.kind == ApiKind::kUnknown) {
-    const std::string_view target = sv(request_.target());
-    const std::string path(target.substr(0, target.find('?')));
-    // Codex tries a WebSocket on /v1/responses first and falls back to HTTP on a 404; the
-    // message says how to skip the attempt.
-    if (boost::beast::iequals(request_[bhttp::field::upgrade], "websocket")) {
-      co_return co_await refuse(GatewayError::kUnknownRoute,
-                                "no WebSocket API at " + path +
-                                    ": the gateway relays HTTP and SSE streams only (for Codex, "
-                                    "set supports_websockets = false on its model provider)");
-    }
     co_return co_await refuse(
         GatewayError::kUnknownRoute,
         "no API at " + std::string(sv(request_.method_string())) + " " + path);
@@ -383,6 +386,7 @@ asio::awaitable<void> Exchange::respond(int status, std::string body) {
   response.set(bhttp::field::content_type, "application/json");
   response.set("x-airlock-request-id", record_.id);
   if (retry_after_s_) response.set(bhttp::field::retry_after, std::to_string(*retry_after_s_));
+  if (close_after_response_) response.keep_alive(false);
   response.body() = std::move(body);
   record_.status = status;
   if (co_await writer_.write(std::move(response))) {
