@@ -334,6 +334,64 @@ TEST_F(SimTest, ChatToolArgumentsFitAnArgvSchema) {
   EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
 }
 
+// An agent loop ends: a request that hands back a tool's result gets a plain answer, in each
+// API, while the same tools with the result further back still get a call.
+TEST_F(SimTest, ToolResultAtTheEndGetsAnAnswerWithoutAToolCall) {
+  const json chat_tools = json::parse(
+      R"([{"type":"function","function":{"name":"shell","parameters":{"type":"object"}}}])");
+  const json call = json::parse(R"({"role":"assistant","tool_calls":[{"id":"call_1",
+    "type":"function","function":{"name":"shell","arguments":"{}"}}]})");
+  const json result = {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "ok"}};
+  const json user = {{"role", "user"}, {"content", "and now?"}};
+  const json chat_done = {
+      {"model", "gpt-5.5"}, {"messages", json::array({user, call, result})}, {"tools", chat_tools}};
+  json chat_again = chat_done;
+  chat_again["messages"].push_back(user);
+  const json done = post("/v1/chat/completions", chat_done.dump()).body_json();
+  EXPECT_EQ(done["choices"][0]["finish_reason"], "stop");
+  EXPECT_FALSE(done["choices"][0]["message"].contains("tool_calls"));
+  EXPECT_EQ(done["usage"]["completion_tokens"], kTextWords);
+  EXPECT_EQ(
+      post("/v1/chat/completions", chat_again.dump()).body_json()["choices"][0]["finish_reason"],
+      "tool_calls");
+
+  const json responses = json::parse(R"({"model":"gpt-5.5","tools":[{"type":"function",
+    "name":"shell_command","parameters":{"type":"object"}}],"input":[
+    {"type":"message","role":"user","content":"list"},
+    {"type":"function_call","call_id":"call_1","name":"shell_command","arguments":"{}"},
+    {"type":"function_call_output","call_id":"call_1","output":"ok"}]})");
+  const json r = post("/v1/responses", responses.dump()).body_json();
+  ASSERT_EQ(r["output"].size(), 1u);
+  EXPECT_EQ(r["output"][0]["type"], "message");
+
+  const json anthropic = json::parse(R"({"model":"claude-sonnet-4-6","max_tokens":100,
+    "tools":[{"name":"Bash","input_schema":{"type":"object"}}],"messages":[
+    {"role":"user","content":"list"},
+    {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":{}}]},
+    {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"ok"}]}]})");
+  const json a =
+      post("/v1/messages", anthropic.dump(), {{"anthropic-version", "2023-06-01"}}).body_json();
+  EXPECT_EQ(a["stop_reason"], "end_turn");
+  ASSERT_EQ(a["content"].size(), 1u);
+  EXPECT_EQ(a["content"][0]["type"], "text");
+
+  const json gemini = json::parse(R"({"tools":[{"functionDeclarations":[{"name":"run"}]}],
+    "contents":[{"role":"user","parts":[{"text":"list"}]},
+    {"role":"model","parts":[{"functionCall":{"name":"run","args":{}}}]},
+    {"role":"user","parts":[{"functionResponse":{"name":"run","response":{"out":"ok"}}}]}]})");
+  const Response g = post("/v1beta/models/gemini-2.5-pro:generateContent", gemini.dump());
+  ASSERT_EQ(g.status, 200u);
+  const json g_json = g.body_json();
+  const json& parts = g_json["candidates"][0]["content"]["parts"];
+  ASSERT_FALSE(parts.empty());
+  for (const json& part : parts) EXPECT_TRUE(part.contains("text")) << part;
+  json gemini_again = gemini;
+  gemini_again["contents"].push_back(json::parse(R"({"role":"user","parts":[{"text":"more"}]})"));
+  const json again =
+      post("/v1beta/models/gemini-2.5-pro:generateContent", gemini_again.dump()).body_json();
+  EXPECT_TRUE(again["candidates"][0]["content"]["parts"].back().contains("functionCall"));
+}
+
 TEST_F(SimTest, EchoesAnOddModelNameAsValidJson) {
   const std::string model = "we\"ird\\name\n\u0001\u00e9";
   const json request = {{"model", model}, {"messages", json::array()}};

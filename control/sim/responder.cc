@@ -36,8 +36,8 @@ std::string_view big_piece() {
 
 bool is_read_member(std::string_view key) {
   static constexpr std::string_view kRead[] = {
-      "model", "stream",        "stream_options",  "tools",      "prompt_cache_key",
-      "input", "cachedContent", "encoding_format", "dimensions",
+      "model",         "stream",          "stream_options", "tools",    "prompt_cache_key", "input",
+      "cachedContent", "encoding_format", "dimensions",     "messages", "contents",
   };
   return std::find(std::begin(kRead), std::end(kRead), key) != std::end(kRead);
 }
@@ -126,6 +126,13 @@ std::string Script::text() const {
 
 uint64_t prompt_tokens(std::string_view body) {
   return (body.size() + 3) / 4;
+}
+
+std::string_view string_member(const Json& object, const char* name) {
+  if (!object.is_object()) return {};
+  const auto it = object.find(name);
+  return it != object.end() && it->is_string() ? std::string_view(it->get_ref<const std::string&>())
+                                               : std::string_view();
 }
 
 uint64_t count_words(std::string_view text) {

@@ -97,6 +97,9 @@ struct Script {
 // an empty name means the request declared no usable tool.
 Script make_script(const Request& request, std::string_view tool_name, const Json* schema);
 
+// `object[name]` when `object` is an object whose member is a string, else "".
+std::string_view string_member(const Json& object, const char* name);
+
 uint64_t prompt_tokens(std::string_view body);
 uint64_t count_words(std::string_view text);
 

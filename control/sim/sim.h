@@ -11,13 +11,13 @@
 //   each provider then reports T in its own convention (OpenAI and Gemini prompt counts include
 //   the cached part; Anthropic's input_tokens excludes it);
 // - output = the number of whitespace-separated words produced: the reply text plus, when the
-//   request declares tools, the arguments of the single tool call;
+//   reply calls a tool, the arguments of that call;
 // - reasoning/thinking = 0, cache writes = 0.
 //
-// Tool calls: when the request declares tools, the reply also carries one call to the first
-// declared tool that has a name, with arguments {"command":"ls -la"} ({"command":["ls","-la"]}
-// when the schema's `command` is an array, {"cmd":"ls -la"} when it has `cmd` but no
-// `command`), streamed in fragments the way each provider does it.
+// Tool calls: when the request declares tools and does not end with a tool's result, the reply
+// also carries one call to the first declared tool that has a name, with arguments {"command":"ls
+// -la"} ({"command":["ls","-la"]} when the schema's `command` is an array, {"cmd":"ls -la"} when it
+// has `cmd` but no `command`), streamed in fragments the way each provider does it.
 //
 // Behaviour is chosen by the model name (see Fault in responder.h): sim-error, sim-overloaded,
 // sim-midstream-error, sim-slow, sim-hang, sim-big-event, sim-keepalive, sim-stall.

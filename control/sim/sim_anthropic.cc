@@ -14,7 +14,21 @@ std::string id_of(std::string_view prefix, uint64_t serial) {
   return std::string(prefix).append(std::to_string(serial));
 }
 
+// The last message is the user's and carries a tool_result block.
+bool ends_with_tool_result(const Json& body) {
+  const auto messages = body.find("messages");
+  if (messages == body.end() || !messages->is_array() || messages->empty()) return false;
+  const Json& last = messages->back();
+  if (string_member(last, "role") != "user") return false;
+  const auto content = last.find("content");
+  if (content == last.end() || !content->is_array()) return false;
+  return std::any_of(content->begin(), content->end(), [](const Json& block) {
+    return string_member(block, "type") == "tool_result";
+  });
+}
+
 Script script_for(const Request& request) {
+  if (ends_with_tool_result(request.json)) return make_script(request, "", nullptr);
   const auto tools = request.json.find("tools");
   if (tools != request.json.end() && tools->is_array()) {
     for (const Json& tool : *tools) {

@@ -21,8 +21,21 @@ bool has_query_param(std::string_view query, std::string_view param) {
   return false;
 }
 
+// The last content carries a functionResponse part.
+bool ends_with_tool_result(const Json& body) {
+  const auto contents = body.find("contents");
+  if (contents == body.end() || !contents->is_array() || contents->empty()) return false;
+  const Json& last = contents->back();
+  const auto parts = last.is_object() ? last.find("parts") : last.end();
+  if (!last.is_object() || parts == last.end() || !parts->is_array()) return false;
+  return std::any_of(parts->begin(), parts->end(), [](const Json& part) {
+    return part.is_object() && part.contains("functionResponse");
+  });
+}
+
 // Declarations sit in tools[].functionDeclarations[]; tools such as googleSearch have none.
 Script script_for(const Request& request) {
+  if (ends_with_tool_result(request.json)) return make_script(request, "", nullptr);
   const auto tools = request.json.find("tools");
   if (tools != request.json.end() && tools->is_array()) {
     for (const Json& tool : *tools) {

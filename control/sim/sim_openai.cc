@@ -46,7 +46,22 @@ std::pair<std::string_view, const Json*> first_tool(const Json& body) {
   return {};
 }
 
+// Chat: the last message is a tool's (role "tool", or the legacy "function"). Responses: the
+// last input item is a tool's output (function_call_output, custom_tool_call_output,
+// local_shell_call_output, ...).
+bool ends_with_tool_result(const Json& body) {
+  const auto messages = body.find("messages");
+  if (messages != body.end() && messages->is_array() && !messages->empty()) {
+    const std::string_view role = string_member(messages->back(), "role");
+    return role == "tool" || role == "function";
+  }
+  const auto input = body.find("input");
+  if (input == body.end() || !input->is_array() || input->empty()) return false;
+  return string_member(input->back(), "type").ends_with("_output");
+}
+
 Script script_for(const Request& request) {
+  if (ends_with_tool_result(request.json)) return make_script(request, "", nullptr);
   const auto [name, schema] = first_tool(request.json);
   return make_script(request, name, schema);
 }
