@@ -263,6 +263,46 @@ if [[ -x $here/../sdk/run.sh ]] && command -v node >/dev/null; then
   fi
 fi
 
+# The Codex CLI itself, unmodified, from the sandbox: one turn in which the simulated model has
+# it run a shell command and then answers.
+if [[ -x $here/../codex/run.sh ]] && command -v node >/dev/null; then
+  if "$here/../codex/run.sh" --install-only >"$work/codex-install.log" 2>&1; then
+    codex_turn() {  # codex_turn MODE: Codex answered, and never retried a connection
+      ns_exec al-a "$here/../codex/run.sh" "$gateway" "$1" "$work/codex-$1" &&
+        grep -q 'simulated response' "$work/codex-$1/codex.out" &&
+        ! grep -q Reconnecting "$work/codex-$1/codex.err"
+    }
+    check "Codex (a custom provider without WebSockets, as the README has it) completes a turn" \
+      codex_turn provider
+    check "Codex (built-in provider) falls back from its WebSocket at once, with no reconnects" \
+      codex_turn builtin
+    "$ctl" requests --json --limit 20 >"$work/requests-codex.json"
+    "$ctl" tools --user alice --json >"$work/tools-codex.json"
+    codex_log_check() {
+      /usr/bin/python3 - "$work/requests-codex.json" "$work/tools-codex.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+reqs = doc["requests"] if isinstance(doc, dict) else doc
+turns = [r for r in reqs if r["api"] == "openai.responses" and r["user"] == "alice"
+         and r["status"] == 200 and r["model"] == "gpt-5.5"]
+assert len(turns) >= 4, reqs  # two requests per turn: the tool call, then the answer
+probes = [r for r in reqs if r["status"] == 426 and r["user"] == "alice"]
+assert len(probes) == 1 and "WebSocket" in probes[0]["error"], probes
+tools = json.load(open(sys.argv[2]))["tool_calls"]
+runs = [t for t in tools if "ls -la" in t["arguments"]]
+assert runs, tools
+assert any("README.txt" in (t.get("result") or {}).get("content", "") for t in runs), runs
+PY
+    }
+    check "the log holds Codex's turns as alice, the WebSocket probe, its command and output" \
+      codex_log_check
+    check "Codex's placeholder key never reached the provider" bash -c \
+      "curl -sS '$sim_url/_sim/requests' | grep -c airlock-placeholder-key | grep -qx 0"
+  else
+    echo "skip: Codex check (npm install failed: $(tail -n 1 "$work/codex-install.log"))"
+  fi
+fi
+
 write_policy 2 "$work/policy-bad.json" \
   ', {"from": "user:bob", "model": "anthropic/claude-sonnet-4-5", "expect": "allow"}'
 check "policy check rejects a policy whose tests fail" bash -c "! '$ctl' policy check '$work/policy-bad.json' >/dev/null 2>&1"
