@@ -392,6 +392,36 @@ TEST_F(SimTest, ToolResultAtTheEndGetsAnAnswerWithoutAToolCall) {
   EXPECT_TRUE(again["candidates"][0]["content"]["parts"].back().contains("functionCall"));
 }
 
+// Coding agents declare many tools; the simulated model runs a command when it can.
+TEST_F(SimTest, CallsTheShellToolWhereverItIsDeclared) {
+  const json anthropic = json::parse(R"({"model":"claude-sonnet-4-6","max_tokens":100,
+    "messages":[{"role":"user","content":"list"}],"tools":[
+    {"name":"Agent","input_schema":{"type":"object"}},
+    {"name":"Bash","input_schema":{"type":"object","properties":{"command":{"type":"string"}}}},
+    {"name":"Read","input_schema":{"type":"object"}}]})");
+  const json a =
+      post("/v1/messages", anthropic.dump(), {{"anthropic-version", "2023-06-01"}}).body_json();
+  ASSERT_EQ(a["content"].size(), 2u);
+  EXPECT_EQ(a["content"][1]["name"], "Bash");
+
+  const json responses = json::parse(R"({"model":"gpt-5.5","input":"list","tools":[
+    {"type":"function","name":"update_plan","parameters":{"type":"object"}},
+    {"type":"function","name":"exec_command","parameters":{"type":"object","properties":{
+      "cmd":{"type":"string"}}}}]})");
+  const json r = post("/v1/responses", responses.dump()).body_json();
+  ASSERT_EQ(r["output"].size(), 2u);
+  EXPECT_EQ(r["output"][1]["name"], "exec_command");
+  EXPECT_EQ(json::parse(r["output"][1]["arguments"].get<std::string>()),
+            json::parse(R"({"cmd":"ls -la"})"));
+
+  // Without a shell tool, the first one.
+  const json chat = json::parse(R"({"model":"gpt-5.5","messages":[],"tools":[
+    {"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}},
+    {"type":"function","function":{"name":"fetch","parameters":{"type":"object"}}}]})");
+  const json c = post("/v1/chat/completions", chat.dump()).body_json();
+  EXPECT_EQ(c["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "lookup");
+}
+
 TEST_F(SimTest, EchoesAnOddModelNameAsValidJson) {
   const std::string model = "we\"ird\\name\n\u0001\u00e9";
   const json request = {{"model", model}, {"messages", json::array()}};

@@ -128,6 +128,18 @@ uint64_t prompt_tokens(std::string_view body) {
   return (body.size() + 3) / 4;
 }
 
+void ToolPick::offer(std::string_view tool_name, const Json* tool_schema) {
+  static constexpr std::string_view kShellTools[] = {"Bash", "exec_command", "shell_command",
+                                                     "shell", "run_shell_command"};
+  const auto is_shell = [](std::string_view n) {
+    return std::find(std::begin(kShellTools), std::end(kShellTools), n) != std::end(kShellTools);
+  };
+  if (name.empty() || (!is_shell(name) && is_shell(tool_name))) {
+    name = tool_name;
+    schema = tool_schema;
+  }
+}
+
 std::string_view string_member(const Json& object, const char* name) {
   if (!object.is_object()) return {};
   const auto it = object.find(name);

@@ -97,6 +97,16 @@ struct Script {
 // an empty name means the request declared no usable tool.
 Script make_script(const Request& request, std::string_view tool_name, const Json* schema);
 
+// The tool the simulated model calls, from the tools in declaration order: the first shell tool
+// (Claude Code's Bash, Codex's exec_command, shell_command or shell, Gemini CLI's
+// run_shell_command), else the first tool, as a coding agent's model mostly runs commands.
+struct ToolPick {
+  std::string_view name;  // empty: no tool declared
+  const Json* schema = nullptr;
+
+  void offer(std::string_view tool_name, const Json* tool_schema);
+};
+
 // `object[name]` when `object` is an object whose member is a string, else "".
 std::string_view string_member(const Json& object, const char* name);
 

@@ -15,9 +15,11 @@
 // - reasoning/thinking = 0, cache writes = 0.
 //
 // Tool calls: when the request declares tools and does not end with a tool's result, the reply
-// also carries one call to the first declared tool that has a name, with arguments {"command":"ls
-// -la"} ({"command":["ls","-la"]} when the schema's `command` is an array, {"cmd":"ls -la"} when it
-// has `cmd` but no `command`), streamed in fragments the way each provider does it.
+// also carries one call to the first declared shell tool (Bash, exec_command, shell_command,
+// shell, run_shell_command), or else to the first declared tool that has a name, with arguments
+// {"command":"ls -la"} ({"command":["ls","-la"]} when the schema's `command` is an array,
+// {"cmd":"ls -la"} when it has `cmd` but no `command`), streamed in fragments the way each
+// provider does it.
 //
 // Behaviour is chosen by the model name (see Fault in responder.h): sim-error, sim-overloaded,
 // sim-midstream-error, sim-slow, sim-hang, sim-big-event, sim-keepalive, sim-stall.

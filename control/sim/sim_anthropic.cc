@@ -29,17 +29,17 @@ bool ends_with_tool_result(const Json& body) {
 
 Script script_for(const Request& request) {
   if (ends_with_tool_result(request.json)) return make_script(request, "", nullptr);
+  ToolPick pick;
   const auto tools = request.json.find("tools");
   if (tools != request.json.end() && tools->is_array()) {
     for (const Json& tool : *tools) {
       const auto name = tool.is_object() ? tool.find("name") : tool.end();
       if (!tool.is_object() || name == tool.end() || !name->is_string()) continue;
       const auto schema = tool.find("input_schema");
-      return make_script(request, name->get_ref<const std::string&>(),
-                         schema == tool.end() ? nullptr : &*schema);
+      pick.offer(name->get_ref<const std::string&>(), schema == tool.end() ? nullptr : &*schema);
     }
   }
-  return make_script(request, "", nullptr);
+  return make_script(request, pick.name, pick.schema);
 }
 
 // Anthropic's input_tokens excludes cache reads: input + cache read = T. message_delta repeats

@@ -36,6 +36,7 @@ bool ends_with_tool_result(const Json& body) {
 // Declarations sit in tools[].functionDeclarations[]; tools such as googleSearch have none.
 Script script_for(const Request& request) {
   if (ends_with_tool_result(request.json)) return make_script(request, "", nullptr);
+  ToolPick pick;
   const auto tools = request.json.find("tools");
   if (tools != request.json.end() && tools->is_array()) {
     for (const Json& tool : *tools) {
@@ -46,12 +47,11 @@ Script script_for(const Request& request) {
         if (!decl.is_object() || name == decl.end() || !name->is_string()) continue;
         auto schema = decl.find("parameters");
         if (schema == decl.end()) schema = decl.find("parametersJsonSchema");
-        return make_script(request, name->get_ref<const std::string&>(),
-                           schema == decl.end() ? nullptr : &*schema);
+        pick.offer(name->get_ref<const std::string&>(), schema == decl.end() ? nullptr : &*schema);
       }
     }
   }
-  return make_script(request, "", nullptr);
+  return make_script(request, pick.name, pick.schema);
 }
 
 // Gemini's prompt count includes the cached part; candidates are the output words so far.

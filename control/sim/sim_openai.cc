@@ -25,12 +25,13 @@ bool is_true(const Json& j, const char* key) {
   return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
-// The first declared tool that has a name, and its parameter schema. Chat nests both under
+// The declared tools with a name, and their parameter schemas. Chat nests both under
 // `function` (or `custom`); Responses puts them on the tool itself. Built-in tools without a
 // name (web_search, local_shell) are skipped.
-std::pair<std::string_view, const Json*> first_tool(const Json& body) {
+ToolPick pick_tool(const Json& body) {
+  ToolPick pick;
   const auto tools = body.find("tools");
-  if (tools == body.end() || !tools->is_array()) return {};
+  if (tools == body.end() || !tools->is_array()) return pick;
   for (const Json& tool : *tools) {
     if (!tool.is_object()) continue;
     const Json* holder = &tool;
@@ -41,9 +42,9 @@ std::pair<std::string_view, const Json*> first_tool(const Json& body) {
     const auto name = holder->find("name");
     if (name == holder->end() || !name->is_string()) continue;
     const auto params = holder->find("parameters");
-    return {name->get_ref<const std::string&>(), params == holder->end() ? nullptr : &*params};
+    pick.offer(name->get_ref<const std::string&>(), params == holder->end() ? nullptr : &*params);
   }
-  return {};
+  return pick;
 }
 
 // Chat: the last message is a tool's (role "tool", or the legacy "function"). Responses: the
@@ -62,8 +63,8 @@ bool ends_with_tool_result(const Json& body) {
 
 Script script_for(const Request& request) {
   if (ends_with_tool_result(request.json)) return make_script(request, "", nullptr);
-  const auto [name, schema] = first_tool(request.json);
-  return make_script(request, name, schema);
+  const ToolPick pick = pick_tool(request.json);
+  return make_script(request, pick.name, pick.schema);
 }
 
 std::string id_of(std::string_view prefix, uint64_t serial) {

@@ -263,43 +263,46 @@ if [[ -x $here/../sdk/run.sh ]] && command -v node >/dev/null; then
   fi
 fi
 
-# The Codex CLI itself, unmodified, from the sandbox: one turn in which the simulated model has
-# it run a shell command and then answers.
-if [[ -x $here/../codex/run.sh ]] && command -v node >/dev/null; then
-  if "$here/../codex/run.sh" --install-only >"$work/codex-install.log" 2>&1; then
-    codex_turn() {  # codex_turn MODE: Codex answered, and never retried a connection
-      ns_exec al-a "$here/../codex/run.sh" "$gateway" "$1" "$work/codex-$1" &&
-        grep -q 'simulated response' "$work/codex-$1/codex.out" &&
-        ! grep -q Reconnecting "$work/codex-$1/codex.err"
+# Coding agents themselves, unmodified, from the sandbox: one turn each, in which the simulated
+# model has the agent run a shell command and then answers.
+if [[ -x $here/../agents/run.sh ]] && command -v node >/dev/null; then
+  if "$here/../agents/run.sh" --install-only >"$work/agents-install.log" 2>&1; then
+    agent_turn() {  # agent_turn AGENT: it answered, and never retried a connection
+      ns_exec al-a "$here/../agents/run.sh" "$gateway" "$1" "$work/$1" &&
+        grep -q 'simulated response' "$work/$1/agent.out" &&
+        ! grep -q Reconnecting "$work/$1/agent.err"
     }
     check "Codex (a custom provider without WebSockets, as the README has it) completes a turn" \
-      codex_turn provider
+      agent_turn codex
     check "Codex (built-in provider) falls back from its WebSocket at once, with no reconnects" \
-      codex_turn builtin
-    "$ctl" requests --json --limit 20 >"$work/requests-codex.json"
-    "$ctl" tools --user alice --json >"$work/tools-codex.json"
-    codex_log_check() {
-      /usr/bin/python3 - "$work/requests-codex.json" "$work/tools-codex.json" <<'PY'
+      agent_turn codex-builtin
+    check "Claude Code completes a turn" agent_turn claude
+    "$ctl" requests --json --limit 40 >"$work/requests-agents.json"
+    "$ctl" tools --user alice --json >"$work/tools-agents.json"
+    agent_log_check() {
+      /usr/bin/python3 - "$work/requests-agents.json" "$work/tools-agents.json" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 reqs = doc["requests"] if isinstance(doc, dict) else doc
-turns = [r for r in reqs if r["api"] == "openai.responses" and r["user"] == "alice"
-         and r["status"] == 200 and r["model"] == "gpt-5.5"]
-assert len(turns) >= 4, reqs  # two requests per turn: the tool call, then the answer
+def turns(api):
+    return [r for r in reqs if r["api"] == api and r["user"] == "alice" and r["status"] == 200]
+assert len(turns("openai.responses")) >= 4, reqs  # per Codex turn: the tool call, the answer
+assert len(turns("anthropic.messages")) >= 2, reqs
 probes = [r for r in reqs if r["status"] == 426 and r["user"] == "alice"]
 assert len(probes) == 1 and "WebSocket" in probes[0]["error"], probes
 tools = json.load(open(sys.argv[2]))["tool_calls"]
-runs = [t for t in tools if "ls -la" in t["arguments"]]
-assert runs, tools
-assert any("README.txt" in (t.get("result") or {}).get("content", "") for t in runs), runs
+for name in ("exec_command", "Bash"):
+    runs = [t for t in tools if t["name"] == name and "ls -la" in t["arguments"]]
+    assert runs, (name, tools)
+    assert any("README.txt" in (t.get("result") or {}).get("content", "") for t in runs), runs
 PY
     }
-    check "the log holds Codex's turns as alice, the WebSocket probe, its command and output" \
-      codex_log_check
-    check "Codex's placeholder key never reached the provider" bash -c \
+    check "the log holds the agents' turns as alice, Codex's WebSocket probe, their commands and output" \
+      agent_log_check
+    check "the agents' placeholder key never reached the provider" bash -c \
       "curl -sS '$sim_url/_sim/requests' | grep -c airlock-placeholder-key | grep -qx 0"
   else
-    echo "skip: Codex check (npm install failed: $(tail -n 1 "$work/codex-install.log"))"
+    echo "skip: coding agent checks (npm install failed: $(tail -n 1 "$work/agents-install.log"))"
   fi
 fi
 
