@@ -42,12 +42,26 @@ bool eventually(const std::function<bool()>& done, std::chrono::milliseconds tim
   return true;
 }
 
-// A loopback port nothing listens on (until a test starts a receiver there).
-uint16_t closed_port() {
-  asio::io_context io;
-  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-  return acceptor.local_endpoint().port();
-}
+// A loopback port nothing listens on until a test starts a receiver there. It stays bound (not
+// listening, so connections are refused) until release(): a port merely closed could be taken
+// by another test running in parallel in the meantime.
+class ClosedPort {
+ public:
+  ClosedPort() : socket_(io_) {
+    socket_.open(tcp::v4());
+    socket_.set_option(tcp::socket::reuse_address(true));
+    socket_.bind({asio::ip::make_address("127.0.0.1"), 0});
+    port_ = socket_.local_endpoint().port();
+  }
+  uint16_t port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+  void release() { socket_.close(); }
+
+ private:
+  asio::io_context io_;
+  tcp::socket socket_;
+  uint16_t port_ = 0;
+};
 
 // A webhook receiver: records every POST and answers 200, 500, or not at all.
 class Receiver {
@@ -329,8 +343,8 @@ TEST_F(WebhookTest, RetriesAFailingReceiverUntilItAccepts) {
 }
 
 TEST_F(WebhookTest, RetriesWhileNothingListensThenDelivers) {
-  const uint16_t port = closed_port();
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hook";
+  ClosedPort port;
+  const std::string url = port.url();
   auto outbox = open();
   ASSERT_TRUE(outbox);
   std::string error;
@@ -344,7 +358,8 @@ TEST_F(WebhookTest, RetriesWhileNothingListensThenDelivers) {
     EXPECT_EQ(attempt.outcome, DeliveryOutcome::kRetry);
     EXPECT_TRUE(attempt.error.starts_with("connect")) << attempt.error;
   }
-  Receiver receiver(port);
+  port.release();
+  Receiver receiver(port.port());
   ASSERT_TRUE(eventually([&] { return stats(*outbox).delivered == 1; }));
   EXPECT_EQ(receiver.hit_count(), 1u);
   EXPECT_EQ(log_of(*outbox, event.id).back().outcome, DeliveryOutcome::kDelivered);
@@ -372,8 +387,8 @@ TEST_F(WebhookTest, GivesUpAfterTheMaximumAge) {
 
 TEST_F(WebhookTest, RetentionPrunesFinishedEventsButNeverAPendingDelivery) {
   Receiver receiver;
-  const uint16_t down_port = closed_port();
-  const std::string down_url = "http://127.0.0.1:" + std::to_string(down_port) + "/hook";
+  ClosedPort down_port;
+  const std::string down_url = down_port.url();
   options_.retention = 300ms;
   options_.sweep_interval = 100ms;
   auto outbox = open();
@@ -399,7 +414,8 @@ TEST_F(WebhookTest, RetentionPrunesFinishedEventsButNeverAPendingDelivery) {
   EXPECT_EQ(now.delivered, 1u);
 
   // Nothing was lost: once that receiver is up, the event still arrives, then it is pruned too.
-  Receiver late(down_port);
+  down_port.release();
+  Receiver late(down_port.port());
   ASSERT_TRUE(eventually([&] { return late.hit_count() == 1; }));
   EXPECT_EQ(late.hits()[0].event_id, waiting.id);
   ASSERT_TRUE(eventually([&] {
@@ -443,8 +459,8 @@ TEST_F(WebhookTest, AVersionOneOutboxGainsTheRetentionIndexesAndKeepsItsEvents) 
 
 TEST_F(WebhookTest, PendingDeliveriesSurviveARestartAndArriveExactlyOnce) {
   constexpr size_t kEvents = 25;
-  const uint16_t port = closed_port();
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/hook";
+  ClosedPort port;
+  const std::string url = port.url();
   std::set<std::string> published;
   {
     auto outbox = open();
@@ -464,7 +480,8 @@ TEST_F(WebhookTest, PendingDeliveriesSurviveARestartAndArriveExactlyOnce) {
     }));  // it did try while the receiver was down
   }
 
-  Receiver receiver(port);
+  port.release();
+  Receiver receiver(port.port());
   auto outbox = open();
   ASSERT_TRUE(outbox);
   std::string error;

@@ -472,16 +472,18 @@ class OutboxImpl final : public Outbox {
       wake_pending_ = false;
       const std::shared_ptr<const Webhooks> hooks = webhooks();
       const std::vector<std::string> urls = hooks->urls();
+      // One instant for both queries below: a delivery falling due between them would be neither
+      // launched nor waited for, and would sit until the next sweep.
+      const int64_t now = now_ms();
       if (SteadyClock::now() >= next_sweep) {
         next_sweep = SteadyClock::now() + options_.sweep_interval;
-        const int64_t now = now_ms();
         const int64_t prune_before =
             options_.retention.count() > 0 ? now - options_.retention.count() : 0;
         enqueue(ExpireCommand{urls, now - options_.max_age.count(), prune_before});
       }
-      launch_due(urls);
+      launch_due(urls, now);
       auto wake_at = next_sweep;
-      if (const std::optional<int64_t> next = next_due_ms(urls)) {
+      if (const std::optional<int64_t> next = next_due_ms(urls, now)) {
         const auto in = std::chrono::milliseconds(std::max<int64_t>(*next - now_ms(), 0));
         wake_at = std::min(wake_at, SteadyClock::now() + in);
       }
@@ -492,7 +494,7 @@ class OutboxImpl final : public Outbox {
     }
   }
 
-  void launch_due(const std::vector<std::string>& urls) {
+  void launch_due(const std::vector<std::string>& urls, int64_t now) {
     size_t sending;
     {
       std::lock_guard lock(sending_mutex_);
@@ -501,7 +503,8 @@ class OutboxImpl final : public Outbox {
     if (urls.empty() || sending >= options_.max_in_flight) return;
     const size_t free = options_.max_in_flight - sending;
     // Deliveries whose result is not yet committed still look due; fetch enough to skip them.
-    std::vector<Due> due = due_deliveries(urls, static_cast<int64_t>(free + in_flight_.size()));
+    std::vector<Due> due =
+        due_deliveries(urls, static_cast<int64_t>(free + in_flight_.size()), now);
     size_t launched = 0;
     for (Due& delivery : due) {
       if (launched == free) break;
@@ -515,9 +518,10 @@ class OutboxImpl final : public Outbox {
     }
   }
 
-  std::vector<Due> due_deliveries(const std::vector<std::string>& urls, int64_t limit) {
+  std::vector<Due> due_deliveries(const std::vector<std::string>& urls, int64_t limit,
+                                  int64_t now) {
     std::vector<Param> params;
-    params.emplace_back(now_ms());
+    params.emplace_back(now);
     std::string sql =
         "SELECT d.event_id, d.url, d.attempts, d.created_ms, o.type, o.payload FROM deliveries d "
         "JOIN outbox o ON o.id = d.event_id WHERE d.state = 0 AND d.next_attempt_ms <= ?";
@@ -536,10 +540,10 @@ class OutboxImpl final : public Outbox {
     return due;
   }
 
-  std::optional<int64_t> next_due_ms(const std::vector<std::string>& urls) {
+  std::optional<int64_t> next_due_ms(const std::vector<std::string>& urls, int64_t now) {
     if (urls.empty()) return std::nullopt;
     std::vector<Param> params;
-    params.emplace_back(now_ms());
+    params.emplace_back(now);
     std::string sql =
         "SELECT MIN(next_attempt_ms) FROM deliveries WHERE state = 0 AND next_attempt_ms > ?";
     sql += url_filter("url", false, urls, params);
