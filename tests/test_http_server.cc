@@ -457,37 +457,44 @@ TEST_F(ServerTest, HandlerSeesClientAddresses) {
 // The gateway runs one io_context per thread: connections are dealt to them in turn, and every
 // request on a connection runs on that connection's io_context.
 TEST_F(ServerTest, ConnectionsAreDealtToTheConnectionContextsInTurn) {
-  IoThreads first;
-  IoThreads second;
-  ServerOptions options;
-  options.connection_contexts = {&first.io(), &second.io()};
   std::mutex mutex;
   std::map<std::string, const asio::execution_context*> context_of_target;
-  start(options,
-        [&](Request& request, BodyStatus, const ClientInfo&,
-            ResponseWriter& writer) -> asio::awaitable<void> {
-          const auto executor = co_await asio::this_coro::executor;
-          {
-            std::lock_guard lock(mutex);
-            context_of_target[std::string(request.target())] =
-                &asio::query(executor, asio::execution::context);
-          }
-          co_await writer.write(text_response(bhttp::status::ok, ""));
-        });
+  IoThreads first;
+  IoThreads second;
+  // The accept loop waits with a socket made on the next connection context, so its own context
+  // must go before those (as in airlock-control's shutdown); the fixture's would go after them.
+  IoThreads acceptor;
+  ServerOptions options;
+  options.connection_contexts = {&first.io(), &second.io()};
+  std::string error;
+  std::unique_ptr<Server> server = Server::listen(
+      acceptor.io(), {asio::ip::make_address("127.0.0.1"), 0}, options,
+      [&](Request& request, BodyStatus, const ClientInfo&,
+          ResponseWriter& writer) -> asio::awaitable<void> {
+        const auto executor = co_await asio::this_coro::executor;
+        {
+          std::lock_guard lock(mutex);
+          context_of_target[std::string(request.target())] =
+              &asio::query(executor, asio::execution::context);
+        }
+        co_await writer.write(text_response(bhttp::status::ok, ""));
+      },
+      &error);
+  ASSERT_TRUE(server) << error;
   auto request = [&](Client& client, const std::string& target) {
     ASSERT_TRUE(client.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n"));
     ASSERT_TRUE(client.read_response());
   };
-  Client a(server_->port());
+  Client a(server->port());
   request(a, "/a1");
-  Client b(server_->port());
+  Client b(server->port());
   request(b, "/b1");
-  Client c(server_->port());
+  Client c(server->port());
   request(c, "/c1");
   request(a, "/a2");
   request(b, "/b2");
-  server_->stop();
-  server_.reset();
+  server->stop();
+  server.reset();
 
   std::lock_guard lock(mutex);
   EXPECT_EQ(context_of_target["/a1"], &first.io());
