@@ -14,26 +14,11 @@
 # The agent is asked to list the files of a fresh project directory that holds README.txt.
 # OUT_DIR gets agent.out (its stdout) and agent.err (its log). The exit status is the agent's.
 #
-# node_modules is installed once from the committed lockfile and reused while the lockfile is
-# unchanged, so later runs (typically inside a sandbox namespace with no route to the npm
-# registry) need no network.
+# node_modules comes from the committed lockfile, once (tests/npm-ci-once.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for tool in node npm; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "$0: $tool not found; run scripts/install-deps" >&2
-    exit 2
-  fi
-done
-
-stamp="$here/node_modules/.airlock-lock-sha256"
-lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
-if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]]; then
-  echo "installing the agents from package-lock.json" >&2
-  (cd "$here" && npm ci --no-audit --no-fund --prefer-offline --loglevel=error >&2)
-  echo "$lock_sum" >"$stamp"
-fi
+"$here/../npm-ci-once.sh" "$here" "the agents"
 [[ ${1:-} == --install-only ]] && exit 0
 
 if (($# != 3)) || [[ ! $2 =~ ^(codex|codex-builtin|claude)$ ]]; then

@@ -5,9 +5,7 @@
 #   ip netns exec al-a tests/sdk/run.sh http://100.80.0.1
 #   tests/sdk/run.sh --install-only                      # fetch the SDKs (needs the registry)
 #
-# node_modules is installed once from the committed lockfile and reused while the lockfile is
-# unchanged, so later runs (typically inside a sandbox namespace with no route to the npm
-# registry) need no network.
+# node_modules comes from the committed lockfile, once (tests/npm-ci-once.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,24 +18,11 @@ elif [[ -z "$base_url" ]]; then
   exit 2
 fi
 
-for tool in node npm; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "$0: $tool not found; run scripts/install-deps" >&2
-    exit 2
-  fi
-done
+"$here/../npm-ci-once.sh" "$here" "SDKs"
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if ((node_major < 20)); then
   echo "$0: node $(node --version) is too old; the SDKs need node 20 or later (Debian 12 ships 18; use NodeSource)" >&2
   exit 2
-fi
-
-stamp="$here/node_modules/.airlock-lock-sha256"
-lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
-if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]]; then
-  echo "installing SDKs from package-lock.json" >&2
-  (cd "$here" && npm ci --no-audit --no-fund --prefer-offline --loglevel=error >&2)
-  echo "$lock_sum" >"$stamp"
 fi
 $install_only && exit 0
 
