@@ -29,9 +29,10 @@ struct LocalIdentity {
 // Per-peer key material, fixed while the peer's configuration is unchanged.
 struct PeerKeys {
   crypto::Key public_key{};
-  crypto::Key psk{};              // all zero when no pre-shared key is configured
-  crypto::Key static_static{};    // DH(our private, peer public), computed once per peer
-  bool static_static_ok = false;  // false: the peer key is a low-order point, no handshake possible
+  crypto::Key psk{};            // all zero when no pre-shared key is configured
+  crypto::Key static_static{};  // DH(our private, peer public), computed once per peer
+  // False while pending, or for good when the peer key is a low-order point (no handshake).
+  bool static_static_ok = false;
   bool static_static_pending = false;  // left for complete_static_static
 
   ~PeerKeys();
