@@ -135,19 +135,17 @@ PeerKeys::~PeerKeys() {
   crypto::wipe(static_static);
 }
 
-PeerKeys make_peer_keys(const LocalIdentity& local, const Key& peer_public, const Key& psk) {
-  PeerKeys peer;
-  peer.public_key = peer_public;
-  peer.psk = psk;
-  peer.static_static_ok = crypto::dh(peer.static_static, local.private_key, peer_public);
-  return peer;
-}
-
 PeerKeys make_peer_keys_deferred(const Key& peer_public, const Key& psk) {
   PeerKeys peer;
   peer.public_key = peer_public;
   peer.psk = psk;
   peer.static_static_pending = true;
+  return peer;
+}
+
+PeerKeys make_peer_keys(const LocalIdentity& local, const Key& peer_public, const Key& psk) {
+  PeerKeys peer = make_peer_keys_deferred(peer_public, psk);
+  complete_static_static(peer, local);
   return peer;
 }
 
