@@ -36,8 +36,8 @@ class Signal {
 // An io_context run by two threads, so the code under test meets real concurrency.
 class IoThreads {
  public:
-  IoThreads() {
-    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+  explicit IoThreads(int threads = 2) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
   }
   ~IoThreads() { join(); }
   IoThreads(const IoThreads&) = delete;

@@ -459,8 +459,8 @@ TEST_F(ServerTest, HandlerSeesClientAddresses) {
 TEST_F(ServerTest, ConnectionsAreDealtToTheConnectionContextsInTurn) {
   std::mutex mutex;
   std::map<std::string, const asio::execution_context*> context_of_target;
-  IoThreads first;
-  IoThreads second;
+  IoThreads first(1);  // a connection context has one thread
+  IoThreads second(1);
   // The accept loop waits with a socket made on the next connection context, so its own context
   // must go before those (as in airlock-control's shutdown); the fixture's would go after them.
   IoThreads acceptor;

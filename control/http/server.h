@@ -35,12 +35,13 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{120'000};   // one write to a stalled client
   size_t max_header_bytes = 64 * 1024;
   size_t max_body_bytes = 32u << 20;  // Anthropic's own limit
-  // Where accepted connections run, in turn; empty: the io_context the server listens on. With
-  // one single-threaded io_context per thread, a request, its upstream exchange and its timers
-  // stay on one thread: one io_context shared by several threads handed each request's steps
-  // between threads, which cost more CPU than the request's own work. The accept loop holds a
-  // socket of the context it hands the next connection to, and connections hold the listening
-  // socket: no context may be destroyed while another still holds pending handlers.
+  // Where accepted connections run, in turn; empty: the io_context the server listens on. Each
+  // must be run by exactly one thread. With one single-threaded io_context per thread, a request,
+  // its upstream exchange and its timers stay on one thread: one io_context shared by several
+  // threads handed each request's steps between threads, which cost more CPU than the request's own
+  // work. The accept loop holds a socket of the context it hands the next connection to, and
+  // connections hold the listening socket: no context may be destroyed while another still holds
+  // pending handlers.
   std::vector<asio::io_context*> connection_contexts;
 };
 
