@@ -18,8 +18,10 @@
 //      hold events, hold the body, strip the injected usage chunk), the first data byte the
 //      chunk size. The client must get every byte unchanged (only the injected usage chunks
 //      removed when stripping) however the body was split, and the same usage.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
