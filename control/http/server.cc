@@ -433,8 +433,8 @@ void log_exception(std::exception_ptr error) {
 }
 
 // A connection context has one thread, which serialises a connection's handlers by itself; a
-// strand there only added a queue hop to every completion (6% of the gateway's CPU per request).
-// The listening context may have several threads, so its connections keep a strand.
+// strand there only added a queue hop (and an epoll_wait) to every request. The listening context
+// may have several threads, so its connections keep a strand.
 asio::any_io_executor next_connection_executor(State& state) {
   const std::vector<asio::io_context*>& contexts = state.options.connection_contexts;
   if (contexts.empty()) return asio::make_strand(state.io);

@@ -41,6 +41,7 @@ struct Usage {
   uint64_t cache_write_1h = 0;
   uint64_t reasoning = 0;
   bool complete = false;
+  friend bool operator==(const Usage&, const Usage&) = default;
 };
 
 // `arguments` is the raw text the model produced (JSON for function tools, free text for

@@ -47,7 +47,7 @@ for name, api, body in [("req-chat", CHAT, chat_request), ("req-responses", RESP
                         ("req-anthropic", ANTHROPIC, anthropic_request), ("req-gemini", GEMINI, gemini_request)]:
     raw = json.dumps(body).encode()
     seed(name, REQUEST, api, raw)
-    seed(name + "-gzip", REQUEST, api, b"gzip\n" + gzip.compress(raw))
+    seed(name + "-gzip", REQUEST, api, b"gzip\n" + gzip.compress(raw, mtime=0))
     seed(name + "-deflate", REQUEST, api, b"deflate\n" + zlib.compress(raw))
 seed("req-numbers", REQUEST, CHAT, b'{"a":[-0,0.1,1e400,18446744073709551615,-9223372036854775808,"\\u00e9\\ud83d\\ude00"]}')
 
@@ -89,10 +89,14 @@ seed("body-chat", BODY, CHAT, json.dumps({"model": "gpt-5.5", "choices": [{"mess
 seed("body-anthropic-error", BODY, ANTHROPIC, b'{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}')
 seed("body-gemini-array", BODY, GEMINI, b'[{"usageMetadata":{"promptTokenCount":1}},{"usageMetadata":{"candidatesTokenCount":2}}]')
 
-for i, target in enumerate([b"/v1/chat/completions", b"/responses?x=1", b"/v1/messages?beta=true",
-                            b"/v1/messages/count_tokens", b"/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse&key=abc",
-                            b"/models/gemini-2.5-flash:countTokens", b"/v1/models", b"/v1beta/models?key=x&pageSize=5"]):
-    seed(f"route-{i}", ROUTE, 0x10 | ((1 if b"models" == target.split(b"?")[0].rsplit(b"/", 1)[-1] else 0) << 2), target)
+POST, GET, DROP_KEY = 0 << 2, 1 << 2, 0x10
+for i, (method, target) in enumerate([
+        (POST, b"/v1/chat/completions"), (POST, b"/responses?x=1"), (POST, b"/v1/messages?beta=true"),
+        (POST, b"/v1/messages/count_tokens"),
+        (POST, b"/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse&key=abc"),
+        (POST, b"/models/gemini-2.5-flash:countTokens"), (GET, b"/v1/models"),
+        (GET, b"/v1beta/models?key=x&pageSize=5")]):
+    seed(f"route-{i}", ROUTE, method | DROP_KEY, target)
 
 RELAY = 4
 SSE, HOLD_EVENTS, HOLD_BODY, STRIP = 0x04, 0x08, 0x10, 0x20
