@@ -122,8 +122,9 @@ class Registration {
 class ConnectionWriter final : public ResponseWriter {
  public:
   ConnectionWriter(beast::tcp_stream& stream, const ServerOptions& options, unsigned version,
-                   bool head, bool keep_alive)
+                   bool head, bool keep_alive, beast::flat_buffer* buffer = nullptr)
       : stream_(stream),
+        buffer_(buffer),
         options_(options),
         version_(version),
         head_(head),
@@ -264,6 +265,16 @@ class ConnectionWriter final : public ResponseWriter {
   bool started() const override { return started_; }
   bool client_gone() const override { return gone_; }
 
+  std::optional<TakenConnection> take_connection() override {
+    if (started_ || gone_ || buffer_ == nullptr) return std::nullopt;
+    started_ = true;
+    complete_ = true;
+    keep_alive_ = false;
+    taken_ = true;
+    return TakenConnection{&stream_, buffer_};
+  }
+  bool taken() const { return taken_; }
+
   // Whether the next request may follow on this connection.
   bool reusable() const { return keep_alive_ && complete_ && !gone_; }
 
@@ -276,6 +287,7 @@ class ConnectionWriter final : public ResponseWriter {
   }
 
   beast::tcp_stream& stream_;
+  beast::flat_buffer* const buffer_;
   const ServerOptions& options_;
   const unsigned version_;
   const bool head_;
@@ -283,6 +295,7 @@ class ConnectionWriter final : public ResponseWriter {
   bool started_ = false;
   bool complete_ = false;
   bool gone_ = false;
+  bool taken_ = false;
   Mode mode_ = Mode::kNoBody;
   uint64_t remaining_ = 0;
   std::string pending_header_;
@@ -391,7 +404,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, std::shared_ptr<Connec
     bool keep_alive =
         request.keep_alive() && body_status == BodyStatus::kComplete && !state->stopped;
     ConnectionWriter writer(stream, options, request.version(),
-                            request.method() == http::verb::head, keep_alive);
+                            request.method() == http::verb::head, keep_alive, &buffer);
     const char* failure = nullptr;
     std::string what;
     try {
@@ -411,6 +424,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, std::shared_ptr<Connec
       log_line("handler for %s %s %s%s%s", std::string(request.method_string()).c_str(),
                path_of(request).c_str(), failure, what.empty() ? "" : ": ", what.c_str());
     }
+    if (writer.taken()) break;
     if (!writer.reusable()) {
       // An unfinished streamed response is cut off without its terminator, so the client sees
       // a truncated body rather than a complete one.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>  // boost/asio/awaitable.hpp (1.74) uses std::exchange without it
@@ -17,6 +18,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
 namespace airlock::control::http {
@@ -59,9 +62,15 @@ struct ClientInfo {
   uint16_t local_port = 0;
 };
 
-// Answers one request. Either write() once, or start() then chunk()* then finish(). Every call
-// returns false once the client has gone (write error or timeout); the handler then stops and
-// cleans up (e.g. cancels its upstream request).
+// The connection lent to a handler that switches it to another protocol (a WebSocket).
+struct TakenConnection {
+  beast::tcp_stream* stream;
+  beast::flat_buffer* buffer;  // bytes the client sent past the request, if any
+};
+
+// Answers one request. Either write() once, or start() then chunk()* then finish(), or take the
+// connection. Every call returns false once the client has gone (write error or timeout); the
+// handler then stops and cleans up (e.g. cancels its upstream request).
 class ResponseWriter {
  public:
   virtual ~ResponseWriter() = default;
@@ -72,6 +81,11 @@ class ResponseWriter {
   virtual asio::awaitable<bool> finish() = 0;
   virtual bool started() const = 0;
   virtual bool client_gone() const = 0;
+  // Lends the connection to the handler for another protocol after an upgrade request: until the
+  // handler returns it owns every read, write and timeout of the stream, and the server writes
+  // nothing more. The server closes the connection once the handler returns. Nullopt once a
+  // response has started or the client has gone.
+  virtual std::optional<TakenConnection> take_connection() = 0;
 };
 
 using Handler = std::function<asio::awaitable<void>(

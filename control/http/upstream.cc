@@ -21,12 +21,15 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 namespace airlock::control::http {
 namespace {
 
 namespace http = beast::http;
 namespace ssl = asio::ssl;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using beast::error_code;
 using Error = UpstreamResult::Error;
@@ -362,6 +365,134 @@ asio::awaitable<UpstreamResult> send_impl(std::shared_ptr<PoolState> state, Url 
   }
 }
 
+// Provider events can be hundreds of KB (a response.completed echoing a long output); past this
+// a message is no event.
+constexpr std::size_t kMaxSocketMessage = std::size_t{64} << 20;
+
+template <class Next>
+class SocketImpl final : public UpstreamSocket {
+ public:
+  explicit SocketImpl(Next&& next) : ws_(std::move(next)) {}
+
+  websocket::stream<Next>& ws() { return ws_; }
+
+  asio::awaitable<bool> read(std::string& message, bool& text) override {
+    buffer_.clear();
+    error_code ec;
+    co_await ws_.async_read(buffer_, with(ec));
+    if (ec) co_return ended(ec);
+    message = beast::buffers_to_string(buffer_.data());
+    text = ws_.got_text();
+    co_return true;
+  }
+
+  asio::awaitable<bool> write(std::string_view message, bool text) override {
+    ws_.text(text);
+    error_code ec;
+    co_await ws_.async_write(asio::buffer(message.data(), message.size()), with(ec));
+    if (ec) co_return ended(ec);
+    co_return true;
+  }
+
+  asio::awaitable<void> close(uint16_t code, std::string_view reason) override {
+    if (!ws_.is_open()) co_return;
+    error_code ec;
+    websocket::close_reason why(static_cast<websocket::close_code>(code));
+    // A close frame carries at most 123 bytes of reason.
+    why.reason.assign(reason.data(), std::min<std::size_t>(reason.size(), 123));
+    co_await ws_.async_close(why, with(ec));
+  }
+
+  uint16_t close_code() const override { return ws_.reason().code; }
+  std::string why_closed() const override { return why_; }
+
+ private:
+  bool ended(const error_code& ec) {
+    if (!why_.empty()) return false;
+    if (ec == websocket::error::closed) {
+      why_ = "closed by the provider (" + std::to_string(ws_.reason().code) + ")";
+      const auto& reason = ws_.reason().reason;
+      if (!reason.empty()) why_ += ": " + std::string(reason.data(), reason.size());
+    } else if (ec == beast::error::timeout) {
+      why_ = "no answer to pings within the idle timeout";
+    } else {
+      why_ = ec.message();
+    }
+    return false;
+  }
+
+  websocket::stream<Next> ws_;
+  beast::flat_buffer buffer_;
+  std::string why_;
+};
+
+// Fields Beast writes into the upgrade request itself.
+bool set_by_websocket(beast::string_view name) {
+  for (const char* own :
+       {"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+        "sec-websocket-extensions", "content-length", "transfer-encoding"}) {
+    if (beast::iequals(name, own)) return true;
+  }
+  return false;
+}
+
+template <class Next>
+asio::awaitable<SocketResult> upgrade(Next next, const Url& url, const Request& handshake,
+                                      const UpstreamOptions& options) {
+  auto socket = std::make_unique<SocketImpl<Next>>(std::move(next));
+  websocket::stream<Next>& ws = socket->ws();
+  beast::get_lowest_layer(ws).expires_never();
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = options.connect_timeout;
+  timeouts.idle_timeout = options.idle_timeout;
+  timeouts.keep_alive_pings = true;
+  ws.set_option(timeouts);
+  ws.read_message_max(kMaxSocketMessage);
+  ws.set_option(websocket::stream_base::decorator([&handshake](websocket::request_type& request) {
+    for (const auto& field : handshake) {
+      if (!set_by_websocket(field.name_string())) {
+        request.insert(field.name_string(), field.value());
+      }
+    }
+  }));
+  std::string target = url.base_path + std::string(handshake.target());
+  if (target.empty()) target = "/";
+  websocket::response_type response;
+  error_code ec;
+  co_await ws.async_handshake(response, host_header(url), target, with(ec));
+  SocketResult out;
+  if (ec) {
+    out.result.headers_received = response.result_int() != 0;
+    out.status = static_cast<int>(response.result_int());
+    out.body = response.body();
+    out.result.error = ec == beast::error::timeout ? Error::kConnectTimeout : Error::kProtocol;
+    out.result.message = "WebSocket upgrade to " + url.host + ": " + ec.message();
+    co_return out;
+  }
+  out.result.headers_received = true;
+  out.status = static_cast<int>(response.result_int());
+  out.socket = std::move(socket);
+  co_return out;
+}
+
+asio::awaitable<SocketResult> open_websocket_impl(std::shared_ptr<PoolState> state, Url url,
+                                                  Request handshake) {
+  const auto executor = co_await asio::this_coro::executor;
+  auto strand = asio::make_strand(executor);
+  ConnectOutcome outcome =
+      co_await asio::co_spawn(strand, connect(state, url), asio::use_awaitable);
+  if (!outcome.connection) {
+    SocketResult failed;
+    failed.result = std::move(outcome.result);
+    co_return failed;
+  }
+  if (auto* tls = std::get_if<TlsStream>(&outcome.connection->stream)) {
+    co_return co_await upgrade(std::move(*tls), url, handshake, state->options);
+  }
+  co_return co_await upgrade(std::move(std::get<PlainStream>(outcome.connection->stream)), url,
+                             handshake, state->options);
+}
+
 // send() must be awaited from a strand (as server handlers are) when the io_context has several
 // threads: a Beast stream's timeout handler runs on the caller's executor and must not race the
 // operation it cancels. Callbacks run on that same executor.
@@ -373,6 +504,10 @@ class PoolImpl final : public UpstreamPool {
                                        OnBody on_body) override {
     // The coroutine owns copies, so a send outlives neither the pool nor its arguments.
     return send_impl(state_, url, std::move(request), std::move(on_headers), std::move(on_body));
+  }
+
+  asio::awaitable<SocketResult> open_websocket(const Url& url, Request handshake) override {
+    return open_websocket_impl(state_, url, std::move(handshake));
   }
 
   size_t idle_connections() const override {

@@ -65,6 +65,31 @@ using OnHeaders = std::function<asio::awaitable<bool>(const ResponseHeader& head
 // Called for each piece of the (de-chunked) body as it arrives; returning false cancels.
 using OnBody = std::function<asio::awaitable<bool>(std::string_view data)>;
 
+// A WebSocket to a provider (the Responses API's WebSocket mode): its own connection, never
+// pooled. One read and one write may be in flight at once, on the executor of the coroutine that
+// opened it. Pings keep it open while idle; a provider that stops answering them ends it after
+// the pool's idle_timeout.
+class UpstreamSocket {
+ public:
+  virtual ~UpstreamSocket() = default;
+  // The next whole message; false once the socket has closed or failed (see why_closed()).
+  virtual asio::awaitable<bool> read(std::string& message, bool& text) = 0;
+  virtual asio::awaitable<bool> write(std::string_view message, bool text) = 0;
+  // Sends a close frame and waits for the provider's (bounded by the idle timeout).
+  virtual asio::awaitable<void> close(uint16_t code, std::string_view reason) = 0;
+  // The provider's close code (0: none received) and why the socket ended, for the request log.
+  virtual uint16_t close_code() const = 0;
+  virtual std::string why_closed() const = 0;
+};
+
+struct SocketResult {
+  std::unique_ptr<UpstreamSocket> socket;  // null when the upgrade failed
+  UpstreamResult result;
+  // The provider's answer when it refused the upgrade with an HTTP response.
+  int status = 0;
+  std::string body;
+};
+
 class UpstreamPool {
  public:
   // Connections are opened on the executor of the coroutine that sends, and pooled per
@@ -76,6 +101,9 @@ class UpstreamPool {
   // that fails before any response byte is retried once on a fresh one.
   virtual asio::awaitable<UpstreamResult> send(const Url& url, Request request,
                                                OnHeaders on_headers, OnBody on_body) = 0;
+  // Opens a WebSocket to `url` with the header of `handshake` (its target is prefixed with
+  // url.base_path; Host and the WebSocket fields are set here), within connect_timeout.
+  virtual asio::awaitable<SocketResult> open_websocket(const Url& url, Request handshake) = 0;
   virtual size_t idle_connections() const = 0;
   // Closes the idle connections and keeps none from now on. Called at shutdown: an idle
   // connection belongs to the io_context that opened it, which may be destroyed before the pool.
