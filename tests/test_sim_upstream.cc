@@ -1,6 +1,6 @@
 // airlock-sim-upstream: every endpoint's wire shape as the gateway's own metering (SseParser,
 // UsageMeter) reads it, the documented deterministic token counts, tool calls, recording, the
-// fault modes, TLS, and the binary's "listening on" contract.
+// fault modes, the Responses API's WebSocket mode, TLS, and the binary's "listening on" contract.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +26,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 // clang-format on
 
 #include "control/metering/sse.h"
@@ -38,8 +40,10 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
+using nlohmann::ordered_json;
 using namespace std::chrono_literals;
 
 // The words of the simulator's reply text and of the {"command":"ls -la"} tool arguments.
@@ -477,6 +481,259 @@ TEST_F(SimTest, ResponsesStreamNamesEveryEventAndStreamsTheFunctionCall) {
   EXPECT_TRUE(u.complete);
   EXPECT_EQ(u.input, prompt_tokens(body));
   EXPECT_EQ(u.output, kTextWords + kToolWords);
+}
+
+// ---------------------------------------------------------------- Responses WebSocket mode
+
+// A WebSocket client of the Responses API's WebSocket mode whose every step has a deadline.
+class WsClient {
+ public:
+  WsClient(uint16_t port, const Headers& headers, const std::string& target = "/v1/responses")
+      : ws_(ioc_) {
+    const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+    const beast::error_code ec =
+        run([&](auto done) { beast::get_lowest_layer(ws_).async_connect(endpoint, done); });
+    EXPECT_FALSE(ec) << ec.message();
+    ws_.set_option(websocket::stream_base::decorator([headers](websocket::request_type& request) {
+      for (const auto& [name, value] : headers) request.set(name, value);
+    }));
+    handshake_ = run([&](auto done) { ws_.async_handshake(response_, "127.0.0.1", target, done); });
+  }
+
+  beast::error_code handshake_error() const { return handshake_; }
+  const websocket::response_type& handshake_response() const { return response_; }
+
+  beast::error_code send(const std::string& message, bool binary = false) {
+    ws_.binary(binary);
+    return run([&](auto done) {
+      ws_.async_write(asio::buffer(message),
+                      [done](beast::error_code ec, std::size_t) { done(ec); });
+    });
+  }
+
+  // One message; nullopt when none comes within `timeout`.
+  std::optional<std::string> read(std::chrono::milliseconds timeout = kTimeout) {
+    beast::flat_buffer buffer;
+    const beast::error_code ec = run(
+        [&](auto done) {
+          ws_.async_read(buffer, [done](beast::error_code e, std::size_t) { done(e); });
+        },
+        timeout);
+    if (ec) return std::nullopt;
+    EXPECT_TRUE(ws_.got_text());
+    return beast::buffers_to_string(buffer.data());
+  }
+
+  // The next message as JSON: each one must be a whole event, without SSE framing.
+  json read_event() {
+    const std::optional<std::string> message = read();
+    EXPECT_TRUE(message) << "no event";
+    if (!message) return json();
+    const json event = json::parse(*message, nullptr, false);
+    EXPECT_TRUE(event.is_object()) << *message;
+    return event;
+  }
+
+  // The events of one turn, up to its last one.
+  std::vector<json> read_turn() {
+    std::vector<json> events;
+    for (;;) {
+      events.push_back(read_event());
+      const std::string type = events.back().value("type", "");
+      if (type.empty() || type == "response.completed" || type == "response.incomplete" ||
+          type == "response.failed" || type == "error") {
+        return events;
+      }
+    }
+  }
+
+  beast::error_code close() {
+    return run([&](auto done) { ws_.async_close(websocket::close_code::normal, done); });
+  }
+
+ private:
+  template <class Start>
+  beast::error_code run(Start start, std::chrono::milliseconds timeout = kTimeout) {
+    beast::error_code result = asio::error::would_block;
+    beast::get_lowest_layer(ws_).expires_after(timeout);
+    start([&result](beast::error_code ec) { result = ec; });
+    ioc_.restart();
+    ioc_.run();
+    return result;
+  }
+
+  asio::io_context ioc_;
+  websocket::stream<beast::tcp_stream> ws_;
+  websocket::response_type response_;
+  beast::error_code handshake_;
+};
+
+const Headers kWsHeaders = {{"Authorization", "Bearer sk-sim-central"}};
+
+// The body of the POST /v1/responses a response.create stands for, which the simulator counts.
+std::string post_body(ordered_json message) {
+  message.erase("type");
+  message.erase("stream_id");
+  message["stream"] = true;
+  return message.dump();
+}
+
+// The usage object of a stream's response.completed event.
+json completed_usage(const std::vector<SseEvent>& events) {
+  EXPECT_FALSE(events.empty());
+  if (events.empty()) return json();
+  EXPECT_EQ(events.back().event, "response.completed");
+  return json::parse(events.back().data)["response"]["usage"];
+}
+
+TEST_F(SimTest, WebSocketTurnsSendTheStreamEventsOneMessageEach) {
+  WsClient ws(server_->port(), kWsHeaders);
+  ASSERT_FALSE(ws.handshake_error()) << ws.handshake_error().message();
+  EXPECT_EQ(ws.handshake_response().result_int(), 101u);
+  EXPECT_EQ(sv(ws.handshake_response()[http::field::server]), "airlock-sim-upstream (simulated)");
+
+  const ordered_json first = ordered_json::parse(R"({"type":"response.create","model":"gpt-5.5",
+    "input":"list files","tools":[{"type":"function","name":"shell_command",
+    "parameters":{"type":"object","properties":{"command":{"type":"string"}}}}]})");
+  ASSERT_FALSE(ws.send(first.dump()));
+  const std::vector<json> events = ws.read_turn();
+  const Response http = post("/v1/responses", post_body(first));
+  ASSERT_EQ(http.status, 200u);
+  const std::vector<SseEvent> sse = events_of(http.body);
+  ASSERT_EQ(events.size(), sse.size());
+  UsageMeter meter(Api::kOpenAiResponses);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i]["type"], sse[i].event);
+    EXPECT_EQ(events[i]["sequence_number"], i);
+    EXPECT_FALSE(events[i].contains("stream_id"));
+    meter.feed_event(SseEvent{events[i]["type"], events[i].dump(), ""});
+  }
+  EXPECT_EQ(events.front()["type"], "response.created");
+  ASSERT_EQ(events.back()["type"], "response.completed");
+  const json usage = events.back()["response"]["usage"];
+  EXPECT_EQ(usage, completed_usage(sse));
+  EXPECT_EQ(usage["input_tokens"], prompt_tokens(post_body(first)));
+  EXPECT_EQ(usage["output_tokens"], kTextWords + kToolWords);
+  ASSERT_EQ(meter.tool_calls().size(), 1u);
+  EXPECT_EQ(meter.tool_calls()[0].name, "shell_command");
+  EXPECT_TRUE(meter.usage().complete);
+
+  // The next turn continues the conversation on a lane, asks for caching and says "stream",
+  // which the socket ignores: every event names the lane, and the counts are still HTTP's.
+  ordered_json second = ordered_json::parse(R"({"type":"response.create","stream_id":"a",
+    "model":"gpt-5.5","store":false,"stream":false,"prompt_cache_key":"k",
+    "input":[{"type":"function_call_output","call_id":"call_sim1","output":"ok"}]})");
+  second["previous_response_id"] = events.back()["response"]["id"];
+  ASSERT_FALSE(ws.send(second.dump()));
+  const std::vector<json> lane = ws.read_turn();
+  ASSERT_EQ(lane.back()["type"], "response.completed");
+  for (const json& event : lane) EXPECT_EQ(event["stream_id"], "a") << event;
+  EXPECT_NE(lane.back()["response"]["id"], events.back()["response"]["id"]);
+  const json lane_usage = lane.back()["response"]["usage"];
+  EXPECT_EQ(lane_usage, completed_usage(events_of(post("/v1/responses", post_body(second)).body)));
+  const uint64_t total = prompt_tokens(post_body(second));
+  EXPECT_EQ(lane_usage["input_tokens"], total);
+  EXPECT_EQ(lane_usage["input_tokens_details"]["cached_tokens"], total / 2);
+  EXPECT_EQ(lane_usage["output_tokens"], kTextWords);
+  EXPECT_FALSE(ws.close());
+}
+
+TEST_F(SimTest, WebSocketErrorsAreEventsAndTheSocketStaysOpen) {
+  WsClient ws(server_->port(), kWsHeaders);
+  ASSERT_FALSE(ws.handshake_error());
+  const auto expect_refused = [&](const std::string& message, bool binary) {
+    SCOPED_TRACE(message);
+    EXPECT_FALSE(ws.send(message, binary));
+    const json event = ws.read_event();
+    EXPECT_EQ(event["type"], "error");
+    EXPECT_EQ(event["status"], 400);
+    EXPECT_EQ(event["error"]["type"], "invalid_request_error");
+    EXPECT_TRUE(event["error"].contains("param"));
+    return event;
+  };
+  EXPECT_FALSE(expect_refused("not json", false).contains("stream_id"));
+  expect_refused(R"({"type":"response.create","model":"gpt-5.5","input":"x"})", true);
+  EXPECT_EQ(expect_refused(R"({"type":"response.cancel","stream_id":"x"})", false)["stream_id"],
+            "x");
+  expect_refused(R"({"type":"response.create","input":"no model"})", false);
+
+  for (const std::string model : {"sim-error", "sim-overloaded"}) {
+    SCOPED_TRACE(model);
+    const ordered_json message = {{"type", "response.create"}, {"model", model}, {"input", "x"}};
+    ASSERT_FALSE(ws.send(message.dump()));
+    const json event = ws.read_event();
+    const Response http = post("/v1/responses", post_body(message));
+    EXPECT_EQ(event["type"], "error");
+    EXPECT_EQ(event["status"], http.status);
+    EXPECT_EQ(event["error"], http.body_json()["error"]);
+  }
+
+  ASSERT_FALSE(ws.send(R"({"type":"response.create","model":"gpt-5.5","input":"still there?"})"));
+  EXPECT_EQ(ws.read_turn().back()["type"], "response.completed");
+}
+
+TEST_F(SimTest, WebSocketFaultsHoldOnlyTheirOwnLane) {
+  WsClient ws(server_->port(), kWsHeaders);
+  ASSERT_FALSE(ws.handshake_error());
+  const auto turn = [](const std::string& model, const std::string& stream_id) {
+    return ordered_json{
+        {"type", "response.create"}, {"stream_id", stream_id}, {"model", model}, {"input", "x"}}
+        .dump();
+  };
+  ASSERT_FALSE(ws.send(turn("sim-hang", "h")));
+  ASSERT_FALSE(ws.send(turn("sim-stall", "s")));
+  ASSERT_FALSE(ws.send(turn("sim-slow", "a")));
+  ASSERT_FALSE(ws.send(turn("sim-keepalive", "a")));
+  ASSERT_FALSE(ws.send(turn("sim-midstream-error", "b")));
+  ASSERT_FALSE(ws.send(turn("gpt-5.5", "h")));  // queued behind the hung turn
+  std::map<std::string, std::vector<json>> lanes;
+  int completed = 0;
+  for (bool midstream_done = false; completed < 2 || !midstream_done;) {
+    const json event = ws.read_event();
+    ASSERT_TRUE(event.contains("stream_id")) << event;
+    lanes[event["stream_id"]].push_back(event);
+    if (event["type"] == "response.completed") ++completed;
+    if (event["stream_id"] == "b" && event["type"] == "error") midstream_done = true;
+  }
+  EXPECT_FALSE(ws.read(300ms)) << "a hung or stalled lane answered";
+  EXPECT_EQ(lanes.count("h"), 0u);
+  ASSERT_EQ(lanes["s"].size(), 1u);
+  EXPECT_EQ(lanes["s"][0]["type"], "response.created");
+  // The slow turn, then the keepalive turn, whose comments are not messages.
+  ASSERT_GE(lanes["a"].size(), 2u);
+  EXPECT_EQ(lanes["a"].front()["response"]["model"], "sim-slow");
+  EXPECT_EQ(lanes["a"].back()["response"]["model"], "sim-keepalive");
+  int deltas = 0;
+  for (const json& event : lanes["b"]) deltas += event["type"] == "response.output_text.delta";
+  EXPECT_EQ(deltas, 2);
+  EXPECT_FALSE(lanes["b"].back().contains("status")) << "a stream's error event, as over HTTP";
+}
+
+TEST_F(SimTest, WebSocketRecordsTheUpgradeAndEveryMessage) {
+  EXPECT_EQ(Client(server_->port()).request(http::verb::delete_, "/_sim/requests").status, 200u);
+  WsClient ws(server_->port(), kWsHeaders, "/v1/responses?x=1");
+  ASSERT_FALSE(ws.handshake_error());
+  const std::string message = R"({"type":"response.create","model":"gpt-5.5","input":"hi"})";
+  ASSERT_FALSE(ws.send(message));
+  EXPECT_EQ(ws.read_turn().back()["type"], "response.completed");
+  const json recorded = get("/_sim/requests").body_json();
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_EQ(recorded[0]["method"], "GET");
+  EXPECT_EQ(recorded[0]["target"], "/v1/responses?x=1");
+  EXPECT_EQ(recorded[0]["headers"]["authorization"], "Bearer sk-sim-central");
+  EXPECT_EQ(recorded[0]["headers"]["upgrade"], "websocket");
+  EXPECT_EQ(recorded[0]["body"], "");
+  EXPECT_EQ(recorded[1]["method"], "WS");
+  EXPECT_EQ(recorded[1]["target"], "/v1/responses?x=1");
+  EXPECT_EQ(recorded[1]["headers"]["authorization"], "Bearer sk-sim-central");
+  EXPECT_EQ(recorded[1]["body"], message);
+}
+
+TEST_F(SimTest, WebSocketUpgradeElsewhereIsRefused) {
+  WsClient ws(server_->port(), kWsHeaders, "/v1/chat/completions");
+  EXPECT_EQ(ws.handshake_error(), websocket::error::upgrade_declined);
+  EXPECT_EQ(ws.handshake_response().result_int(), 404u);
+  EXPECT_EQ(get("/v1/responses").status, 404u);
 }
 
 // ---------------------------------------------------------------- OpenAI embeddings, models
@@ -927,6 +1184,24 @@ TEST(SimTls, ServesHttpsWithAVerifiedCertificate) {
   const Response r = response_of(parser);
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(r.body_json()["object"], "chat.completion");
+
+  beast::ssl_stream<beast::tcp_stream> wss(ioc, tls);
+  wss.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+  ASSERT_TRUE(SSL_set_tlsext_host_name(wss.native_handle(), "localhost"));
+  beast::get_lowest_layer(wss).connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+  wss.handshake(asio::ssl::stream_base::client);
+  websocket::stream<beast::ssl_stream<beast::tcp_stream>&> ws(wss);
+  ws.handshake("localhost", "/v1/responses");
+  ws.write(asio::buffer(std::string(R"({"type":"response.create","model":"gpt-5.5"})")));
+  std::string last;
+  do {
+    buffer.clear();
+    ws.read(buffer);
+    last = json::parse(beast::buffers_to_string(buffer.data()))["type"];
+  } while (last.starts_with("response.") && last != "response.completed");
+  EXPECT_EQ(last, "response.completed");
+  ws.close(websocket::close_code::normal);
   std::filesystem::remove_all(dir);
 }
 

@@ -15,6 +15,9 @@ namespace airlock::control::sim {
 
 struct RecordedRequest {
   uint64_t serial = 0;
+  // A WebSocket message is recorded as method "WS" with the target and headers of the upgrade
+  // that opened its socket (recorded itself as a GET), so the credentials checks that read
+  // every entry's headers hold for sockets too, and its body is the message.
   std::string method;
   std::string target;
   std::vector<std::pair<std::string, std::string>> headers;  // as received, in order

@@ -1,6 +1,6 @@
 // The simulator's HTTP/1.1 server: one coroutine per connection on a strand, keep-alive,
-// optional TLS, routing to the provider responders, recording, and the timing faults (slow,
-// hang, stall) that need the connection rather than the reply.
+// optional TLS, routing to the provider responders, recording, the timing faults (slow, hang,
+// stall) that need the connection rather than the reply, and the Responses API's WebSocket mode.
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 // clang-format off
@@ -14,11 +14,16 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 // clang-format on
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <deque>
+#include <exception>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -37,6 +42,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
@@ -46,6 +52,7 @@ using asio::use_awaitable;
 constexpr std::size_t kMaxBodyBytes = std::size_t{64} << 20;
 constexpr std::size_t kMaxHeaderBytes = std::size_t{64} << 10;
 constexpr auto kTlsShutdownTimeout = std::chrono::seconds(5);
+constexpr std::string_view kResponsesPath = "/v1/responses";
 
 enum class Provider { kOpenAi, kAnthropic, kGemini };
 
@@ -102,7 +109,7 @@ Handler route(http::verb method, std::string_view path, bool anthropic_client) {
   }
   if (method != http::verb::post) return nullptr;
   if (path == "/v1/chat/completions") return openai_chat;
-  if (path == "/v1/responses") return openai_responses;
+  if (path == kResponsesPath) return openai_responses;
   if (path == "/v1/embeddings") return openai_embeddings;
   if (path == "/v1/messages") return anthropic_messages;
   if (path == "/v1/messages/count_tokens") return anthropic_count_tokens;
@@ -139,6 +146,119 @@ std::string chunked_body(const std::vector<std::string>& events, bool finish) {
   }
   if (finish) out.append("0\r\n\r\n");
   return out;
+}
+
+// ---------------------------------------------------------------- WebSocket mode
+
+// One response.create (or a message refused in its place), in the order of its lane.
+struct WsTurn {
+  uint64_t serial = 0;
+  std::string body;              // the POST /v1/responses body the message stands for
+  std::optional<Reply> refusal;  // set: the message asks for no response, answer this error
+};
+
+struct WsLane {
+  explicit WsLane(const asio::any_io_executor& executor) : timer(executor) {}
+  std::deque<WsTurn> turns;
+  asio::steady_timer timer;  // sim-slow's delay, and the endless wait of a hung or stalled turn
+};
+
+// Keyed by stream_id (none: the lane of messages without one). A lane exists while its turns
+// are being answered.
+using WsLanes = std::map<std::optional<std::string>, WsLane>;
+
+template <class Stream>
+struct WsConnection {
+  WsConnection(Stream& stream, const asio::any_io_executor& executor) : ws(stream), idle(executor) {
+    idle.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  websocket::stream<Stream&> ws;
+  // The upgrade's, recorded with every message.
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  WsLanes lanes;
+  // Only one write may be in flight on a WebSocket: events from all lanes queue here.
+  std::deque<std::string> outbox;
+  bool writing = false;
+  bool closed = false;      // nothing more is sent; lanes stop after their current turn
+  unsigned tasks = 0;       // lane and writer coroutines that refer to this connection
+  asio::steady_timer idle;  // its wait ends when the last task does
+};
+
+// The turn a WebSocket message asks for, and its lane.
+std::pair<std::optional<std::string>, WsTurn> read_turn(std::string_view text, bool binary,
+                                                        uint64_t serial) {
+  std::pair<std::optional<std::string>, WsTurn> out;
+  auto& [lane, turn] = out;
+  turn.serial = serial;
+  if (binary) {
+    turn.refusal =
+        openai_error(Failure::kBadRequest, "binary message; send response.create as text");
+    return out;
+  }
+  Json message = Json::parse(text, nullptr, false);
+  if (!message.is_object()) {
+    turn.refusal = openai_error(Failure::kBadRequest, "the message is not a JSON object");
+    return out;
+  }
+  if (const auto id = message.find("stream_id"); id != message.end()) {
+    if (!id->is_string()) {
+      turn.refusal = openai_error(Failure::kBadRequest, "stream_id must be a string");
+      return out;
+    }
+    lane = id->get<std::string>();
+  }
+  const std::string_view type = string_member(message, "type");
+  if (type != "response.create") {
+    turn.refusal =
+        openai_error(Failure::kBadRequest,
+                     "unsupported message type '" + printable(type) + "'; send response.create");
+    return out;
+  }
+  // The members of a POST body, which always streams here: the accounting then matches HTTP's.
+  message.erase("type");
+  message.erase("stream_id");
+  message["stream"] = true;
+  turn.body = message.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return out;
+}
+
+// The payload of one event as the responders write it: one `data: ` line, after an `event: `
+// line and any comment lines; none for a chunk that is only a comment.
+std::string_view sse_data(std::string_view event) {
+  while (!event.empty()) {
+    const std::size_t end = event.find('\n');
+    const std::string_view line = event.substr(0, end);
+    if (line.starts_with("data: ")) return line.substr(6);
+    if (end == std::string_view::npos) break;
+    event.remove_prefix(end + 1);
+  }
+  return {};
+}
+
+// An event with its lane's stream_id appended, the provider's bytes before it untouched.
+// Every event payload is a non-empty JSON object.
+std::string lane_event(std::string_view payload, const std::optional<std::string>& stream_id) {
+  std::string out(payload);
+  if (!stream_id) return out;
+  out.pop_back();
+  return out.append(",\"stream_id\":").append(JsonOut().str(*stream_id).take()).append("}");
+}
+
+// A turn that failed before streaming: the status and `error` object of the HTTP error reply.
+std::string error_event(const Reply& reply, const std::optional<std::string>& stream_id) {
+  const Json body = Json::parse(reply.body, nullptr, false);
+  const auto error = body.find("error");
+  JsonOut w;
+  w.begin_object().field("type", "error").field("status", uint64_t{reply.status}).key("error");
+  if (error == body.end()) {
+    w.null();
+  } else {
+    w.raw(error->dump(-1, ' ', false, Json::error_handler_t::replace));
+  }
+  if (stream_id) w.field("stream_id", *stream_id);
+  return w.end_object().take();
 }
 
 }  // namespace
@@ -316,6 +436,10 @@ class Server::Impl {
                                      keep_alive, serial);
     }
     if (recorder_.enabled()) record(http_request, serial);
+    if (request.path == kResponsesPath && websocket::is_upgrade(http_request)) {
+      co_await websocket_session(stream, http_request, serial);
+      co_return false;
+    }
 
     const Provider provider = provider_of(request.path);
     // GET /v1/models answers in the Anthropic shape to Anthropic clients (protocols.md §5).
@@ -332,7 +456,7 @@ class Server::Impl {
     }
     if (reply.status == 200 && handler != nullptr) {
       if (request.fault == Fault::kHang) {
-        log(http_request, request, "hangs");
+        log(sv(http_request.method_string()), request, "hangs");
         co_await hold(stream);
         co_return false;
       }
@@ -341,17 +465,10 @@ class Server::Impl {
         beast::error_code ec;
         co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
       }
-      if (request.fault == Fault::kError) {
-        reply =
-            provider_error(provider, Failure::kInternal, "internal server error (model sim-error)");
-      } else if (request.fault == Fault::kOverloaded) {
-        reply = provider_error(provider, Failure::kOverloaded,
-                               "the service is overloaded (model sim-overloaded)");
-      } else {
-        reply = handler(request);
-      }
+      reply = answer(request, provider, handler);
     }
-    log(http_request, request, std::to_string(reply.status) + (reply.streamed ? " stream" : ""));
+    log(sv(http_request.method_string()), request,
+        std::to_string(reply.status) + (reply.streamed ? " stream" : ""));
     if (!reply.streamed) {
       co_return co_await write_whole(stream, std::move(reply), version, keep_alive, serial,
                                      http_request.method() == http::verb::head);
@@ -383,6 +500,19 @@ class Server::Impl {
     return Reply{};
   }
 
+  // The reply to a request `prepare` accepted, once any sim-slow delay is over.
+  static Reply answer(const Request& request, Provider provider, Handler handler) {
+    if (request.fault == Fault::kError) {
+      return provider_error(provider, Failure::kInternal,
+                            "internal server error (model sim-error)");
+    }
+    if (request.fault == Fault::kOverloaded) {
+      return provider_error(provider, Failure::kOverloaded,
+                            "the service is overloaded (model sim-overloaded)");
+    }
+    return handler(request);
+  }
+
   Reply control(http::verb method, std::string_view path) {
     Reply reply;
     if (path == "/_sim/requests" && method == http::verb::get) {
@@ -408,22 +538,24 @@ class Server::Impl {
     recorder_.add(std::move(r));
   }
 
-  void log(const http::request<http::string_body>& http_request, const Request& request,
-           const std::string& outcome) {
+  void log(std::string_view method, const Request& request, const std::string& outcome) {
     if (options_.quiet) return;
     // The path only: a Gemini query may carry ?key=<api key>.
-    std::string line =
-        std::string(sv(http_request.method_string())) + " " + printable(request.path);
+    std::string line = std::string(method) + " " + printable(request.path);
     if (!request.model.empty()) line += " model=" + printable(request.model);
     log_line(line + " -> " + outcome);
+  }
+
+  static void set_identity(http::response_header<>& header, uint64_t serial) {
+    header.set(http::field::server, bsv(kServerHeader));
+    header.set("x-request-id", "req_sim" + std::to_string(serial));
   }
 
   static void set_common(http::response_header<>& header, unsigned status, uint64_t serial) {
     header.result(status);
     // 529 is Anthropic's own status; HTTP gives it no reason phrase.
     if (status == 529) header.reason("Overloaded");
-    header.set(http::field::server, bsv(kServerHeader));
-    header.set("x-request-id", "req_sim" + std::to_string(serial));
+    set_identity(header, serial);
   }
 
   // `head_only`: the answer to a HEAD request, which has the headers of the body but not the body.
@@ -498,6 +630,154 @@ class Server::Impl {
       co_await stream.async_read_some(asio::buffer(scratch),
                                       asio::redirect_error(use_awaitable, ec));
     }
+  }
+
+  // ------------------------------------------------------------ WebSocket mode (see sim.h)
+
+  template <class Stream>
+  awaitable<void> websocket_session(Stream& stream, const http::request<http::string_body>& upgrade,
+                                    uint64_t serial) {
+    const auto executor = co_await asio::this_coro::executor;
+    WsConnection<Stream> c(stream, executor);
+    c.target = sv(upgrade.target());
+    for (const auto& field : upgrade) {
+      c.headers.emplace_back(sv(field.name_string()), sv(field.value()));
+    }
+    beast::get_lowest_layer(stream).expires_never();
+    c.ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    c.ws.set_option(websocket::stream_base::decorator(
+        [serial](websocket::response_type& response) { set_identity(response.base(), serial); }));
+    c.ws.read_message_max(kMaxBodyBytes);
+    c.ws.text(true);
+    beast::error_code ec;
+    // A client sends nothing before the 101 (RFC 6455 4.1), so the HTTP read buffered no frame.
+    co_await c.ws.async_accept(upgrade, asio::redirect_error(use_awaitable, ec));
+    Request upgrade_request;
+    upgrade_request.path = kResponsesPath;
+    log("GET", upgrade_request,
+        ec ? "websocket handshake failed: " + ec.message() : "101 websocket");
+    if (ec) co_return;
+    // Lane and writer coroutines refer to `c`: they must all end before this frame does, even
+    // when reading throws.
+    std::exception_ptr failure;
+    try {
+      co_await read_messages(c);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    c.closed = true;
+    c.outbox.clear();
+    for (auto& [stream_id, lane] : c.lanes) lane.timer.cancel();
+    // Ends a write the peer no longer reads.
+    beast::get_lowest_layer(stream).close();
+    while (c.tasks > 0) co_await c.idle.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  template <class Stream>
+  awaitable<void> read_messages(WsConnection<Stream>& c) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      beast::error_code ec;
+      co_await c.ws.async_read(buffer, asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return;
+      const uint64_t serial = ++serial_;
+      const std::string text = beast::buffers_to_string(buffer.data());
+      buffer.consume(buffer.size());
+      // See RecordedRequest::method.
+      if (recorder_.enabled()) recorder_.add({serial, "WS", c.target, c.headers, text});
+      auto [stream_id, turn] = read_turn(text, c.ws.got_binary(), serial);
+      const auto [lane, fresh] = c.lanes.try_emplace(std::move(stream_id), c.idle.get_executor());
+      lane->second.turns.push_back(std::move(turn));
+      if (fresh) spawn(c, run_lane(c, lane));
+    }
+  }
+
+  template <class Stream>
+  void spawn(WsConnection<Stream>& c, awaitable<void> task) {
+    ++c.tasks;
+    asio::co_spawn(c.idle.get_executor(), std::move(task), [&c](const std::exception_ptr& failure) {
+      report_failure(failure);
+      if (--c.tasks == 0) c.idle.cancel();
+    });
+  }
+
+  // Answers a lane's turns one after the other; the lane goes when it has none left.
+  template <class Stream>
+  awaitable<void> run_lane(WsConnection<Stream>& c, WsLanes::iterator lane) {
+    while (!c.closed && !lane->second.turns.empty()) {
+      WsTurn turn = std::move(lane->second.turns.front());
+      lane->second.turns.pop_front();
+      co_await answer_turn(c, lane->first, lane->second, std::move(turn));
+    }
+    c.lanes.erase(lane);
+  }
+
+  template <class Stream>
+  awaitable<void> answer_turn(WsConnection<Stream>& c, const std::optional<std::string>& stream_id,
+                              WsLane& lane, WsTurn turn) {
+    Request request;
+    request.path = kResponsesPath;
+    request.body = turn.body;
+    request.serial = turn.serial;
+    Reply reply;
+    if (turn.refusal) {
+      reply = std::move(*turn.refusal);
+    } else {
+      reply = prepare(request, Provider::kOpenAi);
+    }
+    if (reply.status == 200) {
+      if (request.fault == Fault::kHang) {
+        log("WS", request, "hangs");
+        co_await wait_for_close(lane);
+        co_return;
+      }
+      if (request.fault == Fault::kSlow) {
+        lane.timer.expires_after(options_.slow);
+        beast::error_code ec;
+        co_await lane.timer.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (c.closed) co_return;
+      }
+      reply = answer(request, Provider::kOpenAi, openai_responses);
+    }
+    log("WS", request, std::to_string(reply.status) + (reply.streamed ? " stream" : ""));
+    if (!reply.streamed) {
+      send(c, error_event(reply, stream_id));
+      co_return;
+    }
+    for (const std::string& event : reply.events) {
+      const std::string_view data = sse_data(event);
+      if (!data.empty()) send(c, lane_event(data, stream_id));
+    }
+    if (reply.stall) co_await wait_for_close(lane);
+  }
+
+  // A hung or stalled turn holds its lane until the socket closes, which cancels the wait.
+  static awaitable<void> wait_for_close(WsLane& lane) {
+    lane.timer.expires_at(asio::steady_timer::time_point::max());
+    beast::error_code ec;
+    co_await lane.timer.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+
+  template <class Stream>
+  void send(WsConnection<Stream>& c, std::string message) {
+    if (c.closed) return;
+    c.outbox.push_back(std::move(message));
+    if (c.writing) return;
+    c.writing = true;
+    spawn(c, write_outbox(c));
+  }
+
+  template <class Stream>
+  awaitable<void> write_outbox(WsConnection<Stream>& c) {
+    while (!c.closed && !c.outbox.empty()) {
+      const std::string message = std::move(c.outbox.front());
+      c.outbox.pop_front();
+      beast::error_code ec;
+      co_await c.ws.async_write(asio::buffer(message), asio::redirect_error(use_awaitable, ec));
+      if (ec) c.closed = true;
+    }
+    c.writing = false;
   }
 
   Options options_;

@@ -24,8 +24,21 @@
 // Behaviour is chosen by the model name (see Fault in responder.h): sim-error, sim-overloaded,
 // sim-midstream-error, sim-slow, sim-hang, sim-big-event, sim-keepalive, sim-stall.
 //
-// Every request outside /_sim/ is recorded; GET /_sim/requests lists them (see recorder.h) and
-// DELETE /_sim/requests forgets them. Unknown paths get a 404 in the OpenAI error shape.
+// The Responses API's WebSocket mode: GET /v1/responses with `Upgrade: websocket` opens a
+// socket. Each text message {"type":"response.create", ...the members of a POST /v1/responses
+// body} gets, one text message per event, the `data` of the events that POST with
+// "stream":true would stream (comment lines dropped), counted on the body that POST would carry:
+// the message without `type` and `stream_id`, with "stream":true, as compact JSON. An optional
+// string `stream_id` names a lane: a lane answers its messages in order (a sim-hang or sim-stall
+// turn holds it until the socket closes; sim-slow delays it), lanes run independently, and each
+// message answered on a lane carries its "stream_id". A turn that fails before streaming, a
+// message that is not a JSON object or not a response.create, and a binary message get one
+// {"type":"error","status":<HTTP status>,"error":<the HTTP error body's error object>}; the
+// socket stays open. Upgrades to other paths are answered as plain requests (404).
+//
+// Every request outside /_sim/ is recorded, and every WebSocket message (see recorder.h);
+// GET /_sim/requests lists them and DELETE /_sim/requests forgets them. Unknown paths get a 404
+// in the OpenAI error shape.
 #pragma once
 
 #include <chrono>
@@ -45,9 +58,10 @@ struct Options {
   std::string tls_cert_file;
   std::string tls_key_file;
   unsigned threads = 1;
-  std::chrono::milliseconds slow{2000};  // how long "sim-slow" waits before its headers
-  std::size_t record_limit = 1000;       // recorded requests kept; the oldest go first
-  bool quiet = false;                    // no log line per request
+  // How long "sim-slow" waits before its headers (on a WebSocket, before its first event).
+  std::chrono::milliseconds slow{2000};
+  std::size_t record_limit = 1000;  // recorded requests kept; the oldest go first
+  bool quiet = false;               // no log line per request
 };
 
 // The command line of airlock-sim-upstream (argv without the program name). Returns nullopt and
