@@ -296,6 +296,22 @@ inline std::optional<RequestRecord> await_record(
   return std::nullopt;
 }
 
+// Waits until `store` holds `count` records (the gateway records a request when its handler
+// ends, which for a cut stream is after the client saw its last byte); newest first.
+inline std::vector<RequestRecord> await_records(Store& store, size_t count) {
+  std::vector<RequestRecord> out;
+  for (int i = 0; i < 2000; ++i) {
+    std::string error;
+    RequestQuery query;
+    query.limit = 1000;
+    out = store.requests(query, &error);
+    EXPECT_TRUE(error.empty()) << error;
+    if (out.size() >= count) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return out;
+}
+
 // A Gateway listening on 127.0.0.1 with its io_context run by `threads` threads of its own.
 // `alice` is the peer at 127.0.0.1; every other address is unknown to the gateway.
 class LoopbackGateway {

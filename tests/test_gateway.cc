@@ -229,20 +229,8 @@ class GatewayTest : public ::testing::Test {
     return send(bhttp::verb::post, target, body.dump(), headers);
   }
 
-  // Waits until the gateway has recorded `count` requests (they are recorded when the handler
-  // ends, which for a cut stream is after the client saw its last byte).
   std::vector<RequestRecord> records(size_t count) {
-    std::vector<RequestRecord> out;
-    for (int i = 0; i < 2000; ++i) {
-      std::string error;
-      RequestQuery query;
-      query.limit = 1000;
-      out = store_->requests(query, &error);
-      EXPECT_TRUE(error.empty()) << error;
-      if (out.size() >= count) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return out;
+    return testing::await_records(*store_, count);
   }
   RequestRecord record_of(const Reply& reply) {
     return testing::await_record(*store_, reply).value_or(RequestRecord{});
@@ -432,8 +420,10 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(too_big.status, 413u);
   EXPECT_EQ(json::parse(too_big.body)["error"]["type"], "request_too_large");
 
-  // Codex's WebSocket attempt on the Responses API: a 426, the one status on which Codex falls
-  // back to HTTP at once, on a connection that then closes, saying how to skip the attempt.
+  // Codex's WebSocket attempt on the Responses API, from a peer that may use an OpenAI-compatible
+  // server ("dead"), which has no WebSocket mode: a 426, the one status on which Codex falls
+  // back to HTTP at once, on a connection that then closes, saying why and how to skip the
+  // attempt. (test_gateway_websocket relays the sockets it accepts.)
   const Reply websocket = send(bhttp::verb::get, "/v1/responses", "",
                                {{"Connection", "Upgrade"},
                                 {"Upgrade", "websocket"},
@@ -443,9 +433,9 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(websocket.status, 426u);
   EXPECT_EQ(websocket.header("connection"), "close");
   EXPECT_EQ(json::parse(websocket.body)["error"]["code"], "websocket_not_supported");
-  EXPECT_NE(json::parse(websocket.body)["error"]["message"].get<std::string>().find(
-                "supports_websockets = false"),
-            std::string::npos);
+  const std::string why = json::parse(websocket.body)["error"]["message"];
+  EXPECT_NE(why.find("supports_websockets = false"), std::string::npos) << why;
+  EXPECT_NE(why.find("\"dead\""), std::string::npos) << why;
   // An upgrade on a path that exists over HTTP is no different.
   const Reply models_upgrade = send(bhttp::verb::get, "/v1/models", "",
                                     {{"Connection", "Upgrade"}, {"Upgrade", "websocket"}});

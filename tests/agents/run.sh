@@ -7,9 +7,9 @@
 #
 # BASE_URL: the gateway, e.g. http://100.80.0.1. AGENT:
 #   codex          Codex CLI with a [model_providers.airlock] table and supports_websockets =
-#                  false, as the README configures it;
-#   codex-builtin  Codex CLI's built-in OpenAI provider with openai_base_url, which tries a
-#                  WebSocket on /v1/responses before HTTP;
+#                  false, so over HTTP and SSE;
+#   codex-builtin  Codex CLI's built-in OpenAI provider with openai_base_url, which opens a
+#                  WebSocket on /v1/responses for its turns;
 #   claude         Claude Code in print mode with ANTHROPIC_BASE_URL, allowed to run Bash.
 # The agent is asked to list the files of a fresh project directory that holds README.txt.
 # OUT_DIR gets agent.out (its stdout) and agent.err (its log). The exit status is the agent's.

@@ -1,0 +1,443 @@
+// The Responses API's WebSocket mode through the gateway, end to end over loopback: a Beast
+// WebSocket client without a key, the Gateway with a real SQLite store, and the simulated
+// provider's WebSocket mode. What Codex needs: its turns answered on the socket it opened, the
+// provider reached with the central key only, and one record per turn.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "control/gateway/gateway.h"
+#include "control/sim/sim.h"
+#include "tests/gateway_test_util.h"
+#include "tests/tls_test_util.h"
+
+namespace airlock::control::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+// A client as Codex is one: it sends its own (sandbox) credentials, which must go nowhere.
+class Client {
+ public:
+  explicit Client(uint16_t port) : ws_(io_) {
+    tcp::resolver resolver(io_);
+    beast::get_lowest_layer(ws_).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& request) {
+      request.set(bhttp::field::authorization, "Bearer sandbox-token");
+      request.set("x-api-key", "sandbox-key");
+      request.set("OpenAI-Beta", "responses_websockets=2026-02-06");
+    }));
+    ws_.handshake("127.0.0.1", "/v1/responses");
+  }
+
+  void send(const std::string& message) { ws_.write(asio::buffer(message)); }
+
+  json read() {
+    beast::flat_buffer buffer;
+    ws_.read(buffer);
+    return json::parse(beast::buffers_to_string(buffer.data()));
+  }
+
+  // Every event of one turn, up to and including its terminal event.
+  std::vector<json> turn() {
+    std::vector<json> events;
+    for (;;) {
+      events.push_back(read());
+      const std::string type = events.back().value("type", "");
+      if (type == "response.completed" || type == "response.incomplete" ||
+          type == "response.failed" || type == "error") {
+        return events;
+      }
+    }
+  }
+
+  void close() { ws_.close(websocket::close_code::normal); }
+  // Gone without a close frame, as a killed agent is.
+  void drop() { beast::get_lowest_layer(ws_).close(); }
+  websocket::stream<tcp::socket>& ws() { return ws_; }
+
+ private:
+  asio::io_context io_;
+  websocket::stream<tcp::socket> ws_;
+};
+
+json create(const std::string& model, const std::string& input) {
+  return {{"type", "response.create"}, {"model", model}, {"input", input}, {"store", false}};
+}
+
+class GatewayWebSocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(store_.open("airlock-gw-ws-", &error)) << error;
+    key_ = "sk-canary-openai-" + testing::random_hex(16);
+    setenv("AIRLOCK_TEST_WS_OPENAI_KEY", key_.c_str(), 1);
+    alice_.user = "alice";
+    alice_.device = "laptop";
+    alice_.public_key.fill(7);
+  }
+
+  // The simulator over plain TCP, or over TLS with the certificate `cert` of `certificates_`,
+  // and the gateway in front of it.
+  void start(const std::string& cert = "",
+             const std::function<void(policy::Document&)>& customize = {}) {
+    sim::Options sim_options;
+    sim_options.port = 0;
+    sim_options.quiet = true;
+    if (!cert.empty()) {
+      sim_options.tls_cert_file = certificates_.path(cert + ".pem");
+      sim_options.tls_key_file = certificates_.path(cert + ".key");
+    }
+    sim_ = std::make_unique<sim::Server>(sim_options);
+    sim_->start();
+
+    const std::string origin = cert.empty() ? "http://127.0.0.1:" : "https://localhost:";
+    auto document = std::make_shared<policy::Document>();
+    document->providers = {{"openai",
+                            policy::ProviderKind::kOpenAi,
+                            origin + std::to_string(sim_->port()),
+                            {"gpt-*", "sim-*"},
+                            "env:AIRLOCK_TEST_WS_OPENAI_KEY"}};
+    document->grants = {{{"user:alice"}, {"openai/gpt-5*", "openai/sim-*"}, {}}};
+    document->request_log.bodies = true;
+    if (customize) customize(*document);
+    std::string error;
+    auto state = make_gateway_state(document, PriceTable::builtin(), &error);
+    ASSERT_TRUE(state) << error;
+
+    GatewayOptions options;
+    options.upstream.connect_timeout = std::chrono::milliseconds(2000);
+    if (!cert.empty()) options.upstream.ca_file = certificates_.path("ca.pem");
+    ASSERT_TRUE(gateway_.start(options, *store_, alice_, state, /*threads=*/1, &error)) << error;
+  }
+
+  void TearDown() override {
+    gateway_.stop();
+    if (sim_) sim_->stop();
+  }
+
+  uint16_t port() { return gateway_->port(); }
+
+  std::vector<RequestRecord> records(size_t count) {
+    return testing::await_records(*store_, count);
+  }
+
+  json sim_requests() {
+    const testing::Reply reply =
+        testing::call(sim_->port(), bhttp::verb::get, "/_sim/requests", "", {});
+    return json::parse(reply.body);
+  }
+
+  control::testing::Certificates certificates_;
+  testing::ScratchStore store_;
+  std::unique_ptr<sim::Server> sim_;
+  testing::LoopbackGateway gateway_;
+  policy::Identity alice_;
+  std::string key_;
+};
+
+TEST_F(GatewayWebSocketTest, TurnsAreRelayedWithTheCentralKeyAndRecordedOneByOne) {
+  start();
+  Client client(port());
+  client.send(create("gpt-5.5", "Say hello.").dump());
+  const std::vector<json> first = client.turn();
+  ASSERT_GE(first.size(), 3u);
+  EXPECT_EQ(first.front()["type"], "response.created");
+  ASSERT_EQ(first.back()["type"], "response.completed") << first.back().dump();
+  const json usage = first.back()["response"]["usage"];
+
+  // A second turn on the same socket, on a lane of its own: every event says which.
+  json second_request = create("gpt-5.5", "And goodbye.");
+  second_request["stream_id"] = "lane-b";
+  client.send(second_request.dump());
+  const std::vector<json> second = client.turn();
+  ASSERT_EQ(second.back()["type"], "response.completed") << second.back().dump();
+  for (const json& event : second) EXPECT_EQ(event.value("stream_id", ""), "lane-b");
+  client.close();
+
+  const std::vector<RequestRecord> turns = records(2);
+  ASSERT_EQ(turns.size(), 2u);
+  for (const RequestRecord& record : turns) {
+    EXPECT_EQ(record.user, "alice");
+    EXPECT_EQ(record.provider, "openai");
+    EXPECT_EQ(record.model, "gpt-5.5");
+    EXPECT_EQ(record.api, "openai.responses");
+    EXPECT_EQ(record.status, 200);
+    EXPECT_TRUE(record.streamed);
+    EXPECT_TRUE(record.usage_complete);
+    EXPECT_FALSE(record.client_disconnected);
+    EXPECT_TRUE(record.error.empty()) << record.error;
+    EXPECT_GT(record.cost.value_or(0), 0);
+    EXPECT_GE(record.ttfb_us, 0);
+  }
+  // The first turn's record holds the usage its completed event reported (the list leaves the
+  // bodies out; the one record has them).
+  EXPECT_TRUE(std::any_of(turns.begin(), turns.end(), [&](const RequestRecord& listed) {
+    std::string error;
+    const RequestRecord record = store_->request(listed.id, &error).value_or(RequestRecord{});
+    return record.input_tokens == usage["input_tokens"].get<uint64_t>() &&
+           record.output_tokens == usage["output_tokens"].get<uint64_t>() &&
+           record.request_body.value_or("").find("Say hello.") != std::string::npos;
+  }));
+  EXPECT_NE(turns[0].id, turns[1].id);
+
+  // The provider saw one upgrade for both turns, with the central key and none of the sandbox's
+  // credentials.
+  int upgrades = 0;
+  for (const json& seen : sim_requests()) {
+    const std::string text = seen.dump();
+    EXPECT_EQ(text.find("sandbox-token"), std::string::npos) << text;
+    EXPECT_EQ(text.find("sandbox-key"), std::string::npos) << text;
+    if (seen.value("method", "") == "GET") {
+      ++upgrades;
+      EXPECT_NE(text.find("Bearer " + key_), std::string::npos) << text;
+      EXPECT_NE(text.find("responses_websockets"), std::string::npos) << text;
+    }
+  }
+  EXPECT_EQ(upgrades, 1);
+  // And the key reached no record, whose bodies hold the turn and its events.
+  for (const RequestRecord& listed : turns) {
+    std::string error;
+    const std::optional<RequestRecord> record = store_->request(listed.id, &error);
+    ASSERT_TRUE(record) << error;
+    EXPECT_NE(record->request_body.value_or("").find("response.create"), std::string::npos);
+    EXPECT_NE(record->response_body.value_or("").find("response.completed"), std::string::npos);
+    EXPECT_EQ(record->request_body.value_or("").find(key_), std::string::npos);
+    EXPECT_EQ(record->response_body.value_or("").find(key_), std::string::npos);
+  }
+}
+
+TEST_F(GatewayWebSocketTest, RefusedTurnsGetErrorEventsAndTheSocketGoesOn) {
+  start();
+  Client client(port());
+  client.send(create("gpt-4o", "not granted").dump());
+  const json denied = client.read();
+  EXPECT_EQ(denied["type"], "error");
+  EXPECT_EQ(denied["status"], 403);
+  EXPECT_NE(denied["error"]["message"].get<std::string>().find("not granted"), std::string::npos);
+
+  client.send("{not json");
+  const json bad = client.read();
+  EXPECT_EQ(bad["type"], "error");
+  EXPECT_EQ(bad["status"], 400);
+
+  client.send(json{{"type", "response.steer"}, {"input", "before any turn"}}.dump());
+  EXPECT_EQ(client.read()["status"], 400);
+
+  client.send(create("gpt-5.5", "Now a granted one.").dump());
+  EXPECT_EQ(client.turn().back()["type"], "response.completed");
+  client.close();
+
+  // One record per response.create, refused or not; none for the steer that went nowhere.
+  const std::vector<RequestRecord> turns = records(3);
+  ASSERT_EQ(turns.size(), 3u);
+  std::multiset<int> statuses;
+  for (const RequestRecord& record : turns) {
+    statuses.insert(record.status);
+    if (record.status == 403) {
+      EXPECT_EQ(record.model, "gpt-4o");
+      EXPECT_EQ(record.cost.value_or(-1), 0);
+      EXPECT_FALSE(record.error.empty());
+    }
+  }
+  EXPECT_EQ(statuses, (std::multiset<int>{200, 400, 403}));
+  // The refused turns never reached the provider: it saw the upgrade and one turn.
+  size_t turns_seen = 0;
+  for (const json& seen : sim_requests()) {
+    if (seen.value("method", "") != "GET") ++turns_seen;
+  }
+  EXPECT_LE(turns_seen, 1u);
+}
+
+TEST_F(GatewayWebSocketTest, ClientGoneMidTurnIsRecordedAsSuch) {
+  start();
+  {
+    Client client(port());
+    client.send(create("sim-stall", "Wait for it.").dump());
+    EXPECT_EQ(client.read()["type"], "response.created");
+    client.drop();
+  }
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_TRUE(turns[0].client_disconnected);
+  EXPECT_FALSE(turns[0].usage_complete);
+  EXPECT_EQ(turns[0].model, "sim-stall");
+}
+
+TEST_F(GatewayWebSocketTest, ProviderGoneEndsTheTurnAndTheSocket) {
+  start();
+  Client client(port());
+  client.send(create("sim-stall", "Wait for it.").dump());
+  EXPECT_EQ(client.read()["type"], "response.created");
+  // Destroyed, the simulator closes its connections (stop() alone leaves them open).
+  sim_->stop();
+  sim_.reset();
+  // The client's socket is closed by the gateway, which could no longer relay.
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  client.ws().read(buffer, ec);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  // It broke without a close frame from the provider: the gateway's failure to relay.
+  EXPECT_EQ(client.ws().reason().code, websocket::close_code::internal_error);
+
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_FALSE(turns[0].client_disconnected);
+  EXPECT_FALSE(turns[0].usage_complete);
+  EXPECT_NE(turns[0].error.find("WebSocket"), std::string::npos) << turns[0].error;
+}
+
+TEST_F(GatewayWebSocketTest, TlsProviderIsVerified) {
+  if (!certificates_.ok()) GTEST_SKIP() << "openssl CLI not available";
+  start("localhost");
+  Client client(port());
+  client.send(create("gpt-5.5", "Over TLS.").dump());
+  const std::vector<json> events = client.turn();
+  EXPECT_EQ(events.back()["type"], "response.completed") << events.back().dump();
+  client.close();
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_EQ(turns[0].status, 200);
+  EXPECT_TRUE(turns[0].usage_complete);
+}
+
+TEST_F(GatewayWebSocketTest, TlsProviderWithAnotherNamesCertificateIsRefused) {
+  if (!certificates_.ok()) GTEST_SKIP() << "openssl CLI not available";
+  start("other");
+  Client client(port());
+  client.send(create("gpt-5.5", "Over TLS to an impostor.").dump());
+  const json refused = client.read();
+  EXPECT_EQ(refused["type"], "error");
+  EXPECT_EQ(refused["status"], 502);
+  const std::string message = refused["error"]["message"];
+  EXPECT_NE(message.find("certificate"), std::string::npos) << message;
+  client.close();
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_EQ(turns[0].status, 502);
+  EXPECT_EQ(turns[0].cost.value_or(-1), 0);
+}
+
+// Guardrails apply to each response.create: a blocked prompt never leaves, and a flagged tool
+// call is recorded. Messages that could carry prompt text past them are not relayed.
+TEST_F(GatewayWebSocketTest, GuardrailsCheckEveryTurn) {
+  start("", [](policy::Document& document) {
+    policy::GuardrailSpec rm;
+    rm.name = "rm-root";
+    rm.patterns = {{"rm", "rm -rf /", true, false, 0}};
+    rm.prompt = policy::PromptAction::kBlock;
+    rm.response = policy::ResponseAction::kOff;
+    policy::GuardrailSpec ls;
+    ls.name = "listing";
+    ls.patterns = {{"ls", "ls -la", true, false, 0}};
+    ls.prompt = policy::PromptAction::kOff;
+    ls.response = policy::ResponseAction::kFlag;
+    document.guardrails = {rm, ls};
+  });
+  Client client(port());
+  client.send(create("gpt-5.5", "please run rm -rf / now").dump());
+  const json blocked = client.read();
+  EXPECT_EQ(blocked["type"], "error");
+  EXPECT_NE(blocked["error"]["message"].get<std::string>().find("rm-root"), std::string::npos);
+
+  json with_tools = create("gpt-5.5", "list the files");
+  with_tools["tools"] =
+      json::array({{{"type", "function"},
+                    {"name", "shell"},
+                    {"parameters",
+                     {{"type", "object"}, {"properties", {{"command", {{"type", "string"}}}}}}}}});
+  client.send(with_tools.dump());
+  const std::vector<json> events = client.turn();
+  EXPECT_EQ(events.back()["type"], "response.completed") << events.back().dump();
+
+  client.send(json{{"type", "response.steer"}, {"input", "rm -rf / after all"}}.dump());
+  const json steer = client.read();
+  EXPECT_EQ(steer["status"], 400);
+  EXPECT_NE(steer["error"]["message"].get<std::string>().find("guardrails"), std::string::npos);
+  client.close();
+
+  const std::vector<RequestRecord> turns = records(2);
+  ASSERT_EQ(turns.size(), 2u);
+  bool saw_block = false, saw_flag = false;
+  for (const RequestRecord& record : turns) {
+    for (const GuardrailHit& hit : record.guardrail_hits) {
+      if (hit.guardrail == "rm-root" && hit.action == "block") saw_block = true;
+      if (hit.guardrail == "listing" && hit.action == "flag" && hit.where == "response") {
+        saw_flag = true;
+        // The list leaves tool calls out; the one record has them.
+        std::string error;
+        const std::optional<RequestRecord> whole = store_->request(record.id, &error);
+        ASSERT_TRUE(whole) << error;
+        ASSERT_EQ(whole->tool_calls.size(), 1u);
+        EXPECT_NE(whole->tool_calls[0].arguments.find("ls -la"), std::string::npos);
+      }
+    }
+  }
+  EXPECT_TRUE(saw_block);
+  EXPECT_TRUE(saw_flag);
+  // The blocked prompt and the steer never reached the provider.
+  for (const json& seen : sim_requests()) {
+    EXPECT_EQ(seen.dump().find("rm -rf"), std::string::npos) << seen.dump();
+  }
+}
+
+// A guardrail that cuts needs the HTTP API, where events can be held back: the upgrade gets the
+// 426 on which Codex falls back to HTTP at once.
+TEST_F(GatewayWebSocketTest, CuttingGuardrailSendsThePeerToHttp) {
+  start("", [](policy::Document& document) {
+    policy::GuardrailSpec cut;
+    cut.name = "no-curl";
+    cut.patterns = {{"curl", "curl ", true, false, 0}};
+    cut.response = policy::ResponseAction::kCut;
+    document.guardrails = {cut};
+  });
+  const testing::Reply reply = testing::call(port(), bhttp::verb::get, "/v1/responses", "",
+                                             {{"Connection", "Upgrade"},
+                                              {"Upgrade", "websocket"},
+                                              {"Sec-WebSocket-Version", "13"},
+                                              {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+  EXPECT_EQ(reply.status, 426u);
+  EXPECT_NE(reply.body.find("no-curl"), std::string::npos) << reply.body;
+}
+
+TEST_F(GatewayWebSocketTest, RateLimitsCountTurns) {
+  start("", [](policy::Document& document) {
+    policy::RateLimitSpec limit;
+    limit.from = {"user:alice"};
+    limit.requests_per_minute = 1;
+    document.rate_limits = {limit};
+  });
+  Client client(port());
+  client.send(create("gpt-5.5", "first").dump());
+  EXPECT_EQ(client.turn().back()["type"], "response.completed");
+  client.send(create("gpt-5.5", "second").dump());
+  const json limited = client.read();
+  EXPECT_EQ(limited["type"], "error");
+  EXPECT_EQ(limited["status"], 429);
+  client.close();
+  std::multiset<int> statuses;
+  for (const RequestRecord& record : records(2)) statuses.insert(record.status);
+  EXPECT_EQ(statuses, (std::multiset<int>{200, 429}));
+}
+
+}  // namespace
+}  // namespace airlock::control::gateway
