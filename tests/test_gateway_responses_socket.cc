@@ -1,10 +1,9 @@
-// The Responses WebSocket's envelope: which messages start and end turns, which lane an event
-// belongs to, and the error event a refused turn gets.
+// The Responses WebSocket's envelope: which messages start and end turns, and the error event a
+// refused turn gets.
 #include "control/gateway/responses_socket.h"
 
 #include <gtest/gtest.h>
 
-#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -14,22 +13,20 @@ namespace {
 
 using nlohmann::json;
 
-TEST(ResponsesSocket, ReadsTypeAndLane) {
+TEST(ResponsesSocket, ReadsTheType) {
   const SocketEvent create =
       read_socket_event(R"({"type":"response.create","model":"gpt-5.5","stream_id":"a"})");
   EXPECT_TRUE(create.valid);
   EXPECT_TRUE(starts_turn(create));
-  EXPECT_EQ(create.stream_id, "a");
 
   const SocketEvent steer = read_socket_event(R"({"type":"response.steer","input":[]})");
   EXPECT_TRUE(steer.valid);
   EXPECT_FALSE(starts_turn(steer));
-  EXPECT_EQ(steer.stream_id, "");
 
   EXPECT_FALSE(read_socket_event("not json").valid);
   EXPECT_FALSE(read_socket_event("[1,2]").valid);
-  // A lane that is not a string is no lane.
-  EXPECT_EQ(read_socket_event(R"({"type":"response.create","stream_id":7})").stream_id, "");
+  // A type that is not a string is no type.
+  EXPECT_EQ(read_socket_event(R"({"type":7})").type, "");
 }
 
 TEST(ResponsesSocket, TerminalEventsEndTheTurn) {
@@ -66,28 +63,6 @@ TEST(ResponsesSocket, RefusalBecomesAnErrorEvent) {
   const json other = json::parse(socket_error_event(502, "<html>bad gateway</html>"));
   EXPECT_EQ(other["status"], 502);
   EXPECT_EQ(other["error"]["message"], "<html>bad gateway</html>");
-}
-
-TEST(ResponsesSocket, LanesAreFifoAndIndependent) {
-  TurnLanes<std::unique_ptr<int>> lanes;
-  lanes.push("", std::make_unique<int>(1));
-  lanes.push("a", std::make_unique<int>(2));
-  lanes.push("", std::make_unique<int>(3));
-  ASSERT_NE(lanes.current(""), nullptr);
-  EXPECT_EQ(**lanes.current(""), 1);
-  EXPECT_EQ(**lanes.current("a"), 2);
-  EXPECT_EQ(lanes.current("b"), nullptr);
-  EXPECT_EQ(**lanes.pop(""), 1);
-  EXPECT_EQ(**lanes.current(""), 3);
-  EXPECT_EQ(**lanes.pop("a"), 2);
-  EXPECT_EQ(lanes.current("a"), nullptr);
-  EXPECT_FALSE(lanes.pop("a").has_value());
-  int seen = 0;
-  lanes.for_each([&](std::unique_ptr<int>& turn) { seen += *turn; });
-  EXPECT_EQ(seen, 3);
-  EXPECT_FALSE(lanes.empty());
-  lanes.clear();
-  EXPECT_TRUE(lanes.empty());
 }
 
 }  // namespace

@@ -123,8 +123,10 @@ class GatewayWebSocketTest : public ::testing::Test {
     std::string error;
     auto state = make_gateway_state(document, PriceTable::builtin(), &error);
     ASSERT_TRUE(state) << error;
+    document_ = document;
 
     GatewayOptions options;
+    options.server.max_body_bytes = max_body_bytes_;
     options.upstream.connect_timeout = std::chrono::milliseconds(2000);
     if (!cert.empty()) options.upstream.ca_file = certificates_.path("ca.pem");
     ASSERT_TRUE(gateway_.start(options, *store_, alice_, state, /*threads=*/1, &error)) << error;
@@ -147,6 +149,8 @@ class GatewayWebSocketTest : public ::testing::Test {
     return json::parse(reply.body);
   }
 
+  std::size_t max_body_bytes_ = std::size_t{1} << 20;
+  std::shared_ptr<policy::Document> document_;  // the policy start() loaded
   control::testing::Certificates certificates_;
   testing::ScratchStore store_;
   std::unique_ptr<sim::Server> sim_;
@@ -372,7 +376,8 @@ TEST_F(GatewayWebSocketTest, GuardrailsCheckEveryTurn) {
   client.send(json{{"type", "response.steer"}, {"input", "rm -rf / after all"}}.dump());
   const json steer = client.read();
   EXPECT_EQ(steer["status"], 400);
-  EXPECT_NE(steer["error"]["message"].get<std::string>().find("guardrails"), std::string::npos);
+  EXPECT_NE(steer["error"]["message"].get<std::string>().find("response.create messages only"),
+            std::string::npos);
   client.close();
 
   const std::vector<RequestRecord> turns = records(2);
@@ -437,6 +442,79 @@ TEST_F(GatewayWebSocketTest, RateLimitsCountTurns) {
   std::multiset<int> statuses;
   for (const RequestRecord& record : records(2)) statuses.insert(record.status);
   EXPECT_EQ(statuses, (std::multiset<int>{200, 429}));
+}
+
+// One turn at a time: the provider's events name no request, so a second turn in flight could
+// end with the first one's error, or take its usage.
+TEST_F(GatewayWebSocketTest, ASecondTurnWhileOneStreamsIsRefused) {
+  start();
+  Client client(port());
+  client.send(create("sim-stall", "Wait for it.").dump());
+  EXPECT_EQ(client.read()["type"], "response.created");
+  client.send(create("gpt-5.5", "Me too.").dump());
+  const json refused = client.read();
+  EXPECT_EQ(refused["type"], "error");
+  EXPECT_EQ(refused["status"], 409);
+  EXPECT_EQ(refused["error"]["code"], "response_in_progress");
+  client.drop();
+  std::multiset<int> statuses;
+  for (const RequestRecord& record : records(2)) statuses.insert(record.status);
+  EXPECT_EQ(statuses, (std::multiset<int>{200, 409}));
+}
+
+TEST_F(GatewayWebSocketTest, AMessageOverTheBodyLimitIsRecordedAs413) {
+  max_body_bytes_ = 4096;
+  start();
+  Client client(port());
+  client.send(create("gpt-5.5", std::string(8192, 'x')).dump());
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  client.ws().read(buffer, ec);
+  // The socket ends: with Beast's 1009 when the client reads the close frame before the gateway
+  // drops the connection, with a transport error when it answers it too late.
+  EXPECT_TRUE(ec);
+  if (ec == websocket::error::closed) {
+    EXPECT_EQ(client.ws().reason().code, websocket::close_code::too_big);
+  }
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_EQ(turns[0].status, 413);
+  EXPECT_EQ(turns[0].user, "alice");
+  // Nothing reached the provider: no turn opened its socket.
+  EXPECT_TRUE(sim_requests().empty());
+}
+
+// A policy pushed while the socket is open applies to its next turn: a guardrail that cuts sends
+// the peer back to HTTP, where the next upgrade gets the 426.
+TEST_F(GatewayWebSocketTest, APolicyThatNowCutsEndsTheSocket) {
+  start();
+  Client client(port());
+  client.send(create("gpt-5.5", "Before the push.").dump());
+  EXPECT_EQ(client.turn().back()["type"], "response.completed");
+
+  auto document = std::make_shared<policy::Document>(*document_);
+  policy::GuardrailSpec cut;
+  cut.name = "no-curl";
+  cut.patterns = {{"curl", "curl ", true, false, 0}};
+  cut.response = policy::ResponseAction::kCut;
+  document->guardrails = {cut};
+  std::string error;
+  auto state = make_gateway_state(document, PriceTable::builtin(), &error);
+  ASSERT_TRUE(state) << error;
+  gateway_->set_state(state);
+
+  client.send(create("gpt-5.5", "After the push.").dump());
+  const json refused = client.read();
+  EXPECT_EQ(refused["status"], 426);
+  EXPECT_NE(refused["error"]["message"].get<std::string>().find("no-curl"), std::string::npos);
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  client.ws().read(buffer, ec);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  EXPECT_EQ(client.ws().reason().code, websocket::close_code::policy_error);
+  std::multiset<int> statuses;
+  for (const RequestRecord& record : records(2)) statuses.insert(record.status);
+  EXPECT_EQ(statuses, (std::multiset<int>{200, 426}));
 }
 
 }  // namespace

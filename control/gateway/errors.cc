@@ -24,6 +24,9 @@ ErrorNames names_of(GatewayError error) {
     case GatewayError::kNoWebSocket:
       return {426, "invalid_request_error", "websocket_not_supported", "invalid_request_error",
               "FAILED_PRECONDITION"};
+    case GatewayError::kTurnInFlight:
+      return {409, "invalid_request_error", "response_in_progress", "invalid_request_error",
+              "FAILED_PRECONDITION"};
     case GatewayError::kBodyTooLarge:
       return {413, "invalid_request_error", "request_too_large", "request_too_large",
               "INVALID_ARGUMENT"};

@@ -37,6 +37,7 @@ enum class GatewayError {
   kGuardrailCut,         // 400: a guardrail matched the model's tool call (a stream keeps its 200)
   kHookBlocked,          // 403 unless the hook names another status
   kHookFailed,           // 503: a fail-closed pre-request hook did not answer
+  kTurnInFlight,         // 409: a response.create while the WebSocket's last turn still streams
 };
 
 int error_status(GatewayError error);

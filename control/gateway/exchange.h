@@ -152,8 +152,8 @@ class Exchange {
   asio::awaitable<const policy::ProviderSpec*> prepare(std::string& body, bool& strip_usage);
 
   // A turn of a Responses WebSocket, for the session that relays it.
-  asio::awaitable<void> refuse_turn(GatewayError error, std::string message) {
-    co_await refuse(error, std::move(message));
+  asio::awaitable<void> refuse_turn(GatewayError error, const std::string& message) {
+    co_await refuse(error, redact(message, secrets_));
   }
   asio::awaitable<void> refuse_with_provider_answer(int status, std::string_view body);
   void turn_event(std::string_view message, const SocketEvent& event);

@@ -4,32 +4,16 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <set>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <utility>
 
-#include <boost/beast/core/string.hpp>
-#include <nlohmann/json.hpp>
-
-#include "control/budget/estimate.h"
-#include "control/events/pre_request_hook.h"
-#include "control/gateway/api.h"
-#include "control/gateway/errors.h"
 #include "control/gateway/exchange.h"
-#include "control/gateway/guarding.h"
-#include "control/gateway/headers.h"
-#include "control/gateway/models.h"
-#include "control/gateway/record_events.h"
-#include "control/gateway/relay.h"
-#include "control/gateway/request_body.h"
-#include "control/gateway/responses_socket.h"
-#include "control/metering/json_parse.h"
-#include "control/metering/session.h"
-#include "control/metering/tool_results.h"
-#include "control/metering/usage.h"
 
 namespace airlock::control::gateway {
 

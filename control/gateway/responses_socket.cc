@@ -16,9 +16,6 @@ SocketEvent read_socket_event(std::string_view message) {
   if (const auto it = parsed.find("type"); it != parsed.end() && it->is_string()) {
     out.type = it->get<std::string>();
   }
-  if (const auto it = parsed.find("stream_id"); it != parsed.end() && it->is_string()) {
-    out.stream_id = it->get<std::string>();
-  }
   if (out.type != "error") return out;
   if (const auto it = parsed.find("status"); it != parsed.end() && it->is_number_integer()) {
     out.status = it->get<int>();

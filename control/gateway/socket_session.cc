@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -81,10 +82,10 @@ class TurnWriter final : public http::ResponseWriter {
 // One response.create: its request as the HTTP API would have had it, and its record.
 struct Turn {
   Turn(Gateway::Core& core, SocketSession& session, http::Request turn_request,
-       const http::ClientInfo& client)
+       const http::ClientInfo& client, http::BodyStatus body_status = http::BodyStatus::kComplete)
       : request(std::move(turn_request)),
         writer(session),
-        exchange(core, request, http::BodyStatus::kComplete, client, writer) {}
+        exchange(core, request, body_status, client, writer) {}
   http::Request request;
   TurnWriter writer;
   Exchange exchange;
@@ -113,11 +114,12 @@ class SocketSession {
   asio::awaitable<void> relay_client_messages();
   asio::awaitable<bool> on_client_message(std::string message, bool text);
   asio::awaitable<void> start_turn(std::unique_ptr<Turn> turn, const std::string& body);
+  asio::awaitable<void> record_oversized_message();
   asio::awaitable<bool> connect(Turn& turn);
   asio::awaitable<void> pump();
   asio::awaitable<void> relay_events();
   asio::awaitable<void> close_client(websocket::close_code code, std::string_view reason);
-  void end_turns(const std::optional<std::string>& failure);
+  void end_turn(const std::optional<std::string>& failure);
   http::Request turn_request(std::string body) const;
   asio::awaitable<void> lock_writes();
   void unlock_writes();
@@ -129,15 +131,15 @@ class SocketSession {
   asio::steady_timer wake_;  // wakes writers waiting for the socket
   bool writing_ = false;
   bool client_gone_ = false;
-  // Prompt guardrails or pre-request hooks apply to this peer: they see each response.create,
-  // so no other message that could carry prompt text is relayed.
-  bool guarded_ = false;
   std::unique_ptr<http::UpstreamSocket> upstream_;
   std::string upstream_provider_;
   bool upstream_ended_ = false;
   bool pumping_ = false;
   asio::steady_timer pump_done_;
-  TurnLanes<std::unique_ptr<Turn>> lanes_;
+  // The turn whose events arrive now. One at a time: the provider's events name no request, so
+  // a second turn in flight would make an error event ambiguous, and a misattributed end would
+  // let output through unmetered.
+  std::unique_ptr<Turn> in_flight_;
 };
 
 asio::awaitable<bool> TurnWriter::write(http::Response response) {
@@ -219,11 +221,6 @@ asio::awaitable<void> SocketSession::run() {
   timeouts.keep_alive_pings = true;
   ws_.set_option(timeouts);
   ws_.read_message_max(core_.options.server.max_body_bytes);
-  if (const auto identity = core_.lookup(normalized(client_.remote_address))) {
-    const policy::Document& document = *core_.state.load()->document;
-    guarded_ = !document.guardrails_for(*identity).empty() ||
-               !document.pre_request_hooks_for(*identity).empty();
-  }
   boost::system::error_code ec;
   co_await ws_.async_accept(upgrade_, with(ec));
   if (ec) co_return;
@@ -243,7 +240,7 @@ asio::awaitable<void> SocketSession::run() {
       co_await pump_done_.async_wait(with(ec));
     }
   }
-  end_turns(std::nullopt);
+  end_turn(std::nullopt);
 }
 
 asio::awaitable<void> SocketSession::relay_client_messages() {
@@ -252,6 +249,7 @@ asio::awaitable<void> SocketSession::relay_client_messages() {
     buffer.clear();
     boost::system::error_code ec;
     co_await ws_.async_read(buffer, with(ec));
+    if (ec == websocket::error::message_too_big) co_return co_await record_oversized_message();
     if (ec) co_return;
     const bool text = ws_.got_text();
     if (!co_await on_client_message(boost::beast::buffers_to_string(buffer.data()), text)) {
@@ -269,35 +267,53 @@ asio::awaitable<bool> SocketSession::on_client_message(std::string message, bool
         true);
   }
   const SocketEvent event = read_socket_event(message);
-  // Whatever is not JSON goes through the turn's checks, which refuse it and record why.
-  if (!event.valid || starts_turn(event)) {
-    auto turn = std::make_unique<Turn>(core_, *this, turn_request(message), client_);
-    std::string body;
-    bool strip_usage = false;
-    turn->provider = co_await turn->exchange.prepare(body, strip_usage);
-    if (turn->provider != nullptr) co_await start_turn(std::move(turn), body);
-    co_return !client_gone_;
+  // Only turns are relayed. Anything else (a steer, a cancel) could carry prompt text past the
+  // turn's checks, or draw an event from the provider that would end a turn it does not belong
+  // to. Whatever is not JSON goes through the turn's checks, which refuse it and record why.
+  if (event.valid && !starts_turn(event)) {
+    co_return co_await send(
+        socket_error_event(400, error_body(ErrorFormat::kOpenAi, GatewayError::kBadJson,
+                                           "\"" + event.type +
+                                               "\" is not relayed: the gateway relays "
+                                               "response.create messages only")),
+        true);
   }
-  std::string refusal;
-  if (guarded_) {
-    refusal = "\"" + event.type +
-              "\" is not relayed: the guardrails or pre-request hooks that apply to this peer "
-              "check response.create messages only";
-  } else if (!upstream_) {
-    refusal = "\"" + event.type + "\" before any response.create: nothing to relay it to yet";
-  }
-  if (refusal.empty()) {
-    if (!co_await upstream_->write(message, true)) co_return !client_gone_;
-    co_return true;
-  }
-  co_return co_await send(
-      socket_error_event(400, error_body(ErrorFormat::kOpenAi, GatewayError::kBadJson, refusal)),
-      true);
+  auto turn = std::make_unique<Turn>(core_, *this, turn_request(std::move(message)), client_);
+  std::string body;
+  bool strip_usage = false;
+  turn->provider = co_await turn->exchange.prepare(body, strip_usage);
+  if (turn->provider != nullptr) co_await start_turn(std::move(turn), body);
+  co_return !client_gone_;
+}
+
+// A message over the body limit ends the socket (Beast closes it with 1009), and is recorded
+// as the 413 an HTTP request of that size gets.
+asio::awaitable<void> SocketSession::record_oversized_message() {
+  Turn turn(core_, *this, turn_request(""), client_, http::BodyStatus::kTooLarge);
+  std::string body;
+  bool strip_usage = false;
+  co_await turn.exchange.prepare(body, strip_usage);
 }
 
 asio::awaitable<void> SocketSession::start_turn(std::unique_ptr<Turn> turn,
                                                 const std::string& body) {
   Exchange& exchange = turn->exchange;
+  // The policy may have changed since the upgrade: a peer now under a guardrail that cuts is
+  // sent back to HTTP, by a 426 when its client opens the socket again.
+  std::optional<std::string> why_not;
+  if (const auto identity = core_.lookup(normalized(client_.remote_address))) {
+    why_not = socket_refusal(*exchange.state_->document, *identity);
+  }
+  if (why_not) {
+    co_await exchange.refuse_turn(GatewayError::kNoWebSocket, *why_not);
+    co_return co_await close_client(websocket::close_code::policy_error, "use HTTP");
+  }
+  if (in_flight_) {
+    co_return co_await exchange.refuse_turn(
+        GatewayError::kTurnInFlight,
+        "a response is still streaming on this WebSocket: send the next response.create after "
+        "its last event, or open another WebSocket");
+  }
   if (!upstream_) {
     if (!co_await connect(*turn)) co_return;
   } else if (upstream_ended_) {
@@ -313,8 +329,7 @@ asio::awaitable<void> SocketSession::start_turn(std::unique_ptr<Turn> turn,
   }
   exchange.record().status = 200;
   exchange.record().streamed = true;
-  const std::string lane = read_socket_event(body).stream_id;
-  lanes_.push(lane, std::move(turn));
+  in_flight_ = std::move(turn);
   // A failed write ends the provider's socket, and the pump then ends the turn.
   co_await upstream_->write(body, true);
 }
@@ -353,12 +368,10 @@ asio::awaitable<bool> SocketSession::connect(Turn& turn) {
     const bool timeout = opened.result.error == http::UpstreamResult::Error::kConnectTimeout;
     const GatewayError error =
         timeout ? GatewayError::kUpstreamTimeout : GatewayError::kUpstreamFailed;
-    std::string message =
-        redact("upstream \"" + provider.name + "\" " + (timeout ? "timed out" : "failed") + " (" +
-                   std::string(http::upstream_error_name(opened.result.error)) +
-                   "): " + opened.result.message,
-               exchange.secrets_);
-    co_await exchange.refuse_turn(error, std::move(message));
+    const std::string message =
+        "upstream \"" + provider.name + "\" " + (timeout ? "timed out" : "failed") + " (" +
+        std::string(http::upstream_error_name(opened.result.error)) + "): " + opened.result.message;
+    co_await exchange.refuse_turn(error, message);
     co_return false;
   }
   upstream_ = std::move(opened.socket);
@@ -380,13 +393,14 @@ asio::awaitable<void> SocketSession::pump() {
   } catch (const std::exception& e) {
     failure = std::string("internal error: ") + e.what();
   }
+  // After a failure here the provider's socket stays open until run() closes it: only the client
+  // loop writes to it.
   upstream_ended_ = true;
-  if (!failure.empty()) co_await upstream_->close(websocket::close_code::internal_error, "");
   if (client_gone_) co_return;
   if (failure.empty()) {
     failure = "upstream \"" + upstream_provider_ + "\" WebSocket " + upstream_->why_closed();
   }
-  end_turns(failure);
+  end_turn(failure);
   // The provider's own close code, when it sent one, tells the client why (1000 at its time
   // limit); a connection that broke is the gateway's failure to relay.
   websocket::close_code code = websocket::close_code::internal_error;
@@ -400,25 +414,31 @@ asio::awaitable<void> SocketSession::relay_events() {
   std::string message;
   bool text = true;
   while (co_await upstream_->read(message, text)) {
-    std::optional<std::unique_ptr<Turn>> done;
+    std::unique_ptr<Turn> done;
     if (text) {
       const SocketEvent event = read_socket_event(message);
-      if (std::unique_ptr<Turn>* turn = lanes_.current(event.stream_id)) {
-        (*turn)->exchange.turn_event(message, event);
-        if (ends_turn(event)) done = lanes_.pop(event.stream_id);
+      if (in_flight_) {
+        in_flight_->exchange.turn_event(message, event);
+        if (ends_turn(event)) done = std::move(in_flight_);
+      }
+      // Some providers quote the credential they rejected; the sandbox must never see it.
+      if (event.type == "error") {
+        const std::shared_ptr<const GatewayState> state = core_.state.load();
+        std::vector<const Secret*> keys;
+        for (const auto& [name, key] : state->keys) keys.push_back(&key);
+        message = redact(message, keys);
       }
     }
     const bool delivered = co_await send(message, text);
-    if (done) (*done)->exchange.finish_turn(*(*done)->provider, std::nullopt, !delivered);
+    if (done) done->exchange.finish_turn(*done->provider, std::nullopt, !delivered);
     if (!delivered) break;
   }
 }
 
-void SocketSession::end_turns(const std::optional<std::string>& failure) {
-  lanes_.for_each([&](std::unique_ptr<Turn>& turn) {
-    turn->exchange.finish_turn(*turn->provider, failure, client_gone_);
-  });
-  lanes_.clear();
+void SocketSession::end_turn(const std::optional<std::string>& failure) {
+  if (!in_flight_) return;
+  in_flight_->exchange.finish_turn(*in_flight_->provider, failure, client_gone_);
+  in_flight_.reset();
 }
 
 asio::awaitable<void> run_socket_session(Gateway::Core& core, http::Request& upgrade,

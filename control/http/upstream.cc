@@ -426,11 +426,15 @@ class SocketImpl final : public UpstreamSocket {
   std::string why_;
 };
 
-// Fields Beast writes into the upgrade request itself.
+// Fields Beast writes into the upgrade request itself, and the client's WebSocket fields: the
+// gateway negotiates its own socket with the provider (no subprotocol, no extension).
 bool set_by_websocket(beast::string_view name) {
-  for (const char* own :
-       {"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-        "sec-websocket-extensions", "content-length", "transfer-encoding"}) {
+  constexpr beast::string_view kWebSocketFields = "sec-websocket-";
+  if (name.size() >= kWebSocketFields.size() &&
+      beast::iequals(name.substr(0, kWebSocketFields.size()), kWebSocketFields)) {
+    return true;
+  }
+  for (const char* own : {"host", "upgrade", "connection", "content-length", "transfer-encoding"}) {
     if (beast::iequals(name, own)) return true;
   }
   return false;

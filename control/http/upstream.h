@@ -75,7 +75,7 @@ class UpstreamSocket {
   // The next whole message; false once the socket has closed or failed (see why_closed()).
   virtual asio::awaitable<bool> read(std::string& message, bool& text) = 0;
   virtual asio::awaitable<bool> write(std::string_view message, bool text) = 0;
-  // Sends a close frame and waits for the provider's (bounded by the idle timeout).
+  // Sends a close frame and waits for the provider's, at most the pool's connect_timeout.
   virtual asio::awaitable<void> close(uint16_t code, std::string_view reason) = 0;
   // The provider's close code (0: none received) and why the socket ended, for the request log.
   virtual uint16_t close_code() const = 0;
