@@ -1,5 +1,10 @@
 #include "control/gateway/responses_socket.h"
 
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <simdjson.h>
 #include <nlohmann/json.hpp>
 
 #include "control/metering/json_parse.h"
@@ -8,24 +13,32 @@ namespace airlock::control::gateway {
 
 using nlohmann::json;
 
+// Every event of a turn passes here on its way to the client; only its envelope is needed, so
+// simdjson's DOM is read directly instead of building the nlohmann tree the usage meter builds.
 SocketEvent read_socket_event(std::string_view message) {
+  thread_local simdjson::dom::parser parser;
+  // simdjson reads up to SIMDJSON_PADDING bytes past the text; a string's buffer does not
+  // promise them.
+  thread_local std::vector<char> padded;
+  padded.resize(message.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(padded.data(), message.data(), message.size());
   SocketEvent out;
-  const json parsed = parse_json(message);
-  if (!parsed.is_object()) return out;
+  simdjson::dom::object object;
+  if (parser.parse(padded.data(), message.size(), false).get(object) != simdjson::SUCCESS) {
+    return out;
+  }
   out.valid = true;
-  if (const auto it = parsed.find("type"); it != parsed.end() && it->is_string()) {
-    out.type = it->get<std::string>();
-  }
+  std::string_view type;
+  if (object["type"].get(type) == simdjson::SUCCESS) out.type = type;
   if (out.type != "error") return out;
-  if (const auto it = parsed.find("status"); it != parsed.end() && it->is_number_integer()) {
-    out.status = it->get<int>();
-  }
+  int64_t status = 0;
+  if (object["status"].get(status) == simdjson::SUCCESS) out.status = static_cast<int>(status);
   // OpenAI's socket nests the error; its SSE stream has the fields at the top.
-  const auto nested = parsed.find("error");
-  const json& error = nested != parsed.end() && nested->is_object() ? *nested : parsed;
-  if (const auto it = error.find("message"); it != error.end() && it->is_string()) {
-    out.error_message = it->get<std::string>();
-  }
+  simdjson::dom::object error = object;
+  simdjson::dom::object nested;
+  if (object["error"].get(nested) == simdjson::SUCCESS) error = nested;
+  std::string_view text;
+  if (error["message"].get(text) == simdjson::SUCCESS) out.error_message = text;
   return out;
 }
 
