@@ -9,7 +9,8 @@
 #
 # Latency mode: interleaved rounds (each round runs every path once, in a rotating order, so a
 # slow patch of the shared machine hits all paths alike) of open-loop load with a small
-# non-streamed chat completion; prints a markdown table of the medians over rounds of p50 and
+# non-streamed chat completion (with --stream, the same request streamed, as agents send it; a
+# request's latency is then until its last event); prints a markdown table of the medians over rounds of p50 and
 # p99, the latency each proxy ADDS over direct (the per-round difference, then its median), and
 # each proxy's added latency as a multiple of nginx's.
 #
@@ -40,7 +41,7 @@
 #
 # Usage: bench/gateway_latency.sh [--build DIR] [--mode latency|memory|both] [--rounds N]
 #          [--seconds S] [--rate R] [--connections C] [--streams N] [--nginx-workers N]
-#          [--gateway-cmd CMD] [--gateway-header 'K: V']... [--no-gateway] [--no-portkey]
+#          [--stream] [--gateway-cmd CMD] [--gateway-header 'K: V']... [--no-gateway] [--no-portkey]
 #        bench/gateway_latency.sh [--build DIR] [--streams N] --memory-of URL PID
 set -euo pipefail
 
@@ -56,6 +57,7 @@ nginx_workers=1
 gateway_cmd=""
 no_gateway=0
 no_portkey=0
+stream=0
 portkey_dir="${PORTKEY_DIR:-$repo/bench/.cache/portkey}"
 gateway_headers=()
 memory_of_url=""
@@ -85,6 +87,7 @@ while (($#)); do
     --gateway-header) gateway_headers+=(--header "$2"); shift 2 ;;
     --no-gateway) no_gateway=1; shift ;;
     --no-portkey) no_portkey=1; shift ;;
+    --stream) stream=1; shift ;;
     --memory-of) memory_of_url="$2"; memory_of_pid="$3"; shift 3 ;;
     -h | --help) usage ;;
     *) echo "gateway_latency: unknown option $1" >&2; usage ;;
@@ -98,6 +101,11 @@ sim="$build/control/sim/airlock-sim-upstream"
 command -v python3 >/dev/null || die "python3 not found; run scripts/install-deps"
 
 chat_body='{"model":"gpt-5.5","messages":[{"role":"user","content":"Say hello in five words."}],"max_completion_tokens":16}'
+request_kind="non-streamed chat completion"
+if ((stream)); then
+  chat_body='{"model":"gpt-5.5","stream":true,"messages":[{"role":"user","content":"Say hello in five words."}],"max_completion_tokens":16}'
+  request_kind="streamed chat completion"
+fi
 stall_body='{"model":"sim-stall","stream":true,"messages":[{"role":"user","content":"hold this stream open"}]}'
 chat_path=/v1/chat/completions
 
@@ -295,7 +303,9 @@ start_portkey() {
     return 1
   fi
 }
-if ((!no_portkey)) && ! start_portkey; then
+if ((stream)) && ((!no_portkey)); then
+  echo "gateway_latency: skipping portkey: it answers a streamed chat request with a 500" >&2
+elif ((!no_portkey)) && ! start_portkey; then
   echo "gateway_latency: skipping portkey: $skip_portkey" >&2
 fi
 
@@ -379,9 +389,9 @@ if [[ "$mode" != memory ]]; then
       echo "round $((round + 1))/$rounds $p: $line" >&2
     done
   done
-  python3 - "$results" "$rounds" "$seconds" "$rate" "$connections" <<'EOF'
+  python3 - "$results" "$rounds" "$seconds" "$rate" "$connections" "$request_kind" <<'EOF'
 import json, statistics, sys
-path, rounds, seconds, rate, connections = sys.argv[1:]
+path, rounds, seconds, rate, connections, request_kind = sys.argv[1:]
 runs = [json.loads(line) for line in open(path)]
 by = {}
 for run in runs:
@@ -402,7 +412,7 @@ def vs_nginx(name, key):
     return f"{added(name, key) / n:.2f}" if n > 0 else "n/a"
 
 print(f"## Latency: {rounds} interleaved rounds x {seconds} s at {rate} req/s, "
-      f"{connections} connections, non-streamed chat completion")
+      f"{connections} connections, {request_kind}")
 print()
 print("| path | p50 (µs) | p99 (µs) | added p50 (µs) | added p99 (µs) | added p50 / nginx's "
       "| added p99 / nginx's | requests | errors |")

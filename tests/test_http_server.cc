@@ -84,6 +84,13 @@ class Client {
     }
   }
 
+  // Bytes that have arrived and are not read yet, without waiting.
+  size_t arrived() {
+    char buffer[4096];
+    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, MSG_PEEK | MSG_DONTWAIT);
+    return pending_.size() + (n > 0 ? static_cast<size_t>(n) : 0);
+  }
+
   // True once the server has closed the connection (unread data is discarded).
   bool closed_by_peer() {
     for (;;) {
@@ -339,6 +346,42 @@ TEST_F(ServerTest, StreamedChunksReachClientBeforeTheNextIsWritten) {
   ASSERT_TRUE(response);
   EXPECT_TRUE(response->chunked());
   EXPECT_EQ(response->body(), "data: first\n\ndata: second\n\ndata: third\n\n");
+}
+
+TEST_F(ServerTest, HeaderHeldForItsBodyGoesOutWithItAndTheEnd) {
+  std::promise<void> started;
+  Signal proceed;
+  start({},
+        [&](Request& request, BodyStatus, const ClientInfo&,
+            ResponseWriter& writer) -> asio::awaitable<void> {
+          ResponseHeader header;
+          header.result(bhttp::status::ok);
+          header.set(bhttp::field::content_type, "text/event-stream");
+          co_await writer.start(std::move(header), /*body_follows=*/true);
+          if (request.target() == "/whole") {
+            co_await writer.finish_with("data: whole\n\n");
+            co_return;
+          }
+          started.set_value();
+          co_await proceed.wait();
+          co_await writer.chunk("data: first\n\n");
+          co_await writer.finish_with("data: last\n\n");
+        });
+  Client client(server_->port());
+  ASSERT_TRUE(client.send("GET /pieces HTTP/1.1\r\nHost: x\r\n\r\n"));
+  started.get_future().wait();
+  // start() has returned: a header written then would already be in the client's socket.
+  EXPECT_EQ(client.arrived(), 0u);
+  proceed.set();
+  auto response = client.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_TRUE(response->chunked());
+  EXPECT_EQ(response->body(), "data: first\n\ndata: last\n\n");
+  // finish_with() ended the chunked body properly, so the connection goes on.
+  ASSERT_TRUE(client.send("GET /whole HTTP/1.1\r\nHost: x\r\n\r\n"));
+  response = client.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body(), "data: whole\n\n");
 }
 
 TEST_F(ServerTest, LengthDelimitedStreamedResponseIsWholeAndKeepsConnection) {

@@ -16,6 +16,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
@@ -38,6 +39,8 @@ struct Fetched {
   UpstreamResult result;
   unsigned status = 0;
   std::vector<std::string> pieces;
+  bool body_at_hand = false;
+  std::vector<bool> last;  // on_body's `last`, piece by piece
   std::string body() const {
     std::string all;
     for (const auto& piece : pieces) all += piece;
@@ -117,12 +120,16 @@ class UpstreamTest : public ::testing::Test {
         [&pool, url, request, fetched, on_piece]() -> asio::awaitable<void> {
           // Named, not temporaries in the co_await expression: GCC 12 destroys such closures
           // twice.
-          OnHeaders on_headers = [fetched](const ResponseHeader& header) -> asio::awaitable<bool> {
+          OnHeaders on_headers = [fetched](const ResponseHeader& header,
+                                           bool body_at_hand) -> asio::awaitable<bool> {
             fetched->status = header.result_int();
+            fetched->body_at_hand = body_at_hand;
             co_return true;
           };
-          OnBody on_body = [fetched, on_piece](std::string_view data) -> asio::awaitable<bool> {
+          OnBody on_body = [fetched, on_piece](std::string_view data,
+                                               bool last) -> asio::awaitable<bool> {
             fetched->pieces.emplace_back(data);
+            fetched->last.push_back(last);
             co_return !on_piece || on_piece(data);
           };
           fetched->result =
@@ -213,6 +220,50 @@ TEST_F(UpstreamTest, StreamedBodyArrivesPieceByPiece) {
   EXPECT_EQ(fetched.result.error, Error::kNone) << fetched.result.message;
   EXPECT_EQ(fetched.body(), "onetwo");
   EXPECT_GE(fetched.pieces.size(), 2u);
+}
+
+TEST_F(UpstreamTest, ChunksThatArriveTogetherAreHandedOnAsOnePiece) {
+  // A provider's burst of events: header and several chunks in one segment.
+  start_server(
+      [](Request&, BodyStatus, const ClientInfo&, ResponseWriter& writer) -> asio::awaitable<void> {
+        std::optional<TakenConnection> connection = writer.take_connection();
+        if (!connection) co_return;
+        static constexpr std::string_view kResponse =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+            "9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n9\r\ndata: c\n\n\r\n0\r\n\r\n";
+        boost::system::error_code ec;
+        co_await asio::async_write(*connection->stream, asio::buffer(kResponse),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      });
+  auto pool = make_pool();
+  Fetched fetched = fetch(*pool, server_url(), make_request(bhttp::verb::get, "/"));
+  EXPECT_EQ(fetched.result.error, Error::kNone) << fetched.result.message;
+  EXPECT_TRUE(fetched.body_at_hand);
+  EXPECT_EQ(fetched.pieces, std::vector<std::string>{"data: a\n\ndata: b\n\ndata: c\n\n"});
+  EXPECT_EQ(fetched.last, std::vector<bool>{true});
+}
+
+TEST_F(UpstreamTest, OnlyThePieceThatEndsTheBodyIsLast) {
+  Signal got_one;
+  start_server([&](Request&, BodyStatus, const ClientInfo&,
+                   ResponseWriter& writer) -> asio::awaitable<void> {
+    ResponseHeader header;
+    header.result(bhttp::status::ok);
+    co_await writer.start(std::move(header));
+    co_await writer.chunk("one");
+    co_await got_one.wait();
+    co_await writer.finish_with("two");
+  });
+  auto pool = make_pool();
+  Fetched fetched =
+      fetch(*pool, server_url(), make_request(bhttp::verb::get, "/"), [&](std::string_view) {
+        got_one.set();
+        return true;
+      });
+  EXPECT_EQ(fetched.result.error, Error::kNone) << fetched.result.message;
+  EXPECT_EQ(fetched.pieces, (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(fetched.last, (std::vector<bool>{false, true}));
 }
 
 TEST_F(UpstreamTest, HeadResponseHasNoBody) {

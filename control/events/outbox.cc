@@ -586,12 +586,12 @@ class OutboxImpl final : public Outbox {
 
     auto status = std::make_shared<unsigned>(0);
     auto reply = std::make_shared<std::string>();
-    http::OnHeaders on_headers =
-        [status](const http::ResponseHeader& header) -> asio::awaitable<bool> {
+    http::OnHeaders on_headers = [status](const http::ResponseHeader& header,
+                                          bool) -> asio::awaitable<bool> {
       *status = header.result_int();
       co_return true;
     };
-    http::OnBody on_body = [reply](std::string_view data) -> asio::awaitable<bool> {
+    http::OnBody on_body = [reply](std::string_view data, bool) -> asio::awaitable<bool> {
       if (reply->size() + data.size() > kMaxReplyBytes) co_return false;
       reply->append(data);
       co_return true;

@@ -75,11 +75,12 @@ asio::awaitable<std::optional<std::shared_ptr<HookCall>>> send_with_deadline(
   request.set(bhttp::field::user_agent, "airlock-hooks");
   if (!request_id.empty()) request.set("airlock-request-id", request_id);
   request.body() = std::move(payload);
-  http::OnHeaders on_headers = [call](const http::ResponseHeader& header) -> asio::awaitable<bool> {
+  http::OnHeaders on_headers = [call](const http::ResponseHeader& header,
+                                      bool) -> asio::awaitable<bool> {
     call->status = header.result_int();
     co_return !call->abandoned;
   };
-  http::OnBody on_body = [call](std::string_view data) -> asio::awaitable<bool> {
+  http::OnBody on_body = [call](std::string_view data, bool) -> asio::awaitable<bool> {
     if (call->abandoned) co_return false;
     if (call->reply.size() + data.size() > kMaxReplyBytes) {
       call->too_large = true;

@@ -676,42 +676,50 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   // that body is let through.
   std::optional<http::ResponseHeader> client_header;
 
-  const auto start = [&]() -> asio::awaitable<bool> {
+  // The provider's piece that ends its body, held so that it goes out with the response's end.
+  std::string tail;
+
+  // `body_follows`: bytes are at hand, so the header goes out with them in one write.
+  const auto start = [&](bool body_follows) -> asio::awaitable<bool> {
     http::ResponseHeader header = std::move(*client_header);
     client_header.reset();
-    if (!co_await writer_.start(std::move(header))) {
+    if (!co_await writer_.start(std::move(header), body_follows)) {
       client_gone = true;
       co_return false;
     }
     guard_.first_byte();
     co_return true;
   };
-  const auto send = [&](std::string_view bytes) -> asio::awaitable<bool> {
-    if (bytes.empty()) co_return true;
+  // `end`: these are the last bytes, and the response ends with them.
+  const auto send = [&](std::string_view bytes, bool end) -> asio::awaitable<bool> {
+    if (bytes.empty() && !end) co_return true;
     if (client_header) {
-      if (!co_await start()) co_return false;
+      if (!co_await start(true)) co_return false;
     }
     if (log_bodies && response_copy.size() < log_cap) {
       response_copy.append(bytes.substr(0, log_cap - response_copy.size()));
     }
-    if (!co_await writer_.chunk(bytes)) {
-      client_gone = true;
-      co_return false;
+    bool sent = false;
+    if (end) {
+      sent = co_await writer_.finish_with(bytes);
+    } else {
+      sent = co_await writer_.chunk(bytes);
     }
-    co_return true;
+    if (!sent) client_gone = true;
+    co_return sent;
   };
-  const auto pass = [&](std::string_view bytes, bool last) -> asio::awaitable<bool> {
-    if (!hold) co_return co_await send(bytes);
+  const auto pass = [&](std::string_view bytes, bool last, bool end) -> asio::awaitable<bool> {
+    if (!hold) co_return co_await send(bytes, end);
     held.append(bytes);
     if (!last && held.size() <= kMaxHeldErrorBody) co_return true;
     hold = false;
     const std::string clean = redact(held, secrets_);
     held.clear();
-    co_return co_await send(clean);
+    co_return co_await send(clean, end);
   };
 
-  const http::OnHeaders on_headers =
-      [&](const http::ResponseHeader& header) -> asio::awaitable<bool> {
+  const http::OnHeaders on_headers = [&](const http::ResponseHeader& header,
+                                         bool body_at_hand) -> asio::awaitable<bool> {
     record_.status = static_cast<int>(header.result_int());
     const bool sse = istarts_with(sv(header[bhttp::field::content_type]), "text/event-stream");
     hold = record_.status / 100 != 2;
@@ -725,18 +733,22 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
     prepare_client_header(*client_header, (strip_usage && sse) || hold);
     client_header->set("x-airlock-request-id", record_.id);
     if (relay_options.hold_body) co_return true;
-    co_return co_await start();
+    co_return co_await start(body_at_hand);
   };
-  const http::OnBody on_body = [&](std::string_view data) -> asio::awaitable<bool> {
+  const http::OnBody on_body = [&](std::string_view data, bool last) -> asio::awaitable<bool> {
     to_client.clear();
     relay->feed(data, to_client);
-    if (!co_await pass(to_client, false)) co_return false;
+    if (last && !relay->cut()) {
+      tail = std::move(to_client);
+      co_return true;
+    }
+    if (!co_await pass(to_client, false, false)) co_return false;
     if (!relay->cut()) co_return true;
     // The event that completed the match was held back; the client gets the provider-style
     // error in its place and the upstream request is cancelled.
     const std::string event =
         error_event(format_, GatewayError::kGuardrailCut, cut_reason_.value_or("guardrail"));
-    co_await send(event);
+    co_await send(event, false);
     co_return false;
   };
 
@@ -755,7 +767,7 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
     co_return co_await refuse(error, redact(message, secrets_));
   }
 
-  to_client.clear();
+  to_client = std::move(tail);
   relay->finish(to_client);
   // Still unsent, the header belongs to a body held whole (see RelayOptions::hold_body).
   const bool held_whole = client_header.has_value();
@@ -765,15 +777,12 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   const bool replaced =
       held_whole && (cut_reason_ || result.error != http::UpstreamResult::Error::kNone);
   if (replaced) replace_held_body(provider, result, *client_header, to_client);
-  // A held body may be empty.
-  if (client_header) co_await start();
-  if (!client_gone) co_await pass(to_client, true);
   // A transport failure after the header leaves the response unfinished: the server then
   // closes the connection without the final chunk, so the client sees a truncated body.
-  if ((result.error == http::UpstreamResult::Error::kNone || cut_reason_ || replaced) &&
-      !client_gone) {
-    if (!co_await writer_.finish()) client_gone = true;
-  }
+  const bool ends = result.error == http::UpstreamResult::Error::kNone || cut_reason_ || replaced;
+  // A held body may be empty.
+  if (client_header) co_await start(true);
+  if (!client_gone) co_await pass(to_client, true, ends);
   if (log_bodies) record_.response_body = loggable(response_copy);
   finish_record(provider, *relay, result, client_gone);
 }

@@ -66,9 +66,10 @@ class TurnWriter final : public http::ResponseWriter {
  public:
   explicit TurnWriter(SocketSession& session) : session_(session) {}
   asio::awaitable<bool> write(http::Response response) override;
-  asio::awaitable<bool> start(http::ResponseHeader) override { co_return false; }
+  asio::awaitable<bool> start(http::ResponseHeader, bool) override { co_return false; }
   asio::awaitable<bool> chunk(std::string_view) override { co_return false; }
   asio::awaitable<bool> finish() override { co_return false; }
+  asio::awaitable<bool> finish_with(std::string_view) override { co_return false; }
   bool started() const override { return started_; }
   bool client_gone() const override { return gone_; }
   std::optional<http::TakenConnection> take_connection() override { return std::nullopt; }

@@ -1,5 +1,6 @@
 #include "control/http/server.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -38,7 +39,7 @@ constexpr std::chrono::milliseconds kLingerTime{2'000};
 constexpr size_t kLingerBytes = 1u << 20;
 // Pause after an accept error such as EMFILE, so the loop does not spin while it persists.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
-constexpr size_t kFirstReadBytes = 8 * 1024;
+constexpr size_t kFirstReadBytes = size_t{8} * 1024;
 
 void log_line(const char* format, ...) __attribute__((format(printf, 1, 2)));
 void log_line(const char* format, ...) {
@@ -82,7 +83,7 @@ struct Connection {
 struct State {
   State(asio::io_context& io_context, ServerOptions server_options, Handler request_handler)
       : io(io_context),
-        options(server_options),
+        options(std::move(server_options)),
         handler(std::move(request_handler)),
         acceptor(asio::make_strand(io_context)) {}
 
@@ -151,7 +152,7 @@ class ConnectionWriter final : public ResponseWriter {
     co_return ok(ec);
   }
 
-  asio::awaitable<bool> start(ResponseHeader header) override {
+  asio::awaitable<bool> start(ResponseHeader header, bool body_follows) override {
     if (started_ || gone_) co_return false;
     started_ = true;
     http::response<http::empty_body> message{std::move(header)};
@@ -186,10 +187,14 @@ class ConnectionWriter final : public ResponseWriter {
     keep_alive_ = keep_alive;
     http::response_serializer<http::empty_body> serializer{message};
     error_code ec;
-    if (mode_ == Mode::kLength && remaining_ != 0) {
-      // The body follows at once: holding the header until the first piece sends both in one
-      // write, so the client wakes once instead of twice for a small response.
-      while (!serializer.is_done() && !ec) {
+    // Every write wakes the client (and, on loopback, preempts this thread): a header whose body
+    // is at hand goes out with it. A known length means the body follows at once.
+    const bool hold = mode_ != Mode::kNoBody && (body_follows || mode_ == Mode::kLength);
+    if (hold && !(mode_ == Mode::kLength && remaining_ == 0)) {
+      // The header only: for an empty_body in chunked mode the serializer would go on to the
+      // terminator.
+      serializer.split(true);
+      while (!serializer.is_header_done() && !ec) {
         serializer.next(ec, [&](error_code&, const auto& buffers) {
           pending_header_ += beast::buffers_to_string(buffers);
           serializer.consume(beast::buffer_bytes(buffers));
@@ -216,50 +221,24 @@ class ConnectionWriter final : public ResponseWriter {
     if (!started_ || complete_ || gone_) co_return false;
     // An empty chunk would be the chunked terminator.
     if (data.empty() || mode_ == Mode::kNoBody) co_return true;
-    error_code ec;
-    stream_.expires_after(options_.write_timeout);
-    switch (mode_) {
-      case Mode::kChunked:
-        co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)), with(ec));
-        break;
-      case Mode::kLength:
-        if (data.size() > remaining_) {
-          log_line("handler wrote more than its Content-Length");
-          keep_alive_ = false;
-          co_return false;
-        }
-        remaining_ -= data.size();
-        if (!pending_header_.empty()) {
-          const std::array<asio::const_buffer, 2> buffers{asio::buffer(pending_header_),
-                                                          asio::buffer(data)};
-          co_await asio::async_write(stream_, buffers, with(ec));
-          pending_header_.clear();
-          break;
-        }
-        co_await asio::async_write(stream_, asio::buffer(data), with(ec));
-        break;
-      case Mode::kUntilClose:
-      case Mode::kNoBody:
-        co_await asio::async_write(stream_, asio::buffer(data), with(ec));
-        break;
-    }
-    co_return ok(ec);
+    co_return co_await write_body(data, false);
   }
 
-  asio::awaitable<bool> finish() override {
+  asio::awaitable<bool> finish() override { co_return co_await finish_with({}); }
+
+  asio::awaitable<bool> finish_with(std::string_view data) override {
     if (!started_ || gone_) co_return false;
-    if (complete_) co_return true;
-    complete_ = true;
-    if (mode_ == Mode::kLength && remaining_ != 0) {
+    if (complete_) co_return data.empty();
+    if (mode_ == Mode::kNoBody) data = {};
+    if (mode_ == Mode::kLength && remaining_ > data.size()) {
       log_line("handler finished short of its Content-Length");
       keep_alive_ = false;
+      complete_ = true;
       co_return false;
     }
-    if (mode_ != Mode::kChunked) co_return true;
-    error_code ec;
-    stream_.expires_after(options_.write_timeout);
-    co_await asio::async_write(stream_, http::make_chunk_last(), with(ec));
-    co_return ok(ec);
+    const bool ok = co_await write_body(data, true);
+    complete_ = true;
+    co_return ok;
   }
 
   bool started() const override { return started_; }
@@ -284,6 +263,42 @@ class ConnectionWriter final : public ResponseWriter {
   bool ok(const error_code& ec) {
     if (ec) gone_ = true;
     return !ec;
+  }
+
+  // One gather write of a held header, a piece of body in its framing and, with `last`, the
+  // chunked terminator.
+  asio::awaitable<bool> write_body(std::string_view data, bool last) {
+    if (mode_ == Mode::kLength) {
+      if (data.size() > remaining_) {
+        log_line("handler wrote more than its Content-Length");
+        keep_alive_ = false;
+        co_return false;
+      }
+      remaining_ -= data.size();
+    }
+    static constexpr std::string_view kCrlf = "\r\n";
+    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+    std::array<char, 20> size_line{};
+    std::array<asio::const_buffer, 5> buffers;
+    size_t count = 0;
+    if (!pending_header_.empty()) buffers[count++] = asio::buffer(pending_header_);
+    if (!data.empty() && mode_ == Mode::kChunked) {
+      char* end = std::to_chars(size_line.data(), size_line.data() + 16, data.size(), 16).ptr;
+      end = std::copy(kCrlf.begin(), kCrlf.end(), end);
+      buffers[count++] = asio::buffer(size_line.data(), end - size_line.data());
+      buffers[count++] = asio::buffer(data);
+      buffers[count++] = asio::buffer(kCrlf);
+    } else if (!data.empty()) {
+      buffers[count++] = asio::buffer(data);
+    }
+    if (last && mode_ == Mode::kChunked) buffers[count++] = asio::buffer(kLastChunk);
+    if (count == 0) co_return true;
+    error_code ec;
+    stream_.expires_after(options_.write_timeout);
+    // The slots left empty write nothing.
+    co_await asio::async_write(stream_, buffers, with(ec));
+    pending_header_.clear();
+    co_return ok(ec);
   }
 
   beast::tcp_stream& stream_;
@@ -435,7 +450,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, std::shared_ptr<Connec
   stream.close();
 }
 
-void log_exception(std::exception_ptr error) {
+void log_exception(const std::exception_ptr& error) {
   if (!error) return;
   try {
     std::rethrow_exception(error);
@@ -513,7 +528,7 @@ class ServerImpl final : public Server {
 
 std::unique_ptr<Server> Server::listen(asio::io_context& io, const tcp::endpoint& endpoint,
                                        ServerOptions options, Handler handler, std::string* error) {
-  auto state = std::make_shared<State>(io, options, std::move(handler));
+  auto state = std::make_shared<State>(io, std::move(options), std::move(handler));
   auto fail = [&](const char* what, const error_code& ec) -> std::unique_ptr<Server> {
     if (error)
       *error = std::string(what) + " " + endpoint.address().to_string() + ":" +

@@ -76,9 +76,15 @@ class ResponseWriter {
   virtual ~ResponseWriter() = default;
   virtual asio::awaitable<bool> write(Response response) = 0;
   // Sends the header. Without Content-Length the body is sent with chunked transfer encoding.
-  virtual asio::awaitable<bool> start(ResponseHeader header) = 0;
+  // With `body_follows` the header is held to go out in one write with the next chunk() or
+  // finish_with(), for a caller that already has body bytes at hand (a response with a
+  // Content-Length is always held so).
+  virtual asio::awaitable<bool> start(ResponseHeader header, bool body_follows) = 0;
+  asio::awaitable<bool> start(ResponseHeader header) { return start(std::move(header), false); }
   virtual asio::awaitable<bool> chunk(std::string_view data) = 0;
   virtual asio::awaitable<bool> finish() = 0;
+  // The last piece of the body and the end of the response, in one write.
+  virtual asio::awaitable<bool> finish_with(std::string_view data) = 0;
   virtual bool started() const = 0;
   virtual bool client_gone() const = 0;
   // Lends the connection to the handler for another protocol after an upgrade request: until the

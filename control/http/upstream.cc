@@ -40,8 +40,8 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 // Providers put little in their headers, but a proxy in between may add cookies and traces.
 constexpr uint32_t kMaxResponseHeader = 256 * 1024;
 // One body read hands at most this much to on_body.
-constexpr size_t kPieceSize = 16 * 1024;
-constexpr size_t kFirstReadBytes = 8 * 1024;
+constexpr size_t kPieceSize = size_t{16} * 1024;
+constexpr size_t kFirstReadBytes = size_t{8} * 1024;
 
 auto with(error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
@@ -225,6 +225,23 @@ bool is_close(const error_code& ec) {
          ec == asio::error::broken_pipe || ec == ssl::error::stream_truncated;
 }
 
+// Parses the body bytes already read into what is left of the parser's body buffer. Beast's
+// read stops after each chunk, and Beast's eager parsing would wait for the next chunk header.
+// A provider sends a burst of events in one segment but one chunk per event, and every piece
+// handed on becomes a client write.
+error_code parse_buffered(http::response_parser<http::buffer_body>& parser,
+                          beast::flat_buffer& buffer) {
+  while (!parser.is_done() && parser.get().body().size != 0 && buffer.size() != 0) {
+    error_code ec;
+    const size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == http::error::need_more || ec == http::error::need_buffer) return {};
+    if (ec) return ec;
+    if (used == 0) return {};
+  }
+  return {};
+}
+
 template <class Stream>
 asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
                                   const OnHeaders& on_headers, const OnBody& on_body,
@@ -281,7 +298,7 @@ asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
   }
   result.headers_received = true;
   // co_await is kept out of compound conditions: GCC 12 miscompiles their temporaries.
-  const bool wanted = co_await on_headers(parser->get().base());
+  const bool wanted = co_await on_headers(parser->get().base(), buffer.size() != 0);
   if (!wanted) {
     result.error = Error::kCancelled;
     result.message = "cancelled after the response header";
@@ -294,6 +311,7 @@ asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
     parser->get().body().size = piece.size();
     tcp_stream.expires_after(options.idle_timeout);
     co_await http::async_read_some(stream, buffer, *parser, with(ec));
+    if (!ec) ec = parse_buffered(*parser, buffer);
     if (ec == http::error::need_buffer) ec = {};
     if (ec == beast::error::timeout) {
       result.error = Error::kIdleTimeout;
@@ -308,7 +326,7 @@ asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
     const size_t n = piece.size() - parser->get().body().size;
     if (n == 0) continue;
     const std::string_view data(piece.data(), n);
-    const bool more = co_await on_body(data);
+    const bool more = co_await on_body(data, parser->is_done());
     if (!more) {
       result.error = Error::kCancelled;
       result.message = "cancelled during the response body";

@@ -61,9 +61,13 @@ struct UpstreamResult {
 std::string_view upstream_error_name(UpstreamResult::Error error);
 
 // Called once with the response header; returning false cancels (the connection is closed).
-using OnHeaders = std::function<asio::awaitable<bool>(const ResponseHeader& header)>;
-// Called for each piece of the (de-chunked) body as it arrives; returning false cancels.
-using OnBody = std::function<asio::awaitable<bool>(std::string_view data)>;
+// `body_at_hand`: body bytes came with the header and reach on_body without another wait, so a
+// relay can send its header together with them.
+using OnHeaders =
+    std::function<asio::awaitable<bool>(const ResponseHeader& header, bool body_at_hand)>;
+// Called for each piece of the (de-chunked) body as it arrives, with `last` on the piece that
+// completes a body of known end (length or chunked); returning false cancels.
+using OnBody = std::function<asio::awaitable<bool>(std::string_view data, bool last)>;
 
 // A WebSocket to a provider (the Responses API's WebSocket mode): its own connection, never
 // pooled. One read and one write may be in flight at once, on the executor of the coroutine that
