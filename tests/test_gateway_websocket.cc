@@ -405,16 +405,19 @@ TEST_F(GatewayWebSocketTest, GuardrailsCheckEveryTurn) {
   }
 }
 
+// Cuts any tool call that runs curl.
+policy::GuardrailSpec cutting_guardrail() {
+  policy::GuardrailSpec cut;
+  cut.name = "no-curl";
+  cut.patterns = {{"curl", "curl ", true, false, 0}};
+  cut.response = policy::ResponseAction::kCut;
+  return cut;
+}
+
 // A guardrail that cuts needs the HTTP API, where events can be held back: the upgrade gets the
 // 426 on which Codex falls back to HTTP at once.
 TEST_F(GatewayWebSocketTest, CuttingGuardrailSendsThePeerToHttp) {
-  start("", [](policy::Document& document) {
-    policy::GuardrailSpec cut;
-    cut.name = "no-curl";
-    cut.patterns = {{"curl", "curl ", true, false, 0}};
-    cut.response = policy::ResponseAction::kCut;
-    document.guardrails = {cut};
-  });
+  start("", [](policy::Document& document) { document.guardrails = {cutting_guardrail()}; });
   const testing::Reply reply = testing::call(port(), bhttp::verb::get, "/v1/responses", "",
                                              {{"Connection", "Upgrade"},
                                               {"Upgrade", "websocket"},
@@ -493,11 +496,7 @@ TEST_F(GatewayWebSocketTest, APolicyThatNowCutsEndsTheSocket) {
   EXPECT_EQ(client.turn().back()["type"], "response.completed");
 
   auto document = std::make_shared<policy::Document>(*document_);
-  policy::GuardrailSpec cut;
-  cut.name = "no-curl";
-  cut.patterns = {{"curl", "curl ", true, false, 0}};
-  cut.response = policy::ResponseAction::kCut;
-  document->guardrails = {cut};
+  document->guardrails = {cutting_guardrail()};
   std::string error;
   auto state = make_gateway_state(document, PriceTable::builtin(), &error);
   ASSERT_TRUE(state) << error;

@@ -811,17 +811,9 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
   record_.tool_calls = relay.tool_calls();
   // Counting tokens is free and its answer is not usage.
   const Usage usage = counts_tokens(route_.kind) ? Usage{} : relay.usage();
-  record_.input_tokens = usage.input;
-  record_.output_tokens = usage.output;
-  record_.cache_read_tokens = usage.cache_read;
-  record_.cache_write_tokens = usage.cache_write;
-  record_.reasoning_tokens = usage.reasoning;
-  record_.usage_complete =
-      counts_tokens(route_.kind) ? transport_ok && success : transport_ok && usage.complete;
-
-  std::optional<Price> price = state_->prices.find(provider.kind, record_.model);
-  if (!price && !usage.model.empty()) price = state_->prices.find(provider.kind, usage.model);
-  record_.cost = price ? std::optional<Picodollars>(cost_of(*price, usage)) : std::nullopt;
+  record_usage(
+      provider, usage,
+      counts_tokens(route_.kind) ? transport_ok && success : transport_ok && usage.complete);
   if (tool_scanner_) {
     for (const guardrails::ToolCallMatch& match : tool_scanner_->close()) {
       record_.guardrail_hits.push_back(
@@ -829,6 +821,19 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
     }
   }
   settle(usage);
+}
+
+void Exchange::record_usage(const policy::ProviderSpec& provider, const Usage& usage,
+                            bool complete) {
+  record_.input_tokens = usage.input;
+  record_.output_tokens = usage.output;
+  record_.cache_read_tokens = usage.cache_read;
+  record_.cache_write_tokens = usage.cache_write;
+  record_.reasoning_tokens = usage.reasoning;
+  record_.usage_complete = complete;
+  std::optional<Price> price = state_->prices.find(provider.kind, record_.model);
+  if (!price && !usage.model.empty()) price = state_->prices.find(provider.kind, usage.model);
+  record_.cost = price ? std::optional<Picodollars>(cost_of(*price, usage)) : std::nullopt;
 }
 
 }  // namespace airlock::control::gateway

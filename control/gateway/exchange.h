@@ -186,6 +186,8 @@ class Exchange {
   void replace_held_body(const policy::ProviderSpec& provider, const http::UpstreamResult& result,
                          http::ResponseHeader& header, std::string& body);
   void settle(const Usage& usage);
+  // The metered usage and its cost onto the record; `complete` says the answer ended whole.
+  void record_usage(const policy::ProviderSpec& provider, const Usage& usage, bool complete);
   asio::awaitable<void> respond(int status, std::string body);
   asio::awaitable<void> list_models(const policy::Identity& identity);
   asio::awaitable<void> list_own_budgets(const policy::Identity& identity);

@@ -491,16 +491,9 @@ void Exchange::finish_turn(const policy::ProviderSpec& provider,
   } else if (record_.error.empty() && turn_meter_ && turn_meter_->error()) {
     record_.error = redact(*turn_meter_->error(), secrets_);
   }
-  record_.input_tokens = usage.input;
-  record_.output_tokens = usage.output;
-  record_.cache_read_tokens = usage.cache_read;
-  record_.cache_write_tokens = usage.cache_write;
-  record_.reasoning_tokens = usage.reasoning;
-  record_.usage_complete = !failure && !client_gone && usage.complete;
-  std::optional<Price> price = state_->prices.find(provider.kind, record_.model);
-  if (!price && !usage.model.empty()) price = state_->prices.find(provider.kind, usage.model);
-  record_.cost = price ? std::optional<Picodollars>(cost_of(*price, usage)) : std::nullopt;
+  record_usage(provider, usage, !failure && !client_gone && usage.complete);
   if (document().request_log.bodies) record_.response_body = loggable(turn_copy_);
   settle(usage);
 }
+
 }  // namespace airlock::control::gateway
