@@ -111,11 +111,13 @@ echo "ok: airlock-control exits 0 on SIGTERM${runner:+, valgrind clean}"
 /usr/bin/python3 - "$work/requests.db" <<'PY' || fail "the request log is incomplete"
 import sqlite3, sys
 rows = sqlite3.connect(sys.argv[1]).execute(
-    "SELECT model, status, streamed, usage_complete, user FROM requests ORDER BY time_ms").fetchall()
+    "SELECT model, status, streamed, usage_complete, user, error FROM requests"
+    " ORDER BY time_ms").fetchall()
 assert len(rows) == 3, rows
 *done, cut = rows
 for row in done:
-    assert row[:4] == ("gpt-4o", 200, 0, 1) and row[4] == "alice", row
+    assert row[:4] == ("gpt-4o", 200, 0, 1) and row[4] == "alice" and not row[5], row
 assert cut[0] == "sim-stall" and cut[2] == 1 and cut[3] == 0 and cut[4] == "alice", cut
+assert cut[5] == "the gateway stopped before the request ended", cut
 PY
-echo "ok: every request is in the log, the stream cut by the shutdown marked incomplete"
+echo "ok: every request is in the log, the stream cut by the shutdown marked incomplete and why"

@@ -274,6 +274,7 @@ asio::awaitable<void> Exchange::respond(int status, std::string body) {
   } else {
     record_.client_disconnected = true;
   }
+  guard_.ended();
 }
 
 asio::awaitable<void> Exchange::refuse(GatewayError error, std::string message) {
@@ -821,6 +822,7 @@ void Exchange::finish_record(const policy::ProviderSpec& provider, const Relay& 
     }
   }
   settle(usage);
+  guard_.ended();
 }
 
 void Exchange::record_usage(const policy::ProviderSpec& provider, const Usage& usage,

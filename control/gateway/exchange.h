@@ -98,6 +98,12 @@ class RecordGuard {
   ~RecordGuard() {
     if (discarded_) return;
     try {
+      // Torn down before its answer was given: the control plane destroyed the request with its
+      // io_context at shutdown.
+      if (!ended_ && record.error.empty()) {
+        record.error = "the gateway stopped before the request ended";
+        record.usage_complete = false;
+      }
       record.duration_us = micros_since(start_);
       core_.finished(std::move(record));
     } catch (...) {
@@ -111,6 +117,9 @@ class RecordGuard {
     if (record.ttfb_us < 0) record.ttfb_us = micros_since(start_);
   }
 
+  // The answer has been given (or the client left while it was).
+  void ended() { ended_ = true; }
+
   // A request that became a WebSocket is recorded turn by turn instead.
   void discard() { discarded_ = true; }
 
@@ -120,6 +129,7 @@ class RecordGuard {
   Gateway::Core& core_;
   const Clock::time_point start_;
   bool discarded_ = false;
+  bool ended_ = false;
 };
 
 class SocketSession;

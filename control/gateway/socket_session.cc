@@ -494,6 +494,7 @@ void Exchange::finish_turn(const policy::ProviderSpec& provider,
   record_usage(provider, usage, !failure && !client_gone && usage.complete);
   if (document().request_log.bodies) record_.response_body = loggable(turn_copy_);
   settle(usage);
+  guard_.ended();
 }
 
 }  // namespace airlock::control::gateway
