@@ -346,11 +346,22 @@ class LoopbackGateway {
     gateway_.reset();
   }
 
+  // Stops as the control plane does at shutdown: what is still running is destroyed with its
+  // handlers, not left to finish.
+  void stop_and_drop_requests() {
+    stop();
+    io_.destroy_pending_handlers();
+  }
+
   explicit operator bool() const { return gateway_ != nullptr; }
   Gateway* operator->() const { return gateway_.get(); }
 
  private:
-  asio::io_context io_;
+  struct IoContext : asio::io_context {
+    void destroy_pending_handlers() { shutdown(); }
+  };
+
+  IoContext io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::vector<std::thread> threads_;
   std::unique_ptr<Gateway> gateway_;

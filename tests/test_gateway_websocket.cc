@@ -405,6 +405,21 @@ TEST_F(GatewayWebSocketTest, GuardrailsCheckEveryTurn) {
   }
 }
 
+// The control plane stopping mid-turn: the turn is recorded, and its record says why it is cut.
+TEST_F(GatewayWebSocketTest, ATurnCutByShutdownIsRecordedAsSuch) {
+  start();
+  Client client(port());
+  client.send(create("sim-stall", "Hold on.").dump());
+  EXPECT_EQ(client.read()["type"], "response.created");
+  gateway_.stop_and_drop_requests();
+  const std::vector<RequestRecord> got = records(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].model, "sim-stall");
+  EXPECT_EQ(got[0].status, 200);
+  EXPECT_FALSE(got[0].usage_complete);
+  EXPECT_EQ(got[0].error, "the gateway stopped before the request ended");
+}
+
 // Cuts any tool call that runs curl.
 policy::GuardrailSpec cutting_guardrail() {
   policy::GuardrailSpec cut;
