@@ -167,7 +167,7 @@ struct PriceOverride {
 // "request_log": {"bodies": true, "max_body_bytes": 65536}.
 struct RequestLogSpec {
   bool bodies = false;
-  uint64_t max_body_bytes = 64 * 1024;
+  uint64_t max_body_bytes = uint64_t{64} * 1024;
 };
 
 // "tests": [{"from": "user:alice", "to": "100.80.0.3", "proto": "tcp", "port": 22,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -41,9 +42,15 @@ using tcp = asio::ip::tcp;
 
 // Unique enough for scratch directory names and canary keys.
 inline std::string random_hex(size_t bytes) {
+  std::vector<unsigned char> drawn(bytes);
+  randombytes_buf(drawn.data(), drawn.size());
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  while (out.size() < bytes * 2) out += new_request_id().substr(4);
-  return out.substr(0, bytes * 2);
+  for (unsigned char b : drawn) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
+  return out;
 }
 
 // Header names are case-insensitive; the tests compare them lower-cased.

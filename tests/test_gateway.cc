@@ -733,6 +733,10 @@ TEST(GatewayRequestId, FormatAndUniqueness) {
     ids.insert(id);
   }
   EXPECT_EQ(ids.size(), 1000u);
+  // Ids sort by the time they were drawn, so the request log appends to its key's index.
+  const std::string earlier = new_request_id();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_LT(earlier, new_request_id());
 }
 
 }  // namespace
