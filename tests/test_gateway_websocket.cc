@@ -4,11 +4,16 @@
 // provider reached with the central key only, and one record per turn.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/ioctl.h>
+
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
@@ -79,6 +85,87 @@ class Client {
   asio::io_context io_;
   websocket::stream<tcp::socket> ws_;
 };
+
+// A provider that answers each turn with a burst of events written to its socket at once, as a
+// provider's own writes coalesce on the network: the frames are put together by hand so that the
+// whole burst is one write. `bursts` splits a turn's events into bursts; before each burst after
+// the first the provider waits until `go_on()` is called.
+class BurstProvider {
+ public:
+  explicit BurstProvider(std::vector<std::vector<std::string>> bursts)
+      : bursts_(std::move(bursts)),
+        acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        thread_([this] { serve(); }) {}
+
+  ~BurstProvider() {
+    go_on();
+    thread_.join();
+  }
+
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  void go_on() {
+    std::lock_guard lock(mutex_);
+    ++released_;
+    released_changed_.notify_all();
+  }
+
+  // Bytes the client receives for these events: unmasked server frames, as the gateway writes
+  // them.
+  static std::string frames(const std::vector<std::string>& events) {
+    std::string out;
+    for (const std::string& event : events) {
+      out.push_back(static_cast<char>(0x81));  // FIN, text
+      if (event.size() < 126) {
+        out.push_back(static_cast<char>(event.size()));
+      } else {
+        out.push_back(126);
+        out.push_back(static_cast<char>(event.size() >> 8));
+        out.push_back(static_cast<char>(event.size() & 0xff));
+      }
+      out += event;
+    }
+    return out;
+  }
+
+ private:
+  void serve() {
+    boost::system::error_code ec;
+    tcp::socket socket(io_);
+    acceptor_.accept(socket, ec);
+    if (ec) return;
+    websocket::stream<tcp::socket> ws(std::move(socket));
+    ws.accept(ec);
+    beast::flat_buffer create;
+    if (!ec) ws.read(create, ec);
+    for (std::size_t i = 0; !ec && i < bursts_.size(); ++i) {
+      if (i > 0) {
+        std::unique_lock lock(mutex_);
+        released_changed_.wait(lock, [&] { return released_ >= i; });
+      }
+      asio::write(ws.next_layer(), asio::buffer(frames(bursts_[i])), ec);
+    }
+    beast::flat_buffer rest;
+    while (!ec) ws.read(rest, ec);  // until the gateway closes
+  }
+
+  std::vector<std::vector<std::string>> bursts_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::mutex mutex_;
+  std::condition_variable released_changed_;
+  std::size_t released_ = 0;
+  std::thread thread_;
+};
+
+// Waits until the socket has bytes to read and returns how many it holds then, without taking any.
+std::size_t bytes_on_arrival(tcp::socket& socket) {
+  pollfd readable{socket.native_handle(), POLLIN, 0};
+  if (::poll(&readable, 1, 10000) != 1) return 0;
+  int available = 0;
+  ::ioctl(socket.native_handle(), FIONREAD, &available);
+  return static_cast<std::size_t>(available);
+}
 
 json create(const std::string& model, const std::string& input) {
   return {{"type", "response.create"}, {"model", model}, {"input", input}, {"store", false}};
@@ -228,6 +315,48 @@ TEST_F(GatewayWebSocketTest, TurnsAreRelayedWithTheCentralKeyAndRecordedOneByOne
     EXPECT_EQ(record->request_body.value_or("").find(key_), std::string::npos);
     EXPECT_EQ(record->response_body.value_or("").find(key_), std::string::npos);
   }
+}
+
+// The provider's burst reaches the agent as one burst, not one wake-up per event; and events
+// are not held back for more once the provider has sent all it had.
+TEST_F(GatewayWebSocketTest, AProvidersBurstOfEventsArrivesTogether) {
+  std::vector<std::string> first = {
+      R"({"type":"response.created","response":{"id":"resp_1","status":"in_progress"}})",
+      R"({"type":"response.in_progress","response":{"id":"resp_1","status":"in_progress"}})"};
+  for (int i = 0; i < 10; ++i) {
+    // Past Beast's 1536-byte read size together, so the burst takes the gateway several reads.
+    first.push_back(R"({"type":"response.output_text.delta","item_id":"msg_1","delta":")" +
+                    std::string(200, 'a' + i) + R"("})");
+  }
+  const std::vector<std::string> second = {
+      R"({"type":"response.output_text.done","item_id":"msg_1","text":"done"})",
+      R"({"type":"response.completed","response":{"id":"resp_1","status":"completed",)"
+      R"("usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}})"};
+  BurstProvider provider({first, second});
+  start("", [&](policy::Document& document) {
+    document.providers[0].base_url = "http://127.0.0.1:" + std::to_string(provider.port());
+  });
+  Client client(port());
+  client.send(create("gpt-5.5", "Say hello.").dump());
+
+  tcp::socket& socket = beast::get_lowest_layer(client.ws());
+  EXPECT_EQ(bytes_on_arrival(socket), BurstProvider::frames(first).size());
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(client.read(), json::parse(first[i]));
+  }
+  provider.go_on();
+  EXPECT_EQ(bytes_on_arrival(socket), BurstProvider::frames(second).size());
+  const std::vector<json> rest = client.turn();
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest.back()["type"], "response.completed");
+  client.close();
+
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_EQ(turns[0].status, 200);
+  EXPECT_TRUE(turns[0].usage_complete);
+  EXPECT_EQ(turns[0].input_tokens, 5u);
+  EXPECT_EQ(turns[0].output_tokens, 7u);
 }
 
 TEST_F(GatewayWebSocketTest, RefusedTurnsGetErrorEventsAndTheSocketGoesOn) {

@@ -9,6 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -124,6 +128,7 @@ class SocketSession {
   http::Request turn_request(std::string body) const;
   asio::awaitable<void> lock_writes();
   void unlock_writes();
+  void hold_client_writes(bool hold);
 
   Gateway::Core& core_;
   http::Request& upgrade_;
@@ -132,6 +137,7 @@ class SocketSession {
   asio::steady_timer wake_;  // wakes writers waiting for the socket
   bool writing_ = false;
   bool client_gone_ = false;
+  bool holding_ = false;  // TCP_CORK is set on the client's socket
   std::unique_ptr<http::UpstreamSocket> upstream_;
   std::string upstream_provider_;
   bool upstream_ended_ = false;
@@ -164,6 +170,19 @@ asio::awaitable<void> SocketSession::lock_writes() {
 void SocketSession::unlock_writes() {
   writing_ = false;
   wake_.cancel();
+}
+
+// A provider sends a turn's events in a burst, and Beast writes each message on its own: without
+// the cork every event went out in a segment of its own and woke the client once per event.
+// Corked from the first event read until the provider's socket has nothing more waiting, the
+// burst leaves in as few segments as it fills.
+void SocketSession::hold_client_writes(bool hold) {
+  if (hold == holding_) return;
+  holding_ = hold;
+  const int value = hold ? 1 : 0;
+  // Fails only on a socket already closed, which has nothing left to send.
+  ::setsockopt(ws_.next_layer().socket().native_handle(), IPPROTO_TCP, TCP_CORK, &value,
+               sizeof value);
 }
 
 asio::awaitable<bool> SocketSession::send(std::string_view message, bool text) {
@@ -376,6 +395,7 @@ asio::awaitable<bool> SocketSession::connect(Turn& turn) {
     co_return false;
   }
   upstream_ = std::move(opened.socket);
+  upstream_->on_drained([this] { hold_client_writes(false); });
   upstream_provider_ = provider.name;
   pumping_ = true;
   // No capturing lambda in an expression with a co_await: GCC 12 miscompiles it.
@@ -394,6 +414,7 @@ asio::awaitable<void> SocketSession::pump() {
   } catch (const std::exception& e) {
     failure = std::string("internal error: ") + e.what();
   }
+  hold_client_writes(false);
   // After a failure here the provider's socket stays open until run() closes it: only the client
   // loop writes to it.
   upstream_ended_ = true;
@@ -415,6 +436,7 @@ asio::awaitable<void> SocketSession::relay_events() {
   std::string message;
   bool text = true;
   while (co_await upstream_->read(message, text)) {
+    hold_client_writes(true);
     std::unique_ptr<Turn> done;
     if (text) {
       const SocketEvent event = read_socket_event(message);

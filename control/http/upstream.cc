@@ -1,6 +1,7 @@
 #include "control/http/upstream.h"
 
 #include <array>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -387,12 +388,67 @@ asio::awaitable<UpstreamResult> send_impl(std::shared_ptr<PoolState> state, Url 
 // a message is no event.
 constexpr std::size_t kMaxSocketMessage = std::size_t{64} << 20;
 
+// The stream under a provider WebSocket: tells when Beast is about to wait for bytes. Beast's
+// websocket::stream has no way to ask whether another message is already buffered, and it reads
+// at most 1536 bytes at a time, so a burst of events spans several reads; a read that finds
+// nothing waiting on the socket is the end of the burst.
+template <class Next>
+class DrainSignal {
+ public:
+  using executor_type = typename Next::executor_type;
+  using next_layer_type = Next;
+
+  explicit DrainSignal(Next&& next) : next_(std::move(next)) {}
+
+  executor_type get_executor() { return next_.get_executor(); }
+  Next& next_layer() { return next_; }
+  const Next& next_layer() const { return next_; }
+  void on_drained(std::function<void()> hook) { hook_ = std::move(hook); }
+
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    if (hook_) {
+      error_code ec;
+      // TLS may hold a decrypted record the socket no longer shows; flushing early for it
+      // costs a write, never a message.
+      if (beast::get_lowest_layer(next_).socket().available(ec) == 0) hook_();
+    }
+    return next_.async_read_some(buffers, std::forward<Token>(token));
+  }
+
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return next_.async_write_some(buffers, std::forward<Token>(token));
+  }
+
+ private:
+  Next next_;
+  std::function<void()> hook_;
+};
+
+// Beast closes a WebSocket's stream through these, found by argument-dependent lookup.
+template <class Next>
+void teardown(beast::role_type role, DrainSignal<Next>& stream, error_code& ec) {
+  using websocket::teardown;
+  teardown(role, stream.next_layer(), ec);
+}
+
+template <class Next, class Handler>
+void async_teardown(beast::role_type role, DrainSignal<Next>& stream, Handler&& handler) {
+  using websocket::async_teardown;
+  async_teardown(role, stream.next_layer(), std::forward<Handler>(handler));
+}
+
 template <class Next>
 class SocketImpl final : public UpstreamSocket {
  public:
   explicit SocketImpl(Next&& next) : ws_(std::move(next)) {}
 
-  websocket::stream<Next>& ws() { return ws_; }
+  websocket::stream<DrainSignal<Next>>& ws() { return ws_; }
+
+  void on_drained(std::function<void()> hook) override {
+    ws_.next_layer().on_drained(std::move(hook));
+  }
 
   asio::awaitable<bool> read(std::string& message, bool& text) override {
     buffer_.clear();
@@ -439,7 +495,7 @@ class SocketImpl final : public UpstreamSocket {
     return false;
   }
 
-  websocket::stream<Next> ws_;
+  websocket::stream<DrainSignal<Next>> ws_;
   beast::flat_buffer buffer_;
   std::string why_;
 };
@@ -462,7 +518,7 @@ template <class Next>
 asio::awaitable<SocketResult> upgrade(Next next, const Url& url, const Request& handshake,
                                       const UpstreamOptions& options) {
   auto socket = std::make_unique<SocketImpl<Next>>(std::move(next));
-  websocket::stream<Next>& ws = socket->ws();
+  websocket::stream<DrainSignal<Next>>& ws = socket->ws();
   beast::get_lowest_layer(ws).expires_never();
   websocket::stream_base::timeout timeouts{};
   timeouts.handshake_timeout = options.connect_timeout;

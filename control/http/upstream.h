@@ -79,6 +79,9 @@ class UpstreamSocket {
   // The next whole message; false once the socket has closed or failed (see why_closed()).
   virtual asio::awaitable<bool> read(std::string& message, bool& text) = 0;
   virtual asio::awaitable<bool> write(std::string_view message, bool text) = 0;
+  // `hook` runs whenever a read is about to wait on the network: every message the provider has
+  // sent so far has been read. A relay that holds its writes back sends them then.
+  virtual void on_drained(std::function<void()> hook) = 0;
   // Sends a close frame and waits for the provider's, at most the pool's connect_timeout.
   virtual asio::awaitable<void> close(uint16_t code, std::string_view reason) = 0;
   // The provider's close code (0: none received) and why the socket ended, for the request log.
