@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# airlock-control stops cleanly on SIGTERM: exit status 0, every request in the log (one still
-# streaming when the signal came is recorded as cut short), and under valgrind no access to freed
-# memory. The gateway spreads connections over two io_contexts; a shutdown that destroys one
+# airlock-control stops cleanly on SIGTERM: it stops accepting, lets the requests in flight end
+# within its drain time (--drain-seconds), cuts the rest, exits with status 0 with every request
+# in the log (one still streaming after the drain is recorded as cut short), and under valgrind
+# makes no access to freed memory. The gateway spreads connections over two io_contexts; a shutdown that destroys one
 # while the other still holds its handlers reads freed memory, and with MALLOC_PERTURB_ that
 # hangs the process. Runs the control plane as a bare gateway (--no-dataplane), so no root.
 # Usage: test_control_plane.sh BUILD_DIR
@@ -64,7 +65,8 @@ fi
 admin_port=$(free_port)
 gateway_port=$(free_port)
 gateway=http://127.0.0.1:$gateway_port
-"${runner[@]}" "$control" --no-dataplane --threads 2 --policy "$work/policy.json" \
+drain=6
+"${runner[@]}" "$control" --no-dataplane --threads 2 --drain-seconds $drain --policy "$work/policy.json" \
   --db "$work/requests.db" --local-peer "$peer" --admin-listen "127.0.0.1:$admin_port" \
   --gateway-listen "127.0.0.1:$gateway_port" >"$work/control.log" 2>&1 &
 control_pid=$!
@@ -95,7 +97,33 @@ for _ in $(seq 300); do
 done
 [[ -s $work/stall.txt ]] || fail "the stalled stream sent nothing"
 
+# A slow request (the simulated provider waits 2 s before it answers) is in flight too: it
+# reaches the provider before the signal, and its answer comes during the drain.
+slow='{"model":"sim-slow","messages":[{"role":"user","content":"take your time"}]}'
+curl -s -o "$work/slow.json" -w '%{http_code}' -H 'content-type: application/json' -d "$slow" \
+  "$gateway/v1/chat/completions" >"$work/slow.status" 2>&1 &
+slow_pid=$!
+pids+=("$slow_pid")
+for _ in $(seq 300); do
+  curl -s "http://$sim_addr/_sim/requests" | grep -q sim-slow && break
+  sleep 0.1
+done
+
 kill -TERM "$control_pid"
+stopped_at=$SECONDS
+for _ in $(seq 100); do
+  grep -q "airlock-control: stopping" "$work/control.log" && break
+  sleep 0.1
+done
+rc=0
+curl -s -o /dev/null -H 'content-type: application/json' -d "$chat" \
+  "$gateway/v1/chat/completions" || rc=$?
+((rc == 7)) || fail "a request after SIGTERM was not refused (curl exit $rc)"
+wait "$slow_pid" || true
+[[ $(cat "$work/slow.status") == 200 ]] ||
+  fail "the request in flight at SIGTERM got $(cat "$work/slow.status"): $(cat "$work/slow.json")"
+grep -q '"usage"' "$work/slow.json" || fail "the drained request's answer is cut: $(cat "$work/slow.json")"
+echo "ok: after SIGTERM new requests are refused and the one in flight gets its whole answer"
 deadline=$((SECONDS + 60))
 while kill -0 "$control_pid" 2>/dev/null; do
   ((SECONDS < deadline)) || fail "airlock-control still running 60 s after SIGTERM"
@@ -105,6 +133,9 @@ rc=0
 wait "$control_pid" || rc=$?
 ((rc != 99)) || fail "valgrind found invalid memory accesses: $(head -n 12 "$work/valgrind.log")"
 ((rc == 0)) || fail "airlock-control exited with $rc after SIGTERM"
+((SECONDS - stopped_at >= drain - 1)) || fail "the stalled stream was cut before the drain time"
+grep -q "still open after $drain s: cutting them" "$work/control.log" ||
+  fail "the control log does not say what the drain cut"
 grep -qx "airlock-control: stopped" "$work/control.log" || fail "no 'stopped' in the control log"
 echo "ok: airlock-control exits 0 on SIGTERM${runner:+, valgrind clean}"
 
@@ -113,11 +144,18 @@ import sqlite3, sys
 rows = sqlite3.connect(sys.argv[1]).execute(
     "SELECT model, status, streamed, usage_complete, user, error FROM requests"
     " ORDER BY time_ms").fetchall()
-assert len(rows) == 3, rows
-*done, cut = rows
+assert len(rows) == 4, rows
+by_model = {}
+for row in rows:
+    by_model.setdefault(row[0], []).append(row)
+done = by_model["gpt-4o"]
+assert len(done) == 2, rows
 for row in done:
     assert row[:4] == ("gpt-4o", 200, 0, 1) and row[4] == "alice" and not row[5], row
-assert cut[0] == "sim-stall" and cut[2] == 1 and cut[3] == 0 and cut[4] == "alice", cut
+[slow] = by_model["sim-slow"]
+assert slow[:4] == ("sim-slow", 200, 0, 1) and not slow[5], slow
+[cut] = by_model["sim-stall"]
+assert cut[2] == 1 and cut[3] == 0 and cut[4] == "alice", cut
 assert cut[5] == "the gateway stopped before the request ended", cut
 PY
-echo "ok: every request is in the log, the stream cut by the shutdown marked incomplete and why"
+echo "ok: every request is in the log, the drained one whole, the stream cut after the drain marked incomplete and why"

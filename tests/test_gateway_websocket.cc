@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -357,6 +358,61 @@ TEST_F(GatewayWebSocketTest, AProvidersBurstOfEventsArrivesTogether) {
   EXPECT_TRUE(turns[0].usage_complete);
   EXPECT_EQ(turns[0].input_tokens, 5u);
   EXPECT_EQ(turns[0].output_tokens, 7u);
+}
+
+// What the client sees when the socket ends: Beast's error and the close code it got.
+std::pair<boost::system::error_code, uint16_t> read_end(Client& client) {
+  // A socket left open fails the test rather than hanging it. The close frame may already sit in
+  // Beast's buffer behind the last event, so the wait is on Beast's read, not on the socket.
+  beast::flat_buffer buffer;
+  boost::system::error_code ec = asio::error::timed_out;
+  client.ws().async_read(buffer, [&](boost::system::error_code read, std::size_t) { ec = read; });
+  auto& io = static_cast<asio::io_context&>(client.ws().get_executor().context());
+  io.restart();
+  io.run_for(std::chrono::seconds(10));
+  return {ec, client.ws().reason().code};
+}
+
+TEST_F(GatewayWebSocketTest, AnIdleSocketIsClosedAsGoingAwayWhenTheGatewayStops) {
+  start();
+  Client client(port());
+  client.send(create("gpt-5.5", "Say hello.").dump());
+  ASSERT_EQ(client.turn().back()["type"], "response.completed");
+  gateway_->stop();
+  const auto [ec, code] = read_end(client);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  EXPECT_EQ(code, websocket::close_code::going_away);
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_TRUE(turns[0].usage_complete);
+  EXPECT_TRUE(turns[0].error.empty()) << turns[0].error;
+}
+
+TEST_F(GatewayWebSocketTest, AStopLetsTheTurnInFlightEndBeforeTheSocketCloses) {
+  const std::vector<std::string> first = {
+      R"({"type":"response.created","response":{"id":"resp_1","status":"in_progress"}})"};
+  const std::vector<std::string> second = {
+      R"({"type":"response.completed","response":{"id":"resp_1","status":"completed",)"
+      R"("usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}})"};
+  BurstProvider provider({first, second});
+  start("", [&](policy::Document& document) {
+    document.providers[0].base_url = "http://127.0.0.1:" + std::to_string(provider.port());
+  });
+  Client client(port());
+  client.send(create("gpt-5.5", "Say hello.").dump());
+  EXPECT_EQ(client.read()["type"], "response.created");
+  gateway_->stop();
+  provider.go_on();
+  EXPECT_EQ(client.read()["type"], "response.completed");
+  const auto [ec, code] = read_end(client);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  EXPECT_EQ(code, websocket::close_code::going_away);
+  const std::vector<RequestRecord> turns = records(1);
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_EQ(turns[0].status, 200);
+  EXPECT_TRUE(turns[0].usage_complete);
+  EXPECT_EQ(turns[0].output_tokens, 7u);
+  EXPECT_FALSE(turns[0].client_disconnected);
 }
 
 TEST_F(GatewayWebSocketTest, RefusedTurnsGetErrorEventsAndTheSocketGoesOn) {

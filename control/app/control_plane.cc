@@ -1,17 +1,20 @@
 #include "control/app/control_plane.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "control/admin/admin_api.h"
@@ -94,8 +97,8 @@ class ControlPlaneImpl final : public ControlPlane {
   }
 
   void run() override {
-    asio::signal_set signals(io_, SIGINT, SIGTERM);
-    signals.async_wait([this](const boost::system::error_code&, int) { begin_stop(); });
+    signals_.emplace(io_, SIGINT, SIGTERM);
+    await_signal();
     std::vector<std::thread> io_threads;
     for (auto& context : connection_contexts_) {
       io_threads.emplace_back([&context] { context->run(); });
@@ -376,10 +379,49 @@ class ControlPlaneImpl final : public ControlPlane {
     }
   }
 
+  void await_signal() {
+    signals_->async_wait([this](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      begin_stop();
+      await_signal();
+    });
+  }
+
+  // A rolling restart should not cut an agent's answer: the gateway stops accepting and the
+  // requests in flight get options_.drain_seconds to end.
   void begin_stop() {
-    log("stopping");
+    if (draining_) {
+      log("second signal: stopping now");
+      end_stop();
+      return;
+    }
+    draining_ = true;
     if (admin_) admin_->stop();
     if (gateway_) gateway_->stop();
+    drain_deadline_ =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options_.drain_seconds);
+    const size_t open = gateway_ ? gateway_->open_connections() : 0;
+    log("stopping: " + std::to_string(open) + " client connection(s) open, " +
+        std::to_string(options_.drain_seconds) + " s for them to finish");
+    await_drain();
+  }
+
+  void await_drain() {
+    const size_t open = gateway_ ? gateway_->open_connections() : 0;
+    if (open == 0) return end_stop();
+    if (std::chrono::steady_clock::now() >= drain_deadline_) {
+      log(std::to_string(open) + " client connection(s) still open after " +
+          std::to_string(options_.drain_seconds) + " s: cutting them");
+      return end_stop();
+    }
+    drain_timer_.expires_after(kDrainPoll);
+    drain_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) await_drain();
+    });
+  }
+
+  void end_stop() {
+    drain_timer_.cancel();
     {
       std::lock_guard lock(resync_mu_);
       stopping_ = true;
@@ -422,6 +464,12 @@ class ControlPlaneImpl final : public ControlPlane {
   // and each writes its record to the store as it goes. Declared before the gateway and admin API,
   // whose sockets must close while it still exists.
   IoContext io_;
+  std::optional<asio::signal_set> signals_;
+  // How often a drain looks again at the connections still open.
+  static constexpr std::chrono::milliseconds kDrainPoll{20};
+  asio::steady_timer drain_timer_{io_};
+  std::chrono::steady_clock::time_point drain_deadline_;
+  bool draining_ = false;
   // Run by one thread each (see run()); kept running while idle by the work guards.
   std::vector<std::unique_ptr<IoContext>> connection_contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_guards_;

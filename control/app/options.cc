@@ -44,7 +44,8 @@ std::string control_usage() {
          "         [--db PATH] [--tun NAME] [--gateway-port N] [--gateway-listen ADDR:PORT]...\n"
          "         [--admin-listen 127.0.0.1:PORT] [--hub-endpoint HOST:PORT]\n"
          "         [--hub-public-key FILE] [--prices LITELLM.json] [--upstream-ca PEM]\n"
-         "         [--local-peer PUBLIC_KEY] [--threads N] [--event-retention-days N]\n";
+         "         [--local-peer PUBLIC_KEY] [--threads N] [--event-retention-days N]\n"
+         "         [--drain-seconds N]\n";
 }
 
 std::optional<ControlOptions> parse_control_options(std::span<char* const> args,
@@ -99,6 +100,8 @@ std::optional<ControlOptions> parse_control_options(std::span<char* const> args,
       ok = o.local_peer.has_value();
     } else if (flag == "--threads") {
       ok = parse_number<unsigned>(v, &o.threads, 1, 256);
+    } else if (flag == "--drain-seconds") {
+      ok = parse_number<unsigned>(v, &o.drain_seconds, 0, 3600);
     } else if (flag == "--event-retention-days") {
       ok = parse_number<unsigned>(v, &o.event_retention_days, 0, 36'500);
     } else {

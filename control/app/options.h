@@ -30,6 +30,10 @@ struct ControlOptions {
   // development only: it bypasses the tunnel, which is what proves identity.
   std::optional<policy::Key> local_peer;
   unsigned threads = 2;
+  // On SIGTERM or SIGINT the gateway stops accepting and gives the requests and WebSocket turns
+  // in flight this long to end before it cuts them (and records each as cut). A second signal
+  // cuts at once.
+  unsigned drain_seconds = 10;
   // Finished webhook events and delivery-log rows older than this are deleted; 0 keeps them.
   unsigned event_retention_days = 30;
 };

@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>  // boost/asio/awaitable.hpp (1.74) uses std::exchange without it
 #include <vector>
 
@@ -69,6 +72,12 @@ struct Gateway::Core {
   budget::Ledger& ledger;
   budget::RateLimiter& rate_limiter;
   std::atomic<std::shared_ptr<const GatewayState>> state;
+
+  // Client WebSockets open now, each with what asks it to close once its turn is done (posted
+  // to the socket's own executor). Set under sockets_mutex, as is `stopping`.
+  std::mutex sockets_mutex;
+  std::unordered_map<const void*, std::function<void()>> sockets;
+  bool stopping = false;
 };
 
 using Clock = std::chrono::steady_clock;

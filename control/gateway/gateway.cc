@@ -8,11 +8,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "control/gateway/exchange.h"
 
@@ -186,8 +189,21 @@ void Gateway::set_state(std::shared_ptr<const GatewayState> state) {
 
 void Gateway::stop() {
   for (const auto& server : servers_) server->stop();
+  std::vector<std::function<void()>> asks;
+  {
+    std::lock_guard lock(core_->sockets_mutex);
+    core_->stopping = true;
+    for (const auto& [session, ask] : core_->sockets) asks.push_back(ask);
+  }
+  for (const auto& ask : asks) ask();
   core_->pool->stop_pooling();
   if (core_->hook_pool) core_->hook_pool->stop_pooling();
+}
+
+size_t Gateway::open_connections() const {
+  size_t open = 0;
+  for (const auto& server : servers_) open += server->open_connections();
+  return open;
 }
 
 }  // namespace airlock::control::gateway

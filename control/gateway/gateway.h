@@ -86,8 +86,12 @@ class Gateway {
   uint16_t port() const;
   // Thread-safe; requests in flight keep the state they started with.
   void set_state(std::shared_ptr<const GatewayState> state);
-  // Stops accepting; requests in flight run to their end and are recorded.
+  // Stops accepting; requests in flight run to their end and are recorded. Idle keep-alive
+  // connections close at once, the others after their request; a client WebSocket is closed with
+  // 1001 (going away) once its turn in flight, if any, has ended.
   void stop();
+  // Client connections open now, WebSockets included: a stop is drained when none are left.
+  size_t open_connections() const;
 
   struct Core;
 

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -109,7 +113,8 @@ class SocketSession {
         client_(client),
         ws_(stream),
         wake_(stream.get_executor()),
-        pump_done_(stream.get_executor()) {}
+        pump_done_(stream.get_executor()),
+        close_done_(stream.get_executor()) {}
 
   asio::awaitable<void> run();
   // Sends to the client, one message at a time; false once the client has gone.
@@ -129,6 +134,9 @@ class SocketSession {
   asio::awaitable<void> lock_writes();
   void unlock_writes();
   void hold_client_writes(bool hold);
+  void go_away();
+  void close_if_going_away();
+  asio::awaitable<void> close_going_away();
 
   Gateway::Core& core_;
   http::Request& upgrade_;
@@ -143,6 +151,10 @@ class SocketSession {
   bool upstream_ended_ = false;
   bool pumping_ = false;
   asio::steady_timer pump_done_;
+  // The gateway is stopping: the socket closes (1001) once no turn is in flight.
+  bool going_away_ = false;
+  bool closing_ = false;
+  asio::steady_timer close_done_;
   // The turn whose events arrive now. One at a time: the provider's events name no request, so
   // a second turn in flight would make an error event ambiguous, and a misattributed end would
   // let output through unmetered.
@@ -184,6 +196,49 @@ void SocketSession::hold_client_writes(bool hold) {
   ::setsockopt(ws_.next_layer().socket().native_handle(), IPPROTO_TCP, TCP_CORK, &value,
                sizeof value);
 }
+
+void SocketSession::go_away() {
+  going_away_ = true;
+  close_if_going_away();
+}
+
+// A turn in flight ends first: cutting it would lose the provider's answer and its usage.
+void SocketSession::close_if_going_away() {
+  if (!going_away_ || in_flight_ || closing_ || client_gone_) return;
+  closing_ = true;
+  asio::co_spawn(ws_.get_executor(), close_going_away(), [this](const std::exception_ptr&) {
+    closing_ = false;
+    close_done_.cancel();
+  });
+}
+
+asio::awaitable<void> SocketSession::close_going_away() {
+  co_await close_client(websocket::close_code::going_away, "the gateway is shutting down");
+}
+
+// Keeps a session in the gateway's list of open sockets, which Gateway::stop() asks to close.
+class SocketRegistration {
+ public:
+  SocketRegistration(Gateway::Core& core, SocketSession* session, std::function<void()> ask)
+      : core_(core), session_(session) {
+    std::lock_guard lock(core_.sockets_mutex);
+    core_.sockets.emplace(session_, std::move(ask));
+    stopping_ = core_.stopping;
+  }
+  ~SocketRegistration() {
+    std::lock_guard lock(core_.sockets_mutex);
+    core_.sockets.erase(session_);
+  }
+  SocketRegistration(const SocketRegistration&) = delete;
+  SocketRegistration& operator=(const SocketRegistration&) = delete;
+  // The gateway had begun to stop when the socket opened.
+  bool stopping() const { return stopping_; }
+
+ private:
+  Gateway::Core& core_;
+  const SocketSession* session_;
+  bool stopping_ = false;
+};
 
 asio::awaitable<bool> SocketSession::send(std::string_view message, bool text) {
   co_await lock_writes();
@@ -244,6 +299,21 @@ asio::awaitable<void> SocketSession::run() {
   boost::system::error_code ec;
   co_await ws_.async_accept(upgrade_, with(ec));
   if (ec) co_return;
+  // Posted to this session's executor, which also runs its end: a session that is still
+  // registered when the ask runs is still alive.
+  Gateway::Core& core = core_;
+  const auto executor = ws_.get_executor();
+  SocketRegistration registration(core_, this, [&core, executor, this] {
+    asio::post(executor, [&core, this] {
+      bool open = false;
+      {
+        std::lock_guard lock(core.sockets_mutex);
+        open = core.sockets.contains(this);
+      }
+      if (open) go_away();
+    });
+  });
+  if (registration.stopping()) go_away();
   // The pump uses this session: whatever ends the client's side, it is waited for below.
   bool failed = false;
   try {
@@ -252,6 +322,10 @@ asio::awaitable<void> SocketSession::run() {
     failed = true;
   }
   if (failed) co_await close_client(websocket::close_code::internal_error, "");
+  while (closing_) {
+    close_done_.expires_at(asio::steady_timer::time_point::max());
+    co_await close_done_.async_wait(with(ec));
+  }
   if (!upstream_ended_) client_gone_ = true;
   if (upstream_) {
     co_await upstream_->close(websocket::close_code::going_away, "client gone");
@@ -455,6 +529,7 @@ asio::awaitable<void> SocketSession::relay_events() {
     const bool delivered = co_await send(message, text);
     if (done) done->exchange.finish_turn(*done->provider, std::nullopt, !delivered);
     if (!delivered) break;
+    if (done) close_if_going_away();
   }
 }
 
