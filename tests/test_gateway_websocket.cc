@@ -159,6 +159,14 @@ class BurstProvider {
   std::thread thread_;
 };
 
+// A turn's first and last events as the burst provider sends them; the usage is what the record
+// must hold.
+constexpr const char* kCreatedEvent =
+    R"({"type":"response.created","response":{"id":"resp_1","status":"in_progress"}})";
+constexpr const char* kCompletedEvent =
+    R"({"type":"response.completed","response":{"id":"resp_1","status":"completed",)"
+    R"("usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}})";
+
 // Waits until the socket has bytes to read and returns how many it holds then, without taking any.
 std::size_t bytes_on_arrival(tcp::socket& socket) {
   pollfd readable{socket.native_handle(), POLLIN, 0};
@@ -218,6 +226,13 @@ class GatewayWebSocketTest : public ::testing::Test {
     options.upstream.connect_timeout = std::chrono::milliseconds(2000);
     if (!cert.empty()) options.upstream.ca_file = certificates_.path("ca.pem");
     ASSERT_TRUE(gateway_.start(options, *store_, alice_, state, /*threads=*/1, &error)) << error;
+  }
+
+  // The gateway in front of a BurstProvider instead of the simulator.
+  void start_behind(const BurstProvider& provider) {
+    start("", [&](policy::Document& document) {
+      document.providers[0].base_url = "http://127.0.0.1:" + std::to_string(provider.port());
+    });
   }
 
   void TearDown() override {
@@ -322,7 +337,7 @@ TEST_F(GatewayWebSocketTest, TurnsAreRelayedWithTheCentralKeyAndRecordedOneByOne
 // are not held back for more once the provider has sent all it had.
 TEST_F(GatewayWebSocketTest, AProvidersBurstOfEventsArrivesTogether) {
   std::vector<std::string> first = {
-      R"({"type":"response.created","response":{"id":"resp_1","status":"in_progress"}})",
+      kCreatedEvent,
       R"({"type":"response.in_progress","response":{"id":"resp_1","status":"in_progress"}})"};
   for (int i = 0; i < 10; ++i) {
     // Past Beast's 1536-byte read size together, so the burst takes the gateway several reads.
@@ -330,13 +345,9 @@ TEST_F(GatewayWebSocketTest, AProvidersBurstOfEventsArrivesTogether) {
                     std::string(200, 'a' + i) + R"("})");
   }
   const std::vector<std::string> second = {
-      R"({"type":"response.output_text.done","item_id":"msg_1","text":"done"})",
-      R"({"type":"response.completed","response":{"id":"resp_1","status":"completed",)"
-      R"("usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}})"};
+      R"({"type":"response.output_text.done","item_id":"msg_1","text":"done"})", kCompletedEvent};
   BurstProvider provider({first, second});
-  start("", [&](policy::Document& document) {
-    document.providers[0].base_url = "http://127.0.0.1:" + std::to_string(provider.port());
-  });
+  start_behind(provider);
   Client client(port());
   client.send(create("gpt-5.5", "Say hello.").dump());
 
@@ -389,15 +400,10 @@ TEST_F(GatewayWebSocketTest, AnIdleSocketIsClosedAsGoingAwayWhenTheGatewayStops)
 }
 
 TEST_F(GatewayWebSocketTest, AStopLetsTheTurnInFlightEndBeforeTheSocketCloses) {
-  const std::vector<std::string> first = {
-      R"({"type":"response.created","response":{"id":"resp_1","status":"in_progress"}})"};
-  const std::vector<std::string> second = {
-      R"({"type":"response.completed","response":{"id":"resp_1","status":"completed",)"
-      R"("usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}})"};
+  const std::vector<std::string> first = {kCreatedEvent};
+  const std::vector<std::string> second = {kCompletedEvent};
   BurstProvider provider({first, second});
-  start("", [&](policy::Document& document) {
-    document.providers[0].base_url = "http://127.0.0.1:" + std::to_string(provider.port());
-  });
+  start_behind(provider);
   Client client(port());
   client.send(create("gpt-5.5", "Say hello.").dump());
   EXPECT_EQ(client.read()["type"], "response.created");
