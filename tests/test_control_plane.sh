@@ -77,6 +77,13 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 
+# Named threads, so that top -H and perf tell them apart.
+names=" $(cat /proc/"$control_pid"/task/*/comm | tr '\n' ' ')"
+for want in airlock-io-1 airlock-store airlock-ledger airlock-outbox airlock-hooks; do
+  [[ $names == *" $want "* ]] || fail "no thread named $want (threads:$names)"
+done
+echo "ok: the control plane's threads are named"
+
 # Two finished requests and a stream: connections go to the two io_contexts in turn, and the
 # accept loop waits with the socket for the next one, so after three it holds one of the second.
 chat='{"model":"gpt-4o","messages":[{"role":"user","content":"hello"}]}'

@@ -5,6 +5,7 @@
 #include "control/budget/ledger.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -607,6 +608,7 @@ class Core {
   }
 
   void run_writer() {
+    pthread_setname_np(pthread_self(), "airlock-ledger");
     const Stmt upsert = prepare(db_.get(),
                                 "INSERT OR REPLACE INTO balances (budget, balance_key, window, "
                                 "window_start_ms, spent_usd, spent_tokens, fired_percent, "

@@ -6,6 +6,7 @@
 #include "control/events/outbox.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -249,7 +250,10 @@ class OutboxImpl final : public Outbox {
     if (!pool_) return;
     writer_thread_ = std::thread([this] { run_writer(); });
     asio::co_spawn(io_, schedule(), asio::detached);
-    io_thread_ = std::thread([this] { io_.run(); });
+    io_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "airlock-hooks");
+      io_.run();
+    });
   }
 
   bool started() const { return pool_ != nullptr; }
@@ -654,6 +658,7 @@ class OutboxImpl final : public Outbox {
   // ---- Writer thread. ----
 
   void run_writer() {
+    pthread_setname_np(pthread_self(), "airlock-outbox");
     std::vector<Command> batch;
     batch.reserve(kBatchCommands);
     size_t lost = 0;

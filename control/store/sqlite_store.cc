@@ -4,6 +4,7 @@
 #include "control/store/store.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -650,6 +651,7 @@ class SqliteStore final : public Store {
   }
 
   void run_writer() {
+    pthread_setname_np(pthread_self(), "airlock-store");
     std::vector<RequestRecord> batch;
     batch.reserve(kBatchRecords);
     size_t lost = 0;
