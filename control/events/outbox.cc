@@ -110,7 +110,7 @@ constexpr uint32_t kMaxPageSize = 1000;
 // A receiver's reply is read (so the connection can be reused) but only this much is kept, for
 // the error text, and a reply longer than kMaxReplyBytes is cut off.
 constexpr size_t kErrorSnippet = 200;
-constexpr size_t kMaxReplyBytes = 64 * 1024;
+constexpr size_t kMaxReplyBytes = size_t{64} * 1024;
 // One sweep deletes at most this many rows per table, so pruning a long backlog never holds the
 // write lock for long; the next sweeps take the rest.
 constexpr int64_t kPruneBatchRows = 10'000;
