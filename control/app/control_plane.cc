@@ -219,7 +219,8 @@ class ControlPlaneImpl final : public ControlPlane {
                                     RingTunOptions{}, &attach_error);
         if (!ring) {
           if (n > 0) break;
-          *error = "data plane " + instance + ": " + attach_error;
+          *error = "data plane " + instance;
+          *error += ": " + attach_error;
           return false;
         }
         sources.push_back({ring.get(), stats_.back().get()});
@@ -315,7 +316,7 @@ class ControlPlaneImpl final : public ControlPlane {
       if (!make_gateway_state(std::move(copy), base_prices_, why)) return false;
       return events::load_subscriptions(document.webhooks, why).has_value();
     });
-    policies_->add_listener([this](std::shared_ptr<const policy::Document> document) {
+    policies_->add_listener([this](const std::shared_ptr<const policy::Document>& document) {
       const std::string name = "policy " + std::to_string(document->version);
       std::string why;
       if (!rings_.empty() && !configure_addresses(*document, &why)) log(name + ": routes: " + why);
