@@ -72,6 +72,16 @@ std::vector<SseEvent> fixture_events() {
   };
 }
 
+TEST(SseLineEnd, FirstCrOrLfWhicheverComesFirst) {
+  EXPECT_EQ(find_line_end("data: x\n"), 7u);
+  EXPECT_EQ(find_line_end("data: x\r\n"), 7u);
+  EXPECT_EQ(find_line_end("data: x\rdata: y\n"), 7u);
+  EXPECT_EQ(find_line_end("a\nb\r"), 1u);
+  EXPECT_EQ(find_line_end("no end"), std::string_view::npos);
+  EXPECT_EQ(find_line_end(""), std::string_view::npos);
+  EXPECT_EQ(find_line_end("\r"), 0u);
+}
+
 TEST(SseParser, ParsesFixtureEvents) {
   const Parsed p = parse(kFixture);
   EXPECT_TRUE(p.ok);

@@ -114,7 +114,7 @@ const std::vector<ToolCall> kResponsesCalls = {
     {"call_ap1", "apply_patch",
      "*** Begin Patch\n*** Add File: hello.txt\n+Hello, world!\n*** End Patch"},
     {"call_ls1", "local_shell",
-     R"({"command":["ls","-la"],"env":{},"timeout_ms":10000,"type":"exec","user":null,"working_directory":"/repo"})"},
+     R"({"type":"exec","command":["ls","-la"],"env":{},"timeout_ms":10000,"working_directory":"/repo","user":null})"},
 };
 
 // Anthropic as Claude Code sees it: thinking, text, two tool_use blocks whose input streams as

@@ -179,9 +179,24 @@ TEST(ChatRequest, InjectedUsageChunkIsRecognised) {
   SseParser parser;
   ASSERT_TRUE(parser.feed(kChatStream, [&](const SseEvent& e) { events.push_back(e); }));
   ASSERT_EQ(events.size(), 8u);
+  UsageMeter meter(Api::kOpenAiChat);
   for (std::size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(is_injected_usage_chunk(events[i]), i == 6) << "event " << i;
+    meter.feed_event(events[i]);
+    EXPECT_EQ(meter.last_event_only_usage(), i == 6) << "event " << i;
   }
+  // A compatible upstream's usage on a content chunk, or a chunk whose choices are not an
+  // array, is not the injected chunk.
+  meter.feed_event(
+      SseEvent{"", R"({"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":1}})", ""});
+  EXPECT_FALSE(meter.last_event_only_usage());
+  meter.feed_event(SseEvent{"", R"({"choices":{},"usage":{"prompt_tokens":1}})", ""});
+  EXPECT_FALSE(meter.last_event_only_usage());
+  meter.feed_event(SseEvent{"", R"({"choices":[],"usage":null})", ""});
+  EXPECT_FALSE(meter.last_event_only_usage());
+  meter.feed_event(SseEvent{"", R"({"choices":[],"usage":{"prompt_tokens":1}})", ""});
+  EXPECT_TRUE(meter.last_event_only_usage());
+  meter.feed_event(SseEvent{"", "[DONE]", ""});
+  EXPECT_FALSE(meter.last_event_only_usage());
 }
 
 // ---------------------------------------------------------------- OpenAI Responses
@@ -275,9 +290,9 @@ TEST(ResponsesUsage, NonStreamedBodyExtractsEveryToolCallKind) {
   const std::vector<ToolCall> expected = {
       {"call_1", "exec_command", R"({"cmd":"pwd"})"},
       {"call_2", "apply_patch", "*** Begin Patch"},
-      {"call_3", "local_shell", R"({"command":["ls"],"type":"exec"})"},
+      {"call_3", "local_shell", R"({"type":"exec","command":["ls"]})"},
       {"call_4", "shell", R"({"commands":["pwd"]})"},
-      {"call_5", "apply_patch", R"({"path":"a","type":"delete_file"})"},
+      {"call_5", "apply_patch", R"({"type":"delete_file","path":"a"})"},
   };
   EXPECT_EQ(m.tool_calls(), expected);
   EXPECT_EQ(m.usage().input, 100u);

@@ -64,7 +64,7 @@ void Relay::feed_parser(std::string_view piece) {
     if (cut_) return;
     meter_.feed_event(event);
     if (check_ && !check_(meter_)) cut_ = true;
-    if (options_.strip_injected_usage) dispatched_ = event;
+    if (options_.strip_injected_usage) dispatched_usage_chunk_ = meter_.last_event_only_usage();
   });
   if (!ok) metering_error_ = parser_.error().value_or("SSE stream broken");
 }
@@ -117,19 +117,19 @@ void Relay::feed_stripping(std::string_view upstream, std::string& to_client) {
         continue;
       }
     }
-    const std::size_t end = upstream.find_first_of("\r\n");
+    const std::size_t end = find_line_end(upstream);
     const bool ends_line = end != std::string_view::npos;
     const std::string_view piece = upstream.substr(0, ends_line ? end + 1 : upstream.size());
     upstream.remove_prefix(piece.size());
 
     if (line_ == Line::kStart && (piece.front() == '\r' || piece.front() == '\n')) {
       // A blank line: it ends the held event, if any.
-      dispatched_.reset();
+      dispatched_usage_chunk_.reset();
       feed_parser(piece);
       if (cut_) continue;
       Sink sink = Sink::kClient;
       if (holding_) {
-        if (options_.strip_injected_usage && dispatched_ && is_injected_usage_chunk(*dispatched_)) {
+        if (dispatched_usage_chunk_.value_or(false)) {
           to_client.append(held_comments_);
           held_.clear();
           held_comments_.clear();

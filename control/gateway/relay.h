@@ -92,7 +92,9 @@ class Relay {
   bool holding_ = false;
   Line line_ = Line::kStart;
   std::optional<Sink> cr_sink_;
-  std::optional<SseEvent> dispatched_;
+  // Whether the event the last blank line dispatched is the injected usage chunk; unset when
+  // that line dispatched none.
+  std::optional<bool> dispatched_usage_chunk_;
 };
 
 }  // namespace airlock::control::gateway

@@ -6,6 +6,8 @@
 
 #include <simdjson.h>
 
+#include "control/metering/json_view.h"
+
 namespace airlock::control {
 namespace {
 
@@ -61,21 +63,35 @@ json to_tree(element value) {
   return json(json::value_t::discarded);
 }
 
-struct Reused {
-  simdjson::dom::parser parser{kReusedCapacity};
+struct Parser {
+  simdjson::dom::parser parser;
   std::vector<char> padded;
 };
 
-// A discarded value when simdjson refuses the text.
-json parse_padded(simdjson::dom::parser& parser, std::vector<char>& padded, std::string_view text) {
+struct Reused : Parser {
+  Reused() : Parser{simdjson::dom::parser{kReusedCapacity}, {}} {}
+  // A JsonDocument still reads from the parser.
+  bool busy = false;
+};
+
+Reused& thread_parser() {
+  thread_local Reused reused;
+  return reused;
+}
+
+bool parse_padded(Parser& parser, std::string_view text, element& root) {
   // simdjson reads up to SIMDJSON_PADDING bytes past the text; a string's own buffer does not
   // promise them.
-  padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(padded.data(), text.data(), text.size());
+  parser.padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(parser.padded.data(), text.data(), text.size());
+  return parser.parser.parse(parser.padded.data(), text.size(), false).get(root) ==
+         simdjson::SUCCESS;
+}
+
+// A discarded value when simdjson refuses the text.
+json tree_of(Parser& parser, std::string_view text) {
   element root;
-  if (parser.parse(padded.data(), text.size(), false).get(root) != simdjson::SUCCESS) {
-    return json(json::value_t::discarded);
-  }
+  if (!parse_padded(parser, text, root)) return json(json::value_t::discarded);
   return to_tree(root);
 }
 
@@ -83,18 +99,45 @@ json parse_padded(simdjson::dom::parser& parser, std::vector<char>& padded, std:
 
 json parse_json(std::string_view text) {
   json tree;
-  if (text.size() <= kReusedCapacity) {
-    thread_local Reused reused;
-    tree = parse_padded(reused.parser, reused.padded, text);
+  Reused& reused = thread_parser();
+  if (text.size() <= kReusedCapacity && !reused.busy) {
+    tree = tree_of(reused, text);
   } else {
-    simdjson::dom::parser parser;
-    std::vector<char> padded;
-    tree = parse_padded(parser, padded, text);
+    Parser own;
+    tree = tree_of(own, text);
   }
   if (!tree.is_discarded()) return tree;
   // What simdjson refuses, nlohmann decides: text that is not JSON, and JSON that simdjson does
   // not take (integers past 64 bits, nesting past its depth limit).
   return json::parse(text.begin(), text.end(), nullptr, false);
+}
+
+struct JsonDocument::Own : Parser {};
+
+JsonDocument::JsonDocument(std::string_view text) {
+  Reused& reused = thread_parser();
+  Parser* parser = &reused;
+  if (text.size() <= kReusedCapacity && !reused.busy) {
+    reused.busy = holds_thread_parser_ = true;
+  } else {
+    own_ = std::make_unique<Own>();
+    parser = own_.get();
+  }
+  element root;
+  if (parse_padded(*parser, text, root)) {
+    root_ = JsonView(root);
+    return;
+  }
+  // Integers past 64 bits are valid JSON that simdjson refuses; nlohmann reads them as doubles,
+  // and its rendering of that is JSON simdjson takes.
+  const json fallback = json::parse(text.begin(), text.end(), nullptr, false);
+  if (fallback.is_discarded()) return;
+  const std::string rendered = fallback.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (parse_padded(*parser, rendered, root)) root_ = JsonView(root);
+}
+
+JsonDocument::~JsonDocument() {
+  if (holds_thread_parser_) thread_parser().busy = false;
 }
 
 }  // namespace airlock::control

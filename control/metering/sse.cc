@@ -1,8 +1,19 @@
 #include "control/metering/sse.h"
 
+#include <cstring>
 #include <utility>
 
 namespace airlock::control {
+
+std::size_t find_line_end(std::string_view text) {
+  if (text.empty()) return std::string_view::npos;
+  // Providers end lines with LF; a CR, where one comes, can only matter before the first LF.
+  const auto* lf = static_cast<const char*>(std::memchr(text.data(), '\n', text.size()));
+  const std::size_t before = lf ? static_cast<std::size_t>(lf - text.data()) : text.size();
+  const auto* cr = static_cast<const char*>(std::memchr(text.data(), '\r', before));
+  if (cr) return static_cast<std::size_t>(cr - text.data());
+  return lf ? before : std::string_view::npos;
+}
 
 bool SseParser::feed(std::string_view chunk, const Callback& on_event) {
   if (error_) return false;
@@ -11,7 +22,7 @@ bool SseParser::feed(std::string_view chunk, const Callback& on_event) {
     skip_lf_ = false;
   }
   while (!chunk.empty()) {
-    const std::size_t end = chunk.find_first_of("\r\n");
+    const std::size_t end = find_line_end(chunk);
     if (end == std::string_view::npos) {
       if (line_.size() + chunk.size() > max_event_bytes_) return fail("SSE line over limit");
       line_.append(chunk);

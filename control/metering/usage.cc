@@ -5,32 +5,21 @@
 
 #include "control/metering/json_access.h"
 #include "control/metering/json_parse.h"
+#include "control/metering/json_view.h"
 
 namespace airlock::control {
 namespace {
 
+using json_access::member;
 using nlohmann::json;
 
-using json_access::member;
-using json_access::raw_of;
-using json_access::text_of;
-
-std::optional<uint64_t> count_of(const json* v) {
-  if (v == nullptr) return std::nullopt;
-  if (v->is_number_unsigned()) return v->get<uint64_t>();
-  if (v->is_number_integer() && v->get<int64_t>() >= 0) {
-    return static_cast<uint64_t>(v->get<int64_t>());
-  }
-  return std::nullopt;
+// Providers' numbers are counts; a negative or fractional one is not a count and is ignored.
+void merge(std::optional<uint64_t>& field, JsonView v) {
+  if (auto n = v.count()) field = n;
 }
 
-int64_t index_of(const json& j, const char* key, int64_t fallback) {
-  const json* v = member(j, key);
-  return v && v->is_number_integer() ? v->get<int64_t>() : fallback;
-}
-
-void merge(std::optional<uint64_t>& field, const json* v) {
-  if (auto n = count_of(v)) field = n;
+int64_t index_of(JsonView j, std::string_view key, int64_t fallback) {
+  return j.member(key).integer().value_or(fallback);
 }
 
 uint64_t value(const std::optional<uint64_t>& v) {
@@ -41,37 +30,33 @@ uint64_t minus(uint64_t a, uint64_t b) {
   return a > b ? a - b : 0;
 }
 
-std::string describe_error(const json& err) {
-  if (err.is_string()) return err.get<std::string>();
+std::string describe_error(JsonView err) {
+  if (err.is_string()) return err.text();
   // OpenAI and Anthropic name the error in `type`, Gemini in `status`, Responses in `code`.
-  std::string kind = text_of(member(err, "type"));
+  std::string kind = err.member("type").text();
   if (kind == "error") kind.clear();
-  if (kind.empty()) kind = text_of(member(err, "status"));
-  if (kind.empty()) {
-    const json* code = member(err, "code");
-    kind = code && !code->is_string() ? raw_of(code) : text_of(code);
-  }
-  const std::string message = text_of(member(err, "message"));
-  if (kind.empty() && message.empty()) return raw_of(&err);
+  if (kind.empty()) kind = err.member("status").text();
+  if (kind.empty()) kind = err.member("code").raw();
+  std::string message = err.member("message").text();
+  if (kind.empty() && message.empty()) return err.raw();
   if (kind.empty()) return message;
   return message.empty() ? kind : kind + ": " + message;
 }
 
-std::optional<ToolCall> responses_tool_call(const json& item) {
-  const std::string type = text_of(member(item, "type"));
-  std::string id = text_of(member(item, "call_id"));
-  if (id.empty()) id = text_of(member(item, "id"));
+std::optional<ToolCall> responses_tool_call(JsonView item) {
+  const std::string type = item.member("type").text();
+  std::string id = item.member("call_id").text();
+  if (id.empty()) id = item.member("id").text();
   if (type == "function_call") {
-    return ToolCall{id, text_of(member(item, "name")), text_of(member(item, "arguments"))};
+    return ToolCall{id, item.member("name").text(), item.member("arguments").text()};
   }
   if (type == "custom_tool_call") {
-    return ToolCall{id, text_of(member(item, "name")), text_of(member(item, "input"))};
+    return ToolCall{id, item.member("name").text(), item.member("input").text()};
   }
-  if (type == "local_shell_call")
-    return ToolCall{id, "local_shell", raw_of(member(item, "action"))};
-  if (type == "shell_call") return ToolCall{id, "shell", raw_of(member(item, "action"))};
+  if (type == "local_shell_call") return ToolCall{id, "local_shell", item.member("action").raw()};
+  if (type == "shell_call") return ToolCall{id, "shell", item.member("action").raw()};
   if (type == "apply_patch_call") {
-    return ToolCall{id, "apply_patch", raw_of(member(item, "operation"))};
+    return ToolCall{id, "apply_patch", item.member("operation").raw()};
   }
   return std::nullopt;
 }
@@ -100,10 +85,11 @@ bool responses_event_matters(std::string_view name) {
 }  // namespace
 
 void UsageMeter::feed_body(std::string_view body) {
-  const json j = parse_json(body);
-  if (j.is_discarded()) return;
+  const JsonDocument document(body);
+  const JsonView j = document.root();
+  if (!j) return;
   if (api_ == Api::kGeminiGenerate && j.is_array()) {
-    for (const json& chunk : j) on_gemini(chunk);
+    for (const JsonView chunk : j.items()) on_gemini(chunk);
     return;
   }
   switch (api_) {
@@ -115,7 +101,7 @@ void UsageMeter::feed_body(std::string_view body) {
       break;
     case Api::kAnthropicMessages:
       on_anthropic_body(j);
-      if (member(j, "usage")) complete_ = true;
+      if (j.member("usage")) complete_ = true;
       break;
     case Api::kGeminiGenerate:
       on_gemini(j);
@@ -124,15 +110,17 @@ void UsageMeter::feed_body(std::string_view body) {
 }
 
 void UsageMeter::feed_event(const SseEvent& event) {
+  last_event_only_usage_ = false;
   if (event.data.empty() || event.data == "[DONE]" || event.event == "ping") return;
   if (api_ == Api::kOpenAiResponses && !responses_event_matters(event.event)) return;
   feed_json(event.data, event.event);
 }
 
 void UsageMeter::feed_json(std::string_view data, std::string_view event_name) {
-  const json j = parse_json(data);
-  if (j.is_discarded()) return;
-  std::string type = text_of(member(j, "type"));
+  const JsonDocument document(data);
+  const JsonView j = document.root();
+  if (!j) return;
+  std::string type = j.member("type").text();
   if (type.empty()) type = event_name;
   switch (api_) {
     case Api::kOpenAiChat:
@@ -150,90 +138,88 @@ void UsageMeter::feed_json(std::string_view data, std::string_view event_name) {
   }
 }
 
-void UsageMeter::set_model(const json& holder, const char* key) {
-  std::string model = text_of(member(holder, key));
+void UsageMeter::set_model(const JsonView& holder, std::string_view key) {
+  std::string model = holder.member(key).text();
   if (!model.empty()) model_ = std::move(model);
 }
 
-void UsageMeter::on_chat(const json& chunk) {
-  if (const json* err = member(chunk, "error")) {
-    error_ = describe_error(*err);
+void UsageMeter::on_chat(const JsonView& chunk) {
+  if (const JsonView err = chunk.member("error")) {
+    error_ = describe_error(err);
     return;
   }
   set_model(chunk, "model");
   // Compatible upstreams put usage on content chunks too, so any non-null usage counts.
-  if (const json* usage = member(chunk, "usage"); usage && usage->is_object()) {
-    merge(counters_.input, member(*usage, "prompt_tokens"));
-    merge(counters_.cache_read, member(*usage, "prompt_tokens_details", "cached_tokens"));
-    merge(counters_.cache_write, member(*usage, "prompt_tokens_details", "cache_write_tokens"));
-    merge(counters_.output, member(*usage, "completion_tokens"));
-    merge(counters_.reasoning, member(*usage, "completion_tokens_details", "reasoning_tokens"));
+  const JsonView usage = chunk.member("usage");
+  if (usage.is_object()) {
+    merge(counters_.input, usage.member("prompt_tokens"));
+    merge(counters_.cache_read, usage.member("prompt_tokens_details", "cached_tokens"));
+    merge(counters_.cache_write, usage.member("prompt_tokens_details", "cache_write_tokens"));
+    merge(counters_.output, usage.member("completion_tokens"));
+    merge(counters_.reasoning, usage.member("completion_tokens_details", "reasoning_tokens"));
     complete_ = true;
   }
-  const json* choices = member(chunk, "choices");
-  if (!choices || !choices->is_array()) return;
-  for (const json& choice : *choices) {
+  const JsonView choices = chunk.member("choices");
+  last_event_only_usage_ = choices.is_array() && choices.size() == 0 && usage.is_object();
+  for (const JsonView choice : choices.items()) {
     const int64_t choice_index = index_of(choice, "index", 0);
-    const json* delta = member(choice, "delta");
-    const bool streamed = delta != nullptr;
-    const json* calls =
-        streamed ? member(*delta, "tool_calls") : member(choice, "message", "tool_calls");
-    if (!calls || !calls->is_array()) continue;
+    const JsonView delta = choice.member("delta");
+    const bool streamed = static_cast<bool>(delta);
+    const JsonView calls =
+        streamed ? delta.member("tool_calls") : choice.member("message", "tool_calls");
     int64_t position = 0;
-    for (const json& fragment : *calls) {
+    for (const JsonView fragment : calls.items()) {
       // Stream fragments are keyed by their `index`; a whole message lists calls in order.
       const int64_t tool_index = streamed ? index_of(fragment, "index", position) : position;
       ++position;
       ToolCall& call = tools_[{choice_index, tool_index}];
-      if (std::string id = text_of(member(fragment, "id")); !id.empty()) call.id = std::move(id);
-      for (const char* kind : {"function", "custom"}) {
-        const json* body = member(fragment, kind);
+      if (std::string id = fragment.member("id").text(); !id.empty()) call.id = std::move(id);
+      for (const std::string_view kind : {"function", "custom"}) {
+        const JsonView body = fragment.member(kind);
         if (!body) continue;
-        if (std::string name = text_of(member(*body, "name")); !name.empty()) call.name = name;
-        call.arguments += text_of(member(*body, "arguments"));
-        call.arguments += text_of(member(*body, "input"));
+        if (std::string name = body.member("name").text(); !name.empty()) call.name = name;
+        call.arguments += body.member("arguments").text();
+        call.arguments += body.member("input").text();
       }
     }
   }
 }
 
-void UsageMeter::on_responses_body(const json& response) {
+void UsageMeter::on_responses_body(const JsonView& response) {
   set_model(response, "model");
-  if (const json* err = member(response, "error")) error_ = describe_error(*err);
-  if (const json* usage = member(response, "usage"); usage && usage->is_object()) {
-    merge(counters_.input, member(*usage, "input_tokens"));
-    merge(counters_.cache_read, member(*usage, "input_tokens_details", "cached_tokens"));
-    merge(counters_.cache_write, member(*usage, "input_tokens_details", "cache_write_tokens"));
-    merge(counters_.output, member(*usage, "output_tokens"));
-    merge(counters_.reasoning, member(*usage, "output_tokens_details", "reasoning_tokens"));
+  if (const JsonView err = response.member("error")) error_ = describe_error(err);
+  if (const JsonView usage = response.member("usage"); usage.is_object()) {
+    merge(counters_.input, usage.member("input_tokens"));
+    merge(counters_.cache_read, usage.member("input_tokens_details", "cached_tokens"));
+    merge(counters_.cache_write, usage.member("input_tokens_details", "cache_write_tokens"));
+    merge(counters_.output, usage.member("output_tokens"));
+    merge(counters_.reasoning, usage.member("output_tokens_details", "reasoning_tokens"));
     complete_ = true;
   }
-  const json* output = member(response, "output");
-  if (!output || !output->is_array()) return;
-  for (std::size_t i = 0; i < output->size(); ++i) {
-    if (auto call = responses_tool_call((*output)[i])) {
-      tools_[{static_cast<int64_t>(i), 0}] = std::move(*call);
-    }
+  int64_t index = 0;
+  for (const JsonView item : response.member("output").items()) {
+    if (auto call = responses_tool_call(item)) tools_[{index, 0}] = std::move(*call);
+    ++index;
   }
 }
 
-void UsageMeter::on_responses(const json& event, std::string_view type) {
+void UsageMeter::on_responses(const JsonView& event, std::string_view type) {
   if (type == "error") {
     error_ = describe_error(event);
     return;
   }
   if (type == "response.created" || type == "response.in_progress") {
-    if (const json* response = member(event, "response")) set_model(*response, "model");
+    if (const JsonView response = event.member("response")) set_model(response, "model");
     return;
   }
   if (type == "response.completed" || type == "response.incomplete" || type == "response.failed") {
-    if (const json* response = member(event, "response")) on_responses_body(*response);
+    if (const JsonView response = event.member("response")) on_responses_body(response);
     return;
   }
   const std::pair<int64_t, int64_t> key{index_of(event, "output_index", 0), 0};
   if (type == "response.output_item.added" || type == "response.output_item.done") {
-    if (const json* item = member(event, "item")) {
-      if (auto call = responses_tool_call(*item)) tools_[key] = std::move(*call);
+    if (const JsonView item = event.member("item")) {
+      if (auto call = responses_tool_call(item)) tools_[key] = std::move(*call);
     }
     return;
   }
@@ -241,64 +227,62 @@ void UsageMeter::on_responses(const json& event, std::string_view type) {
   if (it == tools_.end()) return;
   if (type == "response.function_call_arguments.delta" ||
       type == "response.custom_tool_call_input.delta") {
-    it->second.arguments += text_of(member(event, "delta"));
+    it->second.arguments += event.member("delta").text();
   } else if (type == "response.function_call_arguments.done") {
-    it->second.arguments = text_of(member(event, "arguments"));
+    it->second.arguments = event.member("arguments").text();
   } else if (type == "response.custom_tool_call_input.done") {
-    it->second.arguments = text_of(member(event, "input"));
+    it->second.arguments = event.member("input").text();
   }
 }
 
-void UsageMeter::on_anthropic_body(const json& message) {
-  if (text_of(member(message, "type")) == "error") {
-    if (const json* err = member(message, "error")) error_ = describe_error(*err);
+void UsageMeter::on_anthropic_body(const JsonView& message) {
+  if (message.member("type").text() == "error") {
+    if (const JsonView err = message.member("error")) error_ = describe_error(err);
     return;
   }
   set_model(message, "model");
-  if (const json* usage = member(message, "usage"); usage && usage->is_object()) {
-    merge(counters_.input, member(*usage, "input_tokens"));
-    merge(counters_.cache_read, member(*usage, "cache_read_input_tokens"));
-    merge(counters_.cache_write, member(*usage, "cache_creation_input_tokens"));
-    merge(counters_.cache_write_1h, member(*usage, "cache_creation", "ephemeral_1h_input_tokens"));
-    merge(counters_.output, member(*usage, "output_tokens"));
-    merge(counters_.reasoning, member(*usage, "output_tokens_details", "thinking_tokens"));
+  if (const JsonView usage = message.member("usage"); usage.is_object()) {
+    merge(counters_.input, usage.member("input_tokens"));
+    merge(counters_.cache_read, usage.member("cache_read_input_tokens"));
+    merge(counters_.cache_write, usage.member("cache_creation_input_tokens"));
+    merge(counters_.cache_write_1h, usage.member("cache_creation", "ephemeral_1h_input_tokens"));
+    merge(counters_.output, usage.member("output_tokens"));
+    merge(counters_.reasoning, usage.member("output_tokens_details", "thinking_tokens"));
   }
-  const json* content = member(message, "content");
-  if (!content || !content->is_array()) return;
-  for (std::size_t i = 0; i < content->size(); ++i) {
-    const json& block = (*content)[i];
-    if (text_of(member(block, "type")) != "tool_use") continue;
-    tools_[{static_cast<int64_t>(i), 0}] =
-        ToolCall{text_of(member(block, "id")), text_of(member(block, "name")),
-                 raw_of(member(block, "input"))};
+  int64_t index = 0;
+  for (const JsonView block : message.member("content").items()) {
+    if (block.member("type").text() == "tool_use") {
+      tools_[{index, 0}] = ToolCall{block.member("id").text(), block.member("name").text(),
+                                    block.member("input").raw()};
+    }
+    ++index;
   }
 }
 
-void UsageMeter::on_anthropic(const json& event, std::string_view type) {
+void UsageMeter::on_anthropic(const JsonView& event, std::string_view type) {
   if (type == "error") {
-    const json* err = member(event, "error");
-    error_ = describe_error(err ? *err : event);
+    const JsonView err = event.member("error");
+    error_ = describe_error(err ? err : event);
   } else if (type == "message_start") {
     // Its output_tokens is a placeholder: the usage is not final until message_delta.
-    if (const json* message = member(event, "message")) on_anthropic_body(*message);
+    if (const JsonView message = event.member("message")) on_anthropic_body(message);
   } else if (type == "message_delta") {
     on_anthropic_body(event);
     complete_ = true;
   } else if (type == "content_block_start") {
-    const json* block = member(event, "content_block");
-    if (!block || text_of(member(*block, "type")) != "tool_use") return;
-    const json* input = member(*block, "input");
+    const JsonView block = event.member("content_block");
+    if (block.member("type").text() != "tool_use") return;
+    const JsonView input = block.member("input");
     // The input normally streams as input_json_delta after an empty `{}` here.
-    const bool has_input = input && input->is_object() && !input->empty();
-    tools_[{index_of(event, "index", 0), 0}] =
-        ToolCall{text_of(member(*block, "id")), text_of(member(*block, "name")),
-                 has_input ? raw_of(input) : ""};
+    const bool has_input = input.is_object() && input.size() > 0;
+    tools_[{index_of(event, "index", 0), 0}] = ToolCall{
+        block.member("id").text(), block.member("name").text(), has_input ? input.raw() : ""};
   } else if (type == "content_block_delta") {
     const auto it = tools_.find({index_of(event, "index", 0), 0});
-    const json* delta = member(event, "delta");
+    const JsonView delta = event.member("delta");
     if (it == tools_.end() || !delta) return;
-    if (text_of(member(*delta, "type")) == "input_json_delta") {
-      it->second.arguments += text_of(member(*delta, "partial_json"));
+    if (delta.member("type").text() == "input_json_delta") {
+      it->second.arguments += delta.member("partial_json").text();
     }
   } else if (type == "content_block_stop") {
     const auto it = tools_.find({index_of(event, "index", 0), 0});
@@ -306,33 +290,28 @@ void UsageMeter::on_anthropic(const json& event, std::string_view type) {
   }
 }
 
-void UsageMeter::on_gemini(const json& chunk) {
-  if (const json* err = member(chunk, "error")) {
-    error_ = describe_error(*err);
+void UsageMeter::on_gemini(const JsonView& chunk) {
+  if (const JsonView err = chunk.member("error")) {
+    error_ = describe_error(err);
     return;
   }
   set_model(chunk, "modelVersion");
-  if (const json* usage = member(chunk, "usageMetadata"); usage && usage->is_object()) {
-    merge(counters_.input, member(*usage, "promptTokenCount"));
-    merge(counters_.cache_read, member(*usage, "cachedContentTokenCount"));
-    merge(counters_.output, member(*usage, "candidatesTokenCount"));
-    merge(counters_.reasoning, member(*usage, "thoughtsTokenCount"));
-    merge(counters_.tool_prompt, member(*usage, "toolUsePromptTokenCount"));
+  if (const JsonView usage = chunk.member("usageMetadata"); usage.is_object()) {
+    merge(counters_.input, usage.member("promptTokenCount"));
+    merge(counters_.cache_read, usage.member("cachedContentTokenCount"));
+    merge(counters_.output, usage.member("candidatesTokenCount"));
+    merge(counters_.reasoning, usage.member("thoughtsTokenCount"));
+    merge(counters_.tool_prompt, usage.member("toolUsePromptTokenCount"));
   }
   // A blocked prompt ends the response without candidates.
-  if (member(chunk, "promptFeedback", "blockReason")) complete_ = true;
-  const json* candidates = member(chunk, "candidates");
-  if (!candidates || !candidates->is_array()) return;
-  for (const json& candidate : *candidates) {
-    if (member(candidate, "finishReason")) complete_ = true;
-    const json* parts = member(candidate, "content", "parts");
-    if (!parts || !parts->is_array()) continue;
-    for (const json& part : *parts) {
-      const json* call = member(part, "functionCall");
+  if (chunk.member("promptFeedback", "blockReason")) complete_ = true;
+  for (const JsonView candidate : chunk.member("candidates").items()) {
+    if (candidate.member("finishReason")) complete_ = true;
+    for (const JsonView part : candidate.member("content", "parts").items()) {
+      const JsonView call = part.member("functionCall");
       if (!call) continue;
       tools_[{index_of(candidate, "index", 0), gemini_calls_++}] =
-          ToolCall{text_of(member(*call, "id")), text_of(member(*call, "name")),
-                   raw_of(member(*call, "args"))};
+          ToolCall{call.member("id").text(), call.member("name").text(), call.member("args").raw()};
     }
   }
 }
@@ -380,8 +359,8 @@ std::string model_from_request(Api api, std::string_view body, std::string_view 
     std::string_view rest = url_path.substr(start + 7);
     return std::string(rest.substr(0, rest.find_first_of(":/")));
   }
-  const json j = parse_json(body);
-  return text_of(member(j, "model"));
+  const JsonDocument document(body);
+  return document.root().member("model").text();
 }
 
 bool wants_usage_injection(const json& j) {
@@ -411,14 +390,6 @@ std::string inject_include_usage(std::string_view body, const json& j) {
   if (!options.is_object()) options = nlohmann::ordered_json::object();
   options["include_usage"] = true;
   return edited.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
-bool is_injected_usage_chunk(const SseEvent& event) {
-  if (event.data.empty() || event.data.front() != '{') return false;
-  const json j = parse_json(event.data);
-  const json* choices = member(j, "choices");
-  const json* usage = member(j, "usage");
-  return choices && choices->is_array() && choices->empty() && usage && usage->is_object();
 }
 
 }  // namespace airlock::control

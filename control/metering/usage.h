@@ -17,6 +17,8 @@
 
 namespace airlock::control {
 
+class JsonView;
+
 enum class Api { kOpenAiChat, kOpenAiResponses, kAnthropicMessages, kGeminiGenerate };
 
 // One normalisation for every provider, chosen so that cost is a plain dot product:
@@ -74,6 +76,10 @@ class UsageMeter {
   void feed_body(std::string_view json);
   // One SSE event of a streamed response, in stream order. `[DONE]` and pings are ignored.
   void feed_event(const SseEvent& event);
+  // Whether the event fed last was a Chat chunk with `choices: []` and a usage object: the extra
+  // chunk that `stream_options.include_usage` adds, which must not reach a client that did not
+  // ask for usage. Known from the meter's own parse, so the relay needs no second one.
+  bool last_event_only_usage() const { return last_event_only_usage_; }
 
   // Latest cumulative usage; per field a later reported value replaces an earlier one.
   Usage usage() const;
@@ -97,18 +103,19 @@ class UsageMeter {
   };
 
   void feed_json(std::string_view data, std::string_view event_name);
-  void on_chat(const nlohmann::json& chunk);
-  void on_responses(const nlohmann::json& event, std::string_view type);
-  void on_responses_body(const nlohmann::json& response);
-  void on_anthropic(const nlohmann::json& event, std::string_view type);
-  void on_anthropic_body(const nlohmann::json& message);
-  void on_gemini(const nlohmann::json& chunk);
-  void set_model(const nlohmann::json& holder, const char* key);
+  void on_chat(const JsonView& chunk);
+  void on_responses(const JsonView& event, std::string_view type);
+  void on_responses_body(const JsonView& response);
+  void on_anthropic(const JsonView& event, std::string_view type);
+  void on_anthropic_body(const JsonView& message);
+  void on_gemini(const JsonView& chunk);
+  void set_model(const JsonView& holder, std::string_view key);
 
   Api api_;
   std::string model_;
   Counters counters_;
   bool complete_ = false;
+  bool last_event_only_usage_ = false;
   std::optional<std::string> error_;
   // Keyed by (choice or output index, tool index) so interleaved fragments of parallel calls
   // land on the right call and the result comes out in the provider's order.
@@ -129,9 +136,5 @@ bool wants_usage_injection(const nlohmann::json& request);
 // re-serialised with its key order preserved. Returns the body unchanged if it is not a JSON
 // object. `request` is `body` parsed.
 std::string inject_include_usage(std::string_view body, const nlohmann::json& request);
-
-// The extra chunk that injection adds (`choices: []` with a usage object), which must not reach
-// a client that did not ask for usage.
-bool is_injected_usage_chunk(const SseEvent& event);
 
 }  // namespace airlock::control

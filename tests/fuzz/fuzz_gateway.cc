@@ -152,7 +152,7 @@ void fuzz_stream(Api api, std::size_t chunk, std::string_view data) {
   UsageMeter meter(api);
   for (const SseEvent& event : events) {
     meter.feed_event(event);
-    airlock::control::is_injected_usage_chunk(event);
+    meter.last_event_only_usage();
   }
   meter.usage();
   meter.tool_calls();

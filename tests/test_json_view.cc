@@ -1,0 +1,98 @@
+#include "control/metering/json_view.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "control/metering/json_parse.h"
+
+// The metering parsers read provider answers through JsonView: whatever a provider or a
+// compatible upstream sends, a read gives a value or nothing, never a throw or a crash.
+namespace airlock::control {
+namespace {
+
+TEST(JsonView, MembersNestedMembersAndArraysRead) {
+  const JsonDocument doc(
+      R"({"model":"gpt-5.5","usage":{"prompt_tokens":12,"details":{"cached":3}},"list":[1,"two",{"n":3}]})");
+  const JsonView root = doc.root();
+  ASSERT_TRUE(root.is_object());
+  EXPECT_EQ(root.member("model").text(), "gpt-5.5");
+  EXPECT_EQ(root.member("usage").member("prompt_tokens").count(), 12u);
+  EXPECT_EQ(root.member("usage", "details").member("cached").count(), 3u);
+  std::vector<std::string> raw;
+  for (const JsonView item : root.member("list").items()) raw.push_back(item.raw());
+  EXPECT_EQ(raw, (std::vector<std::string>{"1", "two", R"({"n":3})"}));
+  EXPECT_EQ(root.member("list").size(), 3u);
+  EXPECT_EQ(root.size(), 3u);
+}
+
+TEST(JsonView, AbsentNullAndMistypedValuesReadAsNothing) {
+  const JsonDocument doc(R"({"gone":null,"text":"x","n":-4,"f":1.5,"big":18446744073709551615})");
+  const JsonView root = doc.root();
+  EXPECT_FALSE(root.member("missing"));
+  EXPECT_FALSE(root.member("gone"));
+  EXPECT_FALSE(root.member("text").member("inner"));
+  EXPECT_EQ(root.member("n").text(), "");
+  EXPECT_EQ(root.member("n").count(), std::nullopt);
+  EXPECT_EQ(root.member("n").integer(), -4);
+  EXPECT_EQ(root.member("f").count(), std::nullopt);
+  EXPECT_EQ(root.member("f").integer(), std::nullopt);
+  EXPECT_EQ(root.member("big").count(), 18446744073709551615u);
+  EXPECT_EQ(root.member("big").integer(), std::nullopt);
+  int items = 0;
+  for (const JsonView item : root.member("text").items()) items += item ? 1 : 0;
+  for (const JsonView item : root.member("missing").items()) items += item ? 1 : 0;
+  EXPECT_EQ(items, 0);
+  EXPECT_EQ(root.member("missing").raw(), "");
+  EXPECT_EQ(root.member("missing").size(), 0u);
+}
+
+TEST(JsonView, ARepeatedKeyReadsItsLastValueAsTheRequestParseDoes) {
+  constexpr std::string_view kText = R"({"model":"first","model":"second"})";
+  const JsonDocument doc(kText);
+  EXPECT_EQ(doc.root().member("model").text(), parse_json(kText)["model"]);
+}
+
+TEST(JsonView, RawKeepsTheProvidersMemberOrderAndEscapes) {
+  const JsonDocument doc(R"({"args": {"z": 1, "a": ["q\"uote", "line\nbreak", "é"], "m": {}}})");
+  EXPECT_EQ(doc.root().member("args").raw(), R"({"z":1,"a":["q\"uote","line\nbreak","é"],"m":{}})");
+}
+
+TEST(JsonView, TextThatIsNotJsonHasNoRoot) {
+  for (const std::string_view text : {"", "{", "{\"usage\":", "not json", "[1,]"}) {
+    const JsonDocument doc(text);
+    EXPECT_FALSE(doc.root()) << text;
+  }
+}
+
+TEST(JsonView, IntegersPastSixtyFourBitsStillParse) {
+  const JsonDocument doc(R"({"seed":123456789012345678901234567890,"usage":{"total":7}})");
+  EXPECT_EQ(doc.root().member("usage").member("total").count(), 7u);
+  EXPECT_FALSE(doc.root().member("seed").count());
+}
+
+TEST(JsonView, DocumentsAliveTogetherEachKeepTheirValues) {
+  // The thread's reused parser serves one document at a time; a second one, or a parse_json
+  // while a document lives, must not overwrite what the first one reads.
+  const JsonDocument outer(R"({"name":"outer"})");
+  {
+    const JsonDocument inner(R"({"name":"inner"})");
+    EXPECT_EQ(parse_json(R"({"name":"tree"})")["name"], "tree");
+    EXPECT_EQ(inner.root().member("name").text(), "inner");
+  }
+  EXPECT_EQ(outer.root().member("name").text(), "outer");
+  const JsonDocument after(R"({"name":"after"})");
+  EXPECT_EQ(after.root().member("name").text(), "after");
+  EXPECT_EQ(outer.root().member("name").text(), "outer");
+}
+
+TEST(JsonView, ADocumentLargerThanTheReusedParserReads) {
+  std::string text = R"({"pad":")" + std::string(3u << 20, 'x') + R"(","usage":{"n":5}})";
+  const JsonDocument doc(text);
+  EXPECT_EQ(doc.root().member("usage").member("n").count(), 5u);
+  EXPECT_EQ(doc.root().member("pad").text().size(), 3u << 20);
+}
+
+}  // namespace
+}  // namespace airlock::control
