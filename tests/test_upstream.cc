@@ -471,6 +471,37 @@ TEST_F(UpstreamTlsTest, UnknownCaIsTlsError) {
       << fetched.result.message;
 }
 
+TEST_F(UpstreamTlsTest, PoolsTrustOnlyTheirOwnCaFileWhileOthersLive) {
+  // Pools with the same CA file share one TLS context: a pool without that file, opened while
+  // one with it lives, must still refuse the certificate, and one opened after it must trust it.
+  auto& tls = serve("localhost");
+  const Url url = parse("https://localhost:" + std::to_string(tls.port()));
+  UpstreamOptions with_ca;
+  with_ca.ca_file = certificates_.path("ca.pem");
+  auto trusting = make_pool(with_ca);
+  auto plain = make_pool();
+  auto trusting_too = make_pool(with_ca);
+  EXPECT_EQ(fetch(*trusting, url, make_request(bhttp::verb::get, "/a")).result.error, Error::kNone);
+  EXPECT_EQ(fetch(*plain, url, make_request(bhttp::verb::get, "/b")).result.error, Error::kTls);
+  EXPECT_EQ(fetch(*trusting_too, url, make_request(bhttp::verb::get, "/c")).result.error,
+            Error::kNone);
+  trusting.reset();
+  trusting_too.reset();
+  EXPECT_EQ(fetch(*plain, url, make_request(bhttp::verb::get, "/d")).result.error, Error::kTls);
+  auto reopened = make_pool(with_ca);
+  EXPECT_EQ(fetch(*reopened, url, make_request(bhttp::verb::get, "/e")).result.error, Error::kNone);
+}
+
+TEST_F(UpstreamTlsTest, AMissingCaFileIsRefusedEveryTime) {
+  UpstreamOptions options;
+  options.ca_file = certificates_.path("absent.pem");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string error;
+    EXPECT_EQ(UpstreamPool::create(options, &error), nullptr);
+    EXPECT_NE(error.find("absent.pem"), std::string::npos) << error;
+  }
+}
+
 TEST_F(UpstreamTlsTest, CertificateForAnotherNameIsTlsError) {
   auto& tls = serve("other");
   UpstreamOptions options;

@@ -76,8 +76,8 @@ struct Connection {
 };
 
 struct PoolState {
-  explicit PoolState(UpstreamOptions pool_options)
-      : options(std::move(pool_options)), tls(ssl::context::tls_client) {}
+  PoolState(UpstreamOptions pool_options, std::shared_ptr<ssl::context> client_tls)
+      : options(std::move(pool_options)), tls(std::move(client_tls)) {}
 
   // Idle connections are kept per io_context as well as per origin: a connection's I/O completes
   // on the io_context it was opened on, so handing it to a request running on another one would
@@ -102,7 +102,7 @@ struct PoolState {
   }
 
   const UpstreamOptions options;
-  ssl::context tls;
+  std::shared_ptr<ssl::context> tls;
   mutable std::mutex mutex;
   std::map<IdleKey, std::vector<std::unique_ptr<Connection>>> idle;
   bool stopped = false;
@@ -180,7 +180,7 @@ asio::awaitable<ConnectOutcome> connect(std::shared_ptr<PoolState> state, Url ur
   }
 
   auto connection = std::make_unique<Connection>(std::in_place_type<TlsStream>,
-                                                 std::move(tcp_stream), state->tls);
+                                                 std::move(tcp_stream), *state->tls);
   TlsStream& tls = std::get<TlsStream>(connection->stream);
   SSL* ssl = tls.native_handle();
   // OpenSSL checks the name during chain verification, so a mismatch is reported as a verify
@@ -633,9 +633,11 @@ std::string_view upstream_error_name(UpstreamResult::Error error) {
   return "unknown";
 }
 
-std::unique_ptr<UpstreamPool> UpstreamPool::create(UpstreamOptions options, std::string* error) {
-  auto state = std::make_shared<PoolState>(std::move(options));
-  SSL_CTX* ctx = state->tls.native_handle();
+namespace {
+
+std::shared_ptr<ssl::context> new_client_tls(const std::string& ca_file, std::string* error) {
+  auto tls = std::make_shared<ssl::context>(ssl::context::tls_client);
+  SSL_CTX* ctx = tls->native_handle();
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
     if (error) *error = "cannot require TLS 1.2";
     return nullptr;
@@ -645,21 +647,44 @@ std::unique_ptr<UpstreamPool> UpstreamPool::create(UpstreamOptions options, std:
     if (error) *error = "cannot set ALPN";
     return nullptr;
   }
-  state->tls.set_verify_mode(ssl::verify_peer);
+  tls->set_verify_mode(ssl::verify_peer);
   error_code ec;
-  state->tls.set_default_verify_paths(ec);
+  tls->set_default_verify_paths(ec);
   if (ec) {
     if (error) *error = "loading the system trust store: " + ec.message();
     return nullptr;
   }
-  if (!state->options.ca_file.empty()) {
-    state->tls.load_verify_file(state->options.ca_file, ec);
+  if (!ca_file.empty()) {
+    tls->load_verify_file(ca_file, ec);
     if (ec) {
-      if (error) *error = "loading CA file " + state->options.ca_file + ": " + ec.message();
+      if (error) *error = "loading CA file " + ca_file + ": " + ec.message();
       return nullptr;
     }
   }
-  return std::make_unique<PoolImpl>(std::move(state));
+  return tls;
+}
+
+// Loading the system trust store takes about 25 ms, and a control plane opens several pools
+// (providers, hooks, event webhooks): pools with the same CA file share one context while any of
+// them lives. OpenSSL lets connections on many threads use one configured SSL_CTX.
+std::shared_ptr<ssl::context> client_tls(const std::string& ca_file, std::string* error) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<ssl::context>> contexts;
+  std::lock_guard lock(mutex);
+  std::weak_ptr<ssl::context>& cached = contexts[ca_file];
+  if (std::shared_ptr<ssl::context> tls = cached.lock()) return tls;
+  std::shared_ptr<ssl::context> tls = new_client_tls(ca_file, error);
+  cached = tls;
+  return tls;
+}
+
+}  // namespace
+
+std::unique_ptr<UpstreamPool> UpstreamPool::create(UpstreamOptions options, std::string* error) {
+  std::shared_ptr<ssl::context> tls = client_tls(options.ca_file, error);
+  if (!tls) return nullptr;
+  return std::make_unique<PoolImpl>(
+      std::make_shared<PoolState>(std::move(options), std::move(tls)));
 }
 
 }  // namespace airlock::control::http
