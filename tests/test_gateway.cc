@@ -453,6 +453,37 @@ TEST_F(GatewayTest, RefusalsInTheClientsFormat) {
   EXPECT_EQ(record_of(websocket).user, "alice");
 }
 
+TEST_F(GatewayTest, BodiesNestedTooDeepAreRefusedAndCrashNothing) {
+  // 120k levels fit the body limit; serialising or walking them recursively overflowed the io
+  // thread's stack (the usage injection re-serialises a streamed Chat request that has
+  // stream_options).
+  const std::string brackets = std::string(120000, '[') + std::string(120000, ']');
+  const std::string chat =
+      R"({"model":"gpt-5.5","stream":true,"stream_options":{"include_usage":false},)"
+      R"("messages":[{"role":"user","content":"hi"}],"metadata":)" +
+      brackets + "}";
+  const Reply deep = send(bhttp::verb::post, "/v1/chat/completions", chat);
+  EXPECT_EQ(deep.status, 400u);
+  EXPECT_EQ(json::parse(deep.body)["error"]["code"], "invalid_json");
+  const std::string why = json::parse(deep.body)["error"]["message"];
+  EXPECT_NE(why.find("deeper than 1024"), std::string::npos) << why;
+  EXPECT_EQ(record_of(deep).status, 400);
+
+  const Reply anthropic =
+      send(bhttp::verb::post, "/v1/messages",
+           R"({"model":"claude-sonnet-4-6","max_tokens":5,"messages":[{"role":"user","content":)" +
+               brackets + "}]}",
+           {{"anthropic-version", "2023-06-01"}});
+  EXPECT_EQ(anthropic.status, 400u);
+  EXPECT_EQ(json::parse(anthropic.body)["error"]["type"], "invalid_request_error");
+  EXPECT_TRUE(upstream_.seen().empty());
+
+  const Reply after =
+      post("/v1/chat/completions",
+           {{"model", "gpt-5.5"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}});
+  EXPECT_EQ(after.status, 200u) << after.body;
+}
+
 TEST_F(GatewayTest, UnknownPeerIsRefusedAndRecorded) {
   const Reply reply = send(bhttp::verb::post, "/v1/chat/completions",
                            json{{"model", "gpt-5.5"}}.dump(), {}, "127.0.0.2");

@@ -130,11 +130,32 @@ TEST(JsonParse, TextThatIsNotJsonIsDiscarded) {
   }
 }
 
-TEST(JsonParse, NestingPastSimdjsonsDepthLimitStillParses) {
-  const std::string deep = std::string(3000, '[') + std::string(3000, ']');
-  const json tree = parse_json(deep);
-  ASSERT_TRUE(tree.is_array());
-  EXPECT_EQ(tree.dump(), deep);
+std::string nested(int depth, std::string_view inner = "1") {
+  return std::string(depth, '[') + std::string(inner) + std::string(depth, ']');
+}
+
+TEST(JsonParse, NestingUpToTheLimitParsesAndDeeperIsRefused) {
+  EXPECT_EQ(parse_json(nested(kMaxJsonDepth)).dump(), nested(kMaxJsonDepth));
+  EXPECT_FALSE(nests_too_deep(nested(kMaxJsonDepth)));
+  for (const int depth : {kMaxJsonDepth + 1, 400000}) {
+    EXPECT_TRUE(nests_too_deep(nested(depth))) << depth;
+    EXPECT_TRUE(parse_json(nested(depth)).is_discarded()) << depth;
+  }
+  // simdjson refuses an integer past 64 bits before it reaches the depth, so the fallback to
+  // nlohmann's parser must check the depth itself.
+  EXPECT_TRUE(parse_json("[123456789012345678901234567890," + nested(5000) + "]").is_discarded());
+  EXPECT_FALSE(parse_json("[123456789012345678901234567890," + nested(50) + "]").is_discarded());
+}
+
+TEST(JsonParse, BracketsInsideStringsAreNotNesting) {
+  // An escaped backslash, then an escaped quote: the string goes on past both.
+  const std::string text = R"({"a":")" + std::string(5000, '[') + R"(\\\"{{{"})";
+  EXPECT_FALSE(nests_too_deep(text));
+  EXPECT_TRUE(parse_json(text).is_object());
+  // A string ending in an escaped backslash ends there, so the brackets after it count (the
+  // object adds one level to the array's).
+  EXPECT_TRUE(nests_too_deep(R"({"a":"\\","b":)" + nested(kMaxJsonDepth) + "}"));
+  EXPECT_FALSE(nests_too_deep(R"({"a":"\\","b":)" + nested(kMaxJsonDepth - 1) + "}"));
 }
 
 std::string agent_request(std::size_t approx_bytes) {

@@ -72,6 +72,13 @@ TEST(JsonView, IntegersPastSixtyFourBitsStillParse) {
   EXPECT_FALSE(doc.root().member("seed").count());
 }
 
+TEST(JsonView, DocumentsNestedPastTheLimitHaveNoRoot) {
+  // Also when an integer past 64 bits sends the parse to nlohmann's fallback first.
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  EXPECT_FALSE(JsonDocument(deep).root());
+  EXPECT_FALSE(JsonDocument("[123456789012345678901234567890," + deep + "]").root());
+}
+
 TEST(JsonView, DocumentsAliveTogetherEachKeepTheirValues) {
   // The thread's reused parser serves one document at a time; a second one, or a parse_json
   // while a document lives, must not overwrite what the first one reads.

@@ -197,7 +197,13 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
 
   BodyFields fields = inspect_body(body);
   if (!fields.valid_json) {
-    co_await refuse(GatewayError::kBadJson, "request body is not valid JSON");
+    // Built before the co_await: GCC 12 frees a ?: temporary inside one twice.
+    std::string why = "request body is not valid JSON";
+    if (nests_too_deep(body)) {
+      why = "request body nests arrays and objects deeper than " + std::to_string(kMaxJsonDepth) +
+            " levels";
+    }
+    co_await refuse(GatewayError::kBadJson, why);
     co_return nullptr;
   }
   const bool gemini = is_gemini(route_.kind);

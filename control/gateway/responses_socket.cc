@@ -1,44 +1,32 @@
 #include "control/gateway/responses_socket.h"
 
 #include <cstdint>
-#include <cstring>
-#include <vector>
+#include <optional>
 
-#include <simdjson.h>
 #include <nlohmann/json.hpp>
 
 #include "control/metering/json_parse.h"
+#include "control/metering/json_view.h"
 
 namespace airlock::control::gateway {
 
 using nlohmann::json;
 
-// Every event of a turn passes here on its way to the client; only its envelope is needed, so
-// simdjson's DOM is read directly instead of building the nlohmann tree the usage meter builds.
+// Every event of a turn passes here on its way to the client; only its envelope is read.
 SocketEvent read_socket_event(std::string_view message) {
-  thread_local simdjson::dom::parser parser;
-  // simdjson reads up to SIMDJSON_PADDING bytes past the text; a string's buffer does not
-  // promise them.
-  thread_local std::vector<char> padded;
-  padded.resize(message.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(padded.data(), message.data(), message.size());
+  const JsonDocument document(message);
+  const JsonView root = document.root();
   SocketEvent out;
-  simdjson::dom::object object;
-  if (parser.parse(padded.data(), message.size(), false).get(object) != simdjson::SUCCESS) {
-    return out;
-  }
+  if (!root.is_object()) return out;
   out.valid = true;
-  std::string_view type;
-  if (object["type"].get(type) == simdjson::SUCCESS) out.type = type;
+  out.type = root.member("type").text();
   if (out.type != "error") return out;
-  int64_t status = 0;
-  if (object["status"].get(status) == simdjson::SUCCESS) out.status = static_cast<int>(status);
+  if (const std::optional<int64_t> status = root.member("status").integer()) {
+    out.status = static_cast<int>(*status);
+  }
   // OpenAI's socket nests the error; its SSE stream has the fields at the top.
-  simdjson::dom::object error = object;
-  simdjson::dom::object nested;
-  if (object["error"].get(nested) == simdjson::SUCCESS) error = nested;
-  std::string_view text;
-  if (error["message"].get(text) == simdjson::SUCCESS) out.error_message = text;
+  const JsonView nested = root.member("error");
+  out.error_message = (nested.is_object() ? nested : root).member("message").text();
   return out;
 }
 

@@ -97,6 +97,30 @@ json tree_of(Parser& parser, std::string_view text) {
 
 }  // namespace
 
+bool nests_too_deep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 json parse_json(std::string_view text) {
   json tree;
   Reused& reused = thread_parser();
@@ -106,9 +130,9 @@ json parse_json(std::string_view text) {
     Parser own;
     tree = tree_of(own, text);
   }
-  if (!tree.is_discarded()) return tree;
+  if (!tree.is_discarded() || nests_too_deep(text)) return tree;
   // What simdjson refuses, nlohmann decides: text that is not JSON, and JSON that simdjson does
-  // not take (integers past 64 bits, nesting past its depth limit).
+  // not take (integers past 64 bits).
   return json::parse(text.begin(), text.end(), nullptr, false);
 }
 
@@ -130,6 +154,7 @@ JsonDocument::JsonDocument(std::string_view text) {
   }
   // Integers past 64 bits are valid JSON that simdjson refuses; nlohmann reads them as doubles,
   // and its rendering of that is JSON simdjson takes.
+  if (nests_too_deep(text)) return;
   const json fallback = json::parse(text.begin(), text.end(), nullptr, false);
   if (fallback.is_discarded()) return;
   const std::string rendered = fallback.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -51,9 +51,9 @@ namespace gw = airlock::control::gateway;
 // Small enough that the fuzzer reaches the limit; the gateway's own is 16 MiB.
 constexpr std::size_t kMaxEventBytes = std::size_t{64} << 10;
 constexpr std::size_t kMaxDecodedBytes = 1 << 20;
-// simdjson's default nesting limit; nlohmann's parser has none, so deeper documents are the one
-// place the two may differ (parse_json refuses them, which the gateway answers with a 400).
-constexpr int kMaxDepth = 1024;
+// nlohmann's parser has no nesting limit, so deeper documents are the one place the two may
+// differ (parse_json refuses them, which the gateway answers with a 400).
+constexpr int kMaxDepth = airlock::control::kMaxJsonDepth;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "fuzz_gateway: %s\n", what);
