@@ -234,6 +234,17 @@ TEST_F(PreRequestHookTest, MalformedRepliesAreFailures) {
   }
 }
 
+TEST_F(PreRequestHookTest, AReplyNestedTooDeepIsAFailureNotACrash) {
+  // A "modify" body is serialised again, once per level: 200k levels overflowed the stack.
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  start_hook(200, R"({"action":"modify","body":{"messages":)" + deep + "}}");
+  hook_.fail_open = false;
+  const HookVerdict verdict = call();
+  EXPECT_EQ(verdict.action, Action::kBlock);
+  EXPECT_EQ(verdict.status, 503);
+  EXPECT_NE(verdict.error.find("deeper than 1024"), std::string::npos) << verdict.error;
+}
+
 TEST_F(PreRequestHookTest, ANonJsonBodyIsSentAsAString) {
   start_hook(200, R"({"action":"allow"})");
   HookRequest request = sample_request();

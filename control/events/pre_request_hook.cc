@@ -12,6 +12,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "control/metering/json_parse.h"
+
 namespace airlock::control::events {
 namespace {
 
@@ -93,7 +95,7 @@ asio::awaitable<std::optional<std::shared_ptr<HookCall>>> send_with_deadline(
   // state, its copies of the request and callbacks) and so may outlive this call.
   asio::awaitable<http::UpstreamResult> send =
       pool.send(url, std::move(request), std::move(on_headers), std::move(on_body));
-  auto finished = [call](std::exception_ptr, http::UpstreamResult result) {
+  auto finished = [call](const std::exception_ptr&, http::UpstreamResult result) {
     call->result = std::move(result);
     call->done = true;
     call->timer.cancel();
@@ -130,7 +132,11 @@ HookVerdict interpret(const policy::PreRequestHookSpec& hook, const HookCall& ca
                             call.result.message);
   }
   if (call.status / 100 != 2) return failed(hook, "answered HTTP " + std::to_string(call.status));
-  const Json reply = Json::parse(call.reply, nullptr, false);
+  // The depth limit matters here: a "modify" body is serialised again, once per level.
+  if (nests_too_deep(call.reply)) {
+    return failed(hook, "reply nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
+  const Json reply = parse_json(call.reply);
   if (!reply.is_object()) return failed(hook, "reply is not a JSON object");
   const auto action = reply.find("action");
   if (action == reply.end() || !action->is_string()) {

@@ -152,9 +152,9 @@ JsonDocument::JsonDocument(std::string_view text) {
     root_ = JsonView(root);
     return;
   }
+  if (nests_too_deep(text)) return;
   // Integers past 64 bits are valid JSON that simdjson refuses; nlohmann reads them as doubles,
   // and its rendering of that is JSON simdjson takes.
-  if (nests_too_deep(text)) return;
   const json fallback = json::parse(text.begin(), text.end(), nullptr, false);
   if (fallback.is_discarded()) return;
   const std::string rendered = fallback.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -1,7 +1,7 @@
 // Lenient read-only access to a JSON document parsed by simdjson, for metering provider answers:
 // an SSE stream brings one small document per event, and building an nlohmann tree of each cost
-// the relay more than everything else it does per event (about 20k instructions an event,
-// against about 2k for simdjson's parse). Like json_access, it never throws on traffic it only
+// the relay more than everything else it does per event (about 23k instructions an event,
+// against about 3k for simdjson's parse). Like json_access, it never throws on traffic it only
 // observes: an absent member, a null or a value of another type reads as absent or empty.
 #pragma once
 
@@ -93,7 +93,7 @@ class JsonDocument {
   JsonDocument(const JsonDocument&) = delete;
   JsonDocument& operator=(const JsonDocument&) = delete;
 
-  // The document's root; absent when the text is not JSON.
+  // The document's root; absent when the text is not JSON or nests deeper than kMaxJsonDepth.
   JsonView root() const { return root_; }
 
  private:
