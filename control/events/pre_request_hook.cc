@@ -132,12 +132,15 @@ HookVerdict interpret(const policy::PreRequestHookSpec& hook, const HookCall& ca
                             call.result.message);
   }
   if (call.status / 100 != 2) return failed(hook, "answered HTTP " + std::to_string(call.status));
-  // The depth limit matters here: a "modify" body is serialised again, once per level.
-  if (nests_too_deep(call.reply)) {
-    return failed(hook, "reply nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  }
+  // parse_json's depth limit matters here: a "modify" body is serialised again, once per level.
   const Json reply = parse_json(call.reply);
-  if (!reply.is_object()) return failed(hook, "reply is not a JSON object");
+  if (!reply.is_object()) {
+    // The depth scan runs only to name why a reply was refused, not on every reply.
+    if (nests_too_deep(call.reply)) {
+      return failed(hook, "reply nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    }
+    return failed(hook, "reply is not a JSON object");
+  }
   const auto action = reply.find("action");
   if (action == reply.end() || !action->is_string()) {
     return failed(hook, "reply has no \"action\" string");
