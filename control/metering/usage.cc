@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "control/metering/json_access.h"
-#include "control/metering/json_parse.h"
 #include "control/metering/json_view.h"
 
 namespace airlock::control {
