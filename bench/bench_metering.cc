@@ -3,7 +3,7 @@
 // without client-requested usage also the removal of the injected usage chunk) in read-sized
 // pieces, and a non-streamed body is copied and metered once at its end. The request side is
 // the parse every request body gets before routing (model, stream flag, session, tool results),
-// plus the extra parses a budget and usage injection add for an OpenAI Chat stream.
+// plus what a budget and usage injection add for an OpenAI Chat stream.
 //
 // Streams are built after the shapes in shared/research/protocols.md (§1-§4) and
 // tests/test_usage.cc: many small content deltas, one tool call whose arguments arrive in
@@ -19,6 +19,7 @@
 #include "control/budget/estimate.h"
 #include "control/gateway/relay.h"
 #include "control/metering/json_parse.h"
+#include "control/metering/json_view.h"
 #include "control/metering/session.h"
 #include "control/metering/tool_results.h"
 #include "control/metering/usage.h"
@@ -26,6 +27,8 @@
 namespace {
 
 using airlock::control::Api;
+using airlock::control::JsonDocument;
+using airlock::control::JsonView;
 using airlock::control::ToolResult;
 using airlock::control::gateway::Relay;
 using airlock::control::gateway::RelayOptions;
@@ -499,21 +502,13 @@ std::string chat_request(std::size_t target) {
   }
 }
 
-// What gateway.cc's inspect_body and the lines after it do with every request body: one parse,
-// model and stream read from it, then the session and the new tool results from the same tree.
-// Kept in step with control/gateway/gateway.cc by hand (inspect_body is internal to it). The tree
-// is left in `parsed` for what the gateway does with it next.
-std::size_t inspect_request(Api api, std::string_view body, nlohmann::json& parsed) {
-  parsed = airlock::control::parse_json(body);
-  if (!parsed.is_object()) return 0;
-  std::string model;
-  if (const auto it = parsed.find("model"); it != parsed.end() && it->is_string()) {
-    model = it->get<std::string>();
-  }
-  bool stream = false;
-  if (const auto it = parsed.find("stream"); it != parsed.end() && it->is_boolean()) {
-    stream = it->get<bool>();
-  }
+// What exchange.cc's inspect_body and the lines after it do with every request body: one parse,
+// model and stream read from it, then the session and the new tool results from the same
+// document. Kept in step with control/gateway/exchange.cc by hand (inspect_body is internal to
+// it).
+std::size_t inspect_request(Api api, JsonView parsed) {
+  const std::string model = parsed.member("model").text();
+  const bool stream = parsed.member("stream").boolean().value_or(false);
   const auto no_header = [](std::string_view) -> std::optional<std::string_view> {
     return std::nullopt;
   };
@@ -528,8 +523,8 @@ std::size_t inspect_request(Api api, std::string_view body, nlohmann::json& pars
 void BM_RequestInspect(benchmark::State& state, Api api, std::string (*make)(std::size_t)) {
   const std::string body = make(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state) {
-    nlohmann::json parsed;  // per request, as in the gateway
-    if (inspect_request(api, body, parsed) != 1) {
+    const JsonDocument parsed(body);  // per request, as in the gateway
+    if (inspect_request(api, parsed.root()) != 1) {
       state.SkipWithError("request not inspected");
       break;
     }
@@ -544,36 +539,50 @@ BENCHMARK_CAPTURE(BM_RequestInspect, openai_chat, Api::kOpenAiChat, chat_request
     ->Arg(2 * 1024)
     ->Arg(200 * 1024);
 
-// The parse alone, the gateway's (simdjson, then the tree built from its tape) against
-// nlohmann's own parser, which the gateway used before; same tree either way.
-void BM_ParseRequest(benchmark::State& state, bool simdjson) {
+// The parse alone: the gateway's (simdjson's document, read in place), parse_json (an nlohmann
+// tree built from simdjson's, which the gateway built before) and nlohmann's own parser.
+enum class RequestParser { kDocument, kTree, kNlohmann };
+void BM_ParseRequest(benchmark::State& state, RequestParser parser) {
   const std::string body = anthropic_request(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state) {
-    nlohmann::json parsed = simdjson
-                                ? airlock::control::parse_json(body)
-                                : nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
-    if (!parsed.is_object()) {
+    bool object = false;
+    if (parser == RequestParser::kDocument) {
+      const JsonDocument parsed(body);
+      object = parsed.root().is_object();
+    } else {
+      const nlohmann::json parsed =
+          parser == RequestParser::kTree
+              ? airlock::control::parse_json(body)
+              : nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+      object = parsed.is_object();
+    }
+    if (!object) {
       state.SkipWithError("request not parsed");
       break;
     }
-    benchmark::DoNotOptimize(parsed);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
   state.counters["body_bytes"] = static_cast<double>(body.size());
 }
-BENCHMARK_CAPTURE(BM_ParseRequest, gateway, true)->Arg(2 * 1024)->Arg(200 * 1024);
-BENCHMARK_CAPTURE(BM_ParseRequest, nlohmann, false)->Arg(2 * 1024)->Arg(200 * 1024);
+BENCHMARK_CAPTURE(BM_ParseRequest, gateway, RequestParser::kDocument)
+    ->Arg(2 * 1024)
+    ->Arg(200 * 1024);
+BENCHMARK_CAPTURE(BM_ParseRequest, tree, RequestParser::kTree)->Arg(2 * 1024)->Arg(200 * 1024);
+BENCHMARK_CAPTURE(BM_ParseRequest, nlohmann, RequestParser::kNlohmann)
+    ->Arg(2 * 1024)
+    ->Arg(200 * 1024);
 
 // An OpenAI Chat stream request under a budget whose client did not ask for usage: the inspect
 // above, then the output cap (inserted, since the client set none), the input bound and the
-// usage injection, all from the inspect's tree as the gateway does.
+// usage injection, all from the inspect's document as the gateway does.
 void BM_RequestChatBudgetAndInjection(benchmark::State& state) {
   namespace budget = airlock::control::budget;
   const std::string original = chat_request(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state) {
     std::string body = original;
-    nlohmann::json parsed;  // per request, as in the gateway
-    if (inspect_request(Api::kOpenAiChat, body, parsed) != 1) {
+    const JsonDocument document(body);  // per request, as in the gateway
+    const JsonView parsed = document.root();
+    if (inspect_request(Api::kOpenAiChat, parsed) != 1) {
       state.SkipWithError("request not inspected");
       break;
     }

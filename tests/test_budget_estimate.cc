@@ -6,16 +6,20 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "control/metering/json_view.h"
+
 namespace airlock::control::budget {
 namespace {
 
 using nlohmann::json;
 
 uint64_t references_in(std::string_view body) {
-  return count_input_references(body, json::parse(body, nullptr, false));
+  const JsonDocument parsed(body);
+  return count_input_references(body, parsed.root());
 }
 uint64_t bound_of(std::string_view body, uint64_t tokens_per_reference) {
-  return input_token_bound(body, json::parse(body, nullptr, false), tokens_per_reference);
+  const JsonDocument parsed(body);
+  return input_token_bound(body, parsed.root(), tokens_per_reference);
 }
 
 TEST(BudgetEstimate, InputBoundIsTheByteCount) {
@@ -54,6 +58,9 @@ TEST(BudgetEstimate, EveryInputPassedByReferenceIsCountedOnce) {
 
   EXPECT_EQ(references_in(R"({"messages":[{"role":"user","content":"hi"}]})"), 0u);
   EXPECT_EQ(references_in(R"({"image_url": "https://x", )"), 0u);  // not JSON
+  // Odd shapes an agent can send count nothing and throw nothing.
+  EXPECT_EQ(references_in(R"({"source":{"type":5},"image_url":7,"fileData":[],"file_url":null})"),
+            0u);
 }
 
 TEST(BudgetEstimate, EachReferenceAddsItsAllowanceToTheInputBound) {

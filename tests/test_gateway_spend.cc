@@ -23,6 +23,7 @@
 
 #include "control/budget/estimate.h"
 #include "control/gateway/gateway.h"
+#include "control/metering/json_view.h"
 #include "tests/gateway_test_util.h"
 
 namespace airlock::control::gateway {
@@ -248,7 +249,8 @@ TEST_F(SpendTest, ConcurrentRequestsNeverOverspendTheBudget) {
       max_worst = std::max(
           max_worst,
           budget::worst_case(
-              price, budget::input_token_bound(bodies.back(), json::parse(bodies.back()), 0), kCap)
+              price,
+              budget::input_token_bound(bodies.back(), JsonDocument(bodies.back()).root(), 0), kCap)
               .usd);
     }
     ASSERT_GT(max_worst, kDollar / 50);  // a few cents: only some requests fit

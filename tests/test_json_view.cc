@@ -48,6 +48,46 @@ TEST(JsonView, AbsentNullAndMistypedValuesReadAsNothing) {
   EXPECT_EQ(root.member("missing").size(), 0u);
 }
 
+TEST(JsonView, BooleansDecimalsAndMembersNullIncludedRead) {
+  const JsonDocument doc(
+      R"({"stream":true,"off":false,"cap":100.0,"exp":1e3,"n":100,"s":"1.5","gone":null})");
+  const JsonView root = doc.root();
+  EXPECT_EQ(root.member("stream").boolean(), true);
+  EXPECT_EQ(root.member("off").boolean(), false);
+  EXPECT_EQ(root.member("n").boolean(), std::nullopt);
+  EXPECT_EQ(root.member("gone").boolean(), std::nullopt);
+  // Protobuf JSON writes 100.0 for a count; an integer is not a decimal, nor is a string.
+  EXPECT_EQ(root.member("cap").decimal(), 100.0);
+  EXPECT_EQ(root.member("exp").decimal(), 1000.0);
+  EXPECT_EQ(root.member("n").decimal(), std::nullopt);
+  EXPECT_EQ(root.member("s").decimal(), std::nullopt);
+  // A null member reads as absent but is there: the budget replaces it rather than adding one.
+  EXPECT_TRUE(root.contains("gone"));
+  EXPECT_FALSE(root.contains("missing"));
+  EXPECT_FALSE(root.member("stream").contains("stream"));
+}
+
+TEST(JsonView, MembersComeInDocumentOrderRepeatsIncluded) {
+  const JsonDocument doc(R"({"b":1,"a":{"x":null},"b":2})");
+  std::vector<std::string> seen;
+  for (const auto [key, value] : doc.root().members()) {
+    seen.push_back(std::string(key) + "=" + (value ? value.raw() : "absent"));
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"b=1", R"(a={"x":null})", "b=2"}));
+  int count = 0;
+  for (const auto member : doc.root().member("b").members()) count += member.second ? 1 : 0;
+  for (const auto member : doc.root().member("missing").members()) count += member.second ? 1 : 0;
+  EXPECT_EQ(count, 0);
+}
+
+TEST(JsonView, ADocumentTellsANullRootFromText) {
+  const JsonDocument null_document("null");
+  EXPECT_TRUE(null_document.valid());
+  EXPECT_FALSE(null_document.root());
+  EXPECT_FALSE(JsonDocument("nul").valid());
+  EXPECT_TRUE(JsonDocument(R"({"seed":123456789012345678901234567890})").valid());
+}
+
 TEST(JsonView, ARepeatedKeyReadsItsLastValueAsTheRequestParseDoes) {
   constexpr std::string_view kText = R"({"model":"first","model":"second"})";
   const JsonDocument doc(kText);

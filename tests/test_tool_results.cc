@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "control/metering/json_view.h"
+
 // Request bodies are hand-written after the request shapes in shared/research/protocols.md
 // (tool results: §0 table, §1-§4), as Claude Code, Codex and Gemini CLI send them: the whole
 // conversation so far, ending with the results of the model's last calls.
@@ -30,7 +32,7 @@ TEST(ToolResults, AnthropicTakesOnlyTheLastUserMessage) {
         {"type":"text","text":"also check the tests","cache_control":{"type":"ephemeral"}}]}]})";
   const std::vector<ToolResult> expected = {
       {"toolu_1", "Bash", "On branch main\nnothing to commit", false},
-      {"toolu_2", "Read", R"([{"text":"File does not exist.","type":"text"}])", true},
+      {"toolu_2", "Read", R"([{"type":"text","text":"File does not exist."}])", true},
   };
   EXPECT_EQ(tool_results_from_request(Api::kAnthropicMessages, kBody), expected);
 }
@@ -62,7 +64,7 @@ TEST(ToolResults, ChatTakesToolMessagesAfterTheLastAssistant) {
       {"role":"tool","tool_call_id":"call_2","content":[{"type":"text","text":"Done!"}]}]})";
   const std::vector<ToolResult> expected = {
       {"call_1", "shell", "a.txt\nb.txt", false},
-      {"call_2", "apply_patch", R"([{"text":"Done!","type":"text"}])", false},
+      {"call_2", "apply_patch", R"([{"type":"text","text":"Done!"}])", false},
   };
   EXPECT_EQ(tool_results_from_request(Api::kOpenAiChat, kBody), expected);
 }
@@ -86,7 +88,7 @@ TEST(ToolResults, ResponsesTakesOutputItemsAfterTheLastModelItem) {
   const std::vector<ToolResult> expected = {
       {"call_1", "shell", R"({"output":"ok","metadata":{"exit_code":0}})", false},
       {"call_2", "apply_patch", "Success. Updated the following files:\nM a.cc", false},
-      {"call_3", "local_shell", R"([{"text":"a.cc","type":"input_text"}])", false},
+      {"call_3", "local_shell", R"([{"type":"input_text","text":"a.cc"}])", false},
   };
   EXPECT_EQ(tool_results_from_request(Api::kOpenAiResponses, kBody), expected);
 }
@@ -117,8 +119,8 @@ TEST(ToolResults, GeminiTakesFunctionResponsesOfTheLastContent) {
       {"", "read_file", R"({"error":"not found"})", true},
   };
   EXPECT_EQ(tool_results_from_request(Api::kGeminiGenerate, kBody), expected);
-  const auto parsed = nlohmann::json::parse(kBody);
-  EXPECT_EQ(tool_results_from_json(Api::kGeminiGenerate, parsed), expected);
+  const JsonDocument parsed(kBody);
+  EXPECT_EQ(tool_results_from_json(Api::kGeminiGenerate, parsed.root()), expected);
 }
 
 TEST(ToolResults, MalformedBodiesGiveNothing) {

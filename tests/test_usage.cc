@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "control/metering/json_view.h"
+
 // Fixtures are hand-written after the payload examples in shared/research/protocols.md; the
 // expected numbers follow each provider's documented rules (§0), worked out by hand.
 namespace airlock::control {
@@ -138,10 +140,12 @@ TEST(ChatUsage, ErrorMidStreamIsRecorded) {
 }
 
 bool wants_injection(std::string_view body) {
-  return wants_usage_injection(nlohmann::json::parse(body, nullptr, false));
+  const JsonDocument parsed(body);
+  return wants_usage_injection(parsed.root());
 }
 std::string injected_into(std::string_view body) {
-  return inject_include_usage(body, nlohmann::json::parse(body, nullptr, false));
+  const JsonDocument parsed(body);
+  return inject_include_usage(body, parsed.root());
 }
 
 TEST(ChatRequest, InjectionOnlyWhenStreamingWithoutUsage) {

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "control/metering/json_view.h"
 
 namespace airlock::control::budget {
 
@@ -40,20 +43,19 @@ struct Count {
   std::optional<uint64_t> value;  // nullopt with present: invalid
 };
 
-Count read_count(const json& object, std::string_view name) {
-  const auto it = object.find(name);
-  if (it == object.end() || it->is_null()) return {};
-  if (it->is_number_unsigned()) return {true, it->get<uint64_t>()};
-  if (it->is_number_float()) {
+Count read_count(JsonView object, std::string_view name) {
+  const JsonView value = object.member(name);
+  if (!value) return {};
+  if (const std::optional<uint64_t> count = value.count()) return {true, count};
+  if (const std::optional<double> v = value.decimal()) {
     // Protobuf JSON (Gemini) accepts 100.0; rounding up stays an upper bound.
-    const double v = it->get<double>();
-    if (std::isfinite(v) && v >= 0) {
-      return {true, v >= 1.8e19 ? kMaxU64 : static_cast<uint64_t>(std::ceil(v))};
+    if (std::isfinite(*v) && *v >= 0) {
+      return {true, *v >= 1.8e19 ? kMaxU64 : static_cast<uint64_t>(std::ceil(*v))};
     }
   }
-  if (it->is_string()) {
+  if (value.is_string()) {
     // Protobuf JSON also accepts integers as strings ("100").
-    const std::string& text = it->get_ref<const std::string&>();
+    const std::string text = value.text();
     uint64_t v = 0;
     bool ok = !text.empty() && text.size() <= 19;
     for (const char c : text) {
@@ -65,7 +67,7 @@ Count read_count(const json& object, std::string_view name) {
   return {true, std::nullopt};
 }
 
-// Byte positions in a JSON text that nlohmann has already accepted, so the scanner needs no
+// Byte positions in a JSON text that the parser has already accepted, so the scanner needs no
 // error handling of its own.
 size_t skip_ws(std::string_view s, size_t i) {
   while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) ++i;
@@ -157,33 +159,24 @@ void write_cap(std::string& body, size_t open, std::string_view name, uint64_t c
   }
 }
 
-bool is_fetched_url(const json& value) {
-  return value.is_string() && !value.get_ref<const std::string&>().starts_with("data:");
+bool is_fetched_url(JsonView value) {
+  return value.is_string() && !value.text().starts_with("data:");
 }
 
 // One content part or source object that names an input the provider fetches.
-bool is_reference(const json& object) {
-  if (const auto it = object.find("image_url"); it != object.end()) {
-    if (is_fetched_url(*it)) return true;  // Responses input_image
-    if (it->is_object() && is_fetched_url(it->value("url", json()))) return true;  // Chat
-  }
-  if (const auto it = object.find("file_id"); it != object.end() && it->is_string()) return true;
-  if (const auto it = object.find("file_url"); it != object.end() && is_fetched_url(*it)) {
-    return true;
-  }
+bool is_reference(JsonView object) {
+  const JsonView image_url = object.member("image_url");
+  if (is_fetched_url(image_url)) return true;                // Responses input_image
+  if (is_fetched_url(image_url.member("url"))) return true;  // Chat
+  if (object.member("file_id").is_string()) return true;
+  if (is_fetched_url(object.member("file_url"))) return true;
   for (const char* name : {"fileData", "file_data"}) {
-    const auto it = object.find(name);
-    if (it != object.end() && it->is_object() &&
-        (it->contains("fileUri") || it->contains("file_uri"))) {
-      return true;
-    }
+    const JsonView data = object.member(name);
+    if (data.is_object() && (data.contains("fileUri") || data.contains("file_uri"))) return true;
   }
   // Anthropic image/document blocks: {"source": {"type": "url" | "file", ...}}.
-  if (const auto it = object.find("source"); it != object.end() && it->is_object()) {
-    const std::string type = it->value("type", "");
-    if (type == "url" || type == "file") return true;
-  }
-  return false;
+  const std::string type = object.member("source", "type").text();
+  return type == "url" || type == "file";
 }
 
 // Most requests carry none of these names, and a many-MiB prompt's tree is not walked for them.
@@ -195,10 +188,10 @@ bool may_hold_references(std::string_view request_body) {
   });
 }
 
-void count_references(const json& value, uint64_t& count) {
+void count_references(JsonView value, uint64_t& count) {
   if (value.is_object()) {
     if (is_reference(value)) ++count;
-    for (const auto& [name, member] : value.items()) {
+    for (const auto [name, member] : value.members()) {
       // Already judged with the object that holds them: Chat's {"image_url": {"url": ...}} is one
       // reference, not two.
       if (name == "image_url" || name == "source" || name == "fileData" || name == "file_data") {
@@ -207,7 +200,7 @@ void count_references(const json& value, uint64_t& count) {
       count_references(member, count);
     }
   } else if (value.is_array()) {
-    for (const json& item : value) count_references(item, count);
+    for (const JsonView item : value.items()) count_references(item, count);
   }
 }
 
@@ -222,24 +215,25 @@ void count_references(const json& value, uint64_t& count) {
 // the body does not show, so each adds the policy's per-reference allowance; a reference billed
 // above it, or tokens added by server-side tools, settle above the reservation
 // (Reservation::settle reports it).
-uint64_t input_token_bound(std::string_view request_body, const json& request,
+uint64_t input_token_bound(std::string_view request_body, JsonView request,
                            uint64_t tokens_per_reference) {
   const uint64_t references = count_input_references(request_body, request);
   return add_sat(request_body.size(), mul_sat(references, tokens_per_reference));
 }
 
-uint64_t count_input_references(std::string_view request_body, const json& request) {
-  if (!may_hold_references(request_body) || request.is_discarded()) return 0;
+uint64_t count_input_references(std::string_view request_body, JsonView request) {
+  if (!may_hold_references(request_body)) return 0;
   uint64_t count = 0;
   count_references(request, count);
   return count;
 }
 
 OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap) {
-  return apply_output_cap(api, body, default_cap, json::parse(body, nullptr, false));
+  const JsonDocument parsed(body);
+  return apply_output_cap(api, body, default_cap, parsed.root());
 }
 
-OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap, const json& j) {
+OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap, JsonView j) {
   OutputCap result;
   result.per_choice = default_cap;
   result.tokens = default_cap;
@@ -279,9 +273,9 @@ OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap, con
       const bool snake = !j.contains("generationConfig") && j.contains("generation_config");
       const std::string_view config_name = snake ? "generation_config" : "generationConfig";
       cap_name = snake ? "max_output_tokens" : "maxOutputTokens";
-      const auto config = j.find(config_name);
-      if (config == j.end() || config->is_null()) {
-        if (config != j.end()) {
+      const JsonView config = j.member(config_name);
+      if (!config) {
+        if (j.contains(config_name)) {
           const std::optional<Span> span = find_member(body, open, config_name);
           body.replace(span->begin, span->end - span->begin, "{}");
         } else {
@@ -290,18 +284,18 @@ OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap, con
         cap_object = find_member(body, open, config_name)->begin;
         break;
       }
-      if (!config->is_object()) {
+      if (!config.is_object()) {
         result.valid = false;
         return result;
       }
       cap_object = find_member(body, open, config_name)->begin;
-      cap = read_count(*config, cap_name);
+      cap = read_count(config, cap_name);
       const std::string_view other_name = snake ? "maxOutputTokens" : "max_output_tokens";
-      if (!cap.present && read_count(*config, other_name).present) {
-        cap = read_count(*config, other_name);
+      if (!cap.present && read_count(config, other_name).present) {
+        cap = read_count(config, other_name);
       }
-      choices = read_count(*config, "candidateCount");
-      if (!choices.present) choices = read_count(*config, "candidate_count");
+      choices = read_count(config, "candidateCount");
+      if (!choices.present) choices = read_count(config, "candidate_count");
       break;
     }
   }

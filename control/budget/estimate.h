@@ -7,22 +7,24 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "control/budget/ledger.h"
 #include "control/metering/usage.h"
 #include "control/prices/prices.h"
+
+namespace airlock::control {
+class JsonView;
+}
 
 namespace airlock::control::budget {
 
 // Inputs the provider fetches and bills itself, found in a request body: image and file URLs
 // (not data: URLs, whose bytes are in the body), file ids, Anthropic `url`/`file` sources and
-// Gemini fileData. `request` is `request_body` parsed (discarded when it is not JSON: 0).
-uint64_t count_input_references(std::string_view request_body, const nlohmann::json& request);
+// Gemini fileData. `request` is `request_body` parsed (absent when it is not JSON: 0).
+uint64_t count_input_references(std::string_view request_body, JsonView request);
 
 // An upper bound on the request's input tokens: its size in bytes (see estimate.cc for why), plus
 // `tokens_per_reference` for each input passed by reference, whose size the body does not show.
-uint64_t input_token_bound(std::string_view request_body, const nlohmann::json& request,
+uint64_t input_token_bound(std::string_view request_body, JsonView request,
                            uint64_t tokens_per_reference);
 
 struct OutputCap {
@@ -44,8 +46,7 @@ struct OutputCap {
 // '{', or into a new or existing generationConfig for Gemini.
 OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap);
 // The same for a body the caller has parsed already (`request` is `body` parsed, before the cap).
-OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap,
-                           const nlohmann::json& request);
+OutputCap apply_output_cap(Api api, std::string& body, uint64_t default_cap, JsonView request);
 
 // Input priced at the dearest of the input and cache prices (any part of a prompt can turn out to
 // be a cache write), output at the output price; tokens = input_bound + output_cap. Saturates

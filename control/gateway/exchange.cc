@@ -73,16 +73,11 @@ constexpr std::size_t kMaxUnloggedToolResult = 2048;
 // One parse of the body serves routing, the session and the tool results.
 BodyFields inspect_body(std::string_view body) {
   BodyFields out;
-  out.parsed = parse_json(body);
-  out.valid_json = !out.parsed.is_discarded();
-  const json& j = out.parsed;
-  if (!j.is_object()) return out;
-  if (const auto it = j.find("model"); it != j.end() && it->is_string()) {
-    out.model = it->get<std::string>();
-  }
-  if (const auto it = j.find("stream"); it != j.end() && it->is_boolean()) {
-    out.stream = it->get<bool>();
-  }
+  out.parsed = std::make_unique<JsonDocument>(body);
+  out.valid_json = out.parsed->valid();
+  const JsonView root = out.root();
+  out.model = root.member("model").text();
+  out.stream = root.member("stream").boolean().value_or(false);
   return out;
 }
 
@@ -242,8 +237,8 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
     if (it == request_.end()) return std::nullopt;
     return sv(it->value());
   };
-  record_.session_id = session_of_json(api, header, fields.parsed, record_.peer_key);
-  record_.tool_results = tool_results_from_json(api, fields.parsed);
+  record_.session_id = session_of_json(api, header, fields.root(), record_.peer_key);
+  record_.tool_results = tool_results_from_json(api, fields.root());
   // Tool output is prompt text: kept whole only as far as the policy keeps bodies.
   const std::size_t result_cap =
       document().request_log.bodies
@@ -258,12 +253,12 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
   // hook's rewrite is parsed once more.
   if (!co_await run_hooks(*identity, *provider, model, body, fields)) co_return nullptr;
   if (!co_await admit(*identity)) co_return nullptr;
-  if (!co_await reserve_budget(*identity, *provider, model, body, fields.parsed)) co_return nullptr;
+  if (!co_await reserve_budget(*identity, *provider, model, body, fields.root())) co_return nullptr;
 
   // The cap reserve_budget may have written leaves `stream_options` as the tree has it.
   strip_usage =
-      route_.kind == ApiKind::kOpenAiChat && fields.stream && wants_usage_injection(fields.parsed);
-  if (strip_usage) body = inject_include_usage(body, fields.parsed);
+      route_.kind == ApiKind::kOpenAiChat && fields.stream && wants_usage_injection(fields.root());
+  if (strip_usage) body = inject_include_usage(body, fields.root());
   co_return provider;
 }
 
@@ -408,7 +403,7 @@ asio::awaitable<bool> Exchange::admit(const policy::Identity& identity) {
 asio::awaitable<bool> Exchange::reserve_budget(const policy::Identity& identity,
                                                const policy::ProviderSpec& provider,
                                                const std::string& model, std::string& body,
-                                               const json& parsed) {
+                                               JsonView parsed) {
   // Counting tokens is free.
   if (counts_tokens(route_.kind)) co_return true;
   const std::vector<policy::Document::BudgetCharge> budgets =

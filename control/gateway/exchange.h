@@ -20,7 +20,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/core/string.hpp>
-#include <nlohmann/json.hpp>
 
 #include "control/gateway/api.h"
 #include "control/gateway/errors.h"
@@ -28,6 +27,7 @@
 #include "control/gateway/record_events.h"
 #include "control/gateway/relay.h"
 #include "control/gateway/responses_socket.h"
+#include "control/metering/json_view.h"
 #include "control/metering/usage.h"
 
 namespace airlock::control::gateway {
@@ -96,7 +96,10 @@ struct BodyFields {
   bool valid_json = false;
   std::string model;
   bool stream = false;
-  nlohmann::json parsed;  // the whole body, for the session and the tool results
+  // The whole body, read in place by the session, the tool results, the budget and the usage
+  // injection. It holds the thread's parser while it lives, so it lives no longer than prepare().
+  std::unique_ptr<JsonDocument> parsed;
+  JsonView root() const { return parsed ? parsed->root() : JsonView(); }
 };
 
 // Appends the record when the request ends, however it ends: normal return, exception, or the
@@ -195,7 +198,7 @@ class Exchange {
   asio::awaitable<bool> reserve_budget(const policy::Identity& identity,
                                        const policy::ProviderSpec& provider,
                                        const std::string& model, std::string& body,
-                                       const nlohmann::json& parsed);
+                                       JsonView parsed);
   bool scans_tool_calls() const;
   bool cuts_tool_calls() const;
   void watch_tool_calls(Relay& relay);

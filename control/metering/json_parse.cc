@@ -149,6 +149,7 @@ JsonDocument::JsonDocument(std::string_view text) {
   }
   element root;
   if (parse_padded(*parser, text, root)) {
+    valid_ = true;
     root_ = JsonView(root);
     return;
   }
@@ -158,7 +159,10 @@ JsonDocument::JsonDocument(std::string_view text) {
   const json fallback = json::parse(text.begin(), text.end(), nullptr, false);
   if (fallback.is_discarded()) return;
   const std::string rendered = fallback.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (parse_padded(*parser, rendered, root)) root_ = JsonView(root);
+  if (parse_padded(*parser, rendered, root)) {
+    valid_ = true;
+    root_ = JsonView(root);
+  }
 }
 
 JsonDocument::~JsonDocument() {

@@ -17,6 +17,15 @@ JsonView JsonView::member(std::string_view key) const {
   return found;
 }
 
+bool JsonView::contains(std::string_view key) const {
+  simdjson::dom::object object;
+  if (!present_ || value_.get(object) != simdjson::SUCCESS) return false;
+  for (const simdjson::dom::key_value_pair field : object) {
+    if (field.key == key) return true;
+  }
+  return false;
+}
+
 std::size_t JsonView::size() const {
   if (!present_) return 0;
   if (simdjson::dom::array array; value_.get(array) == simdjson::SUCCESS) return array.size();
@@ -46,6 +55,22 @@ std::optional<int64_t> JsonView::integer() const {
   if (!present_) return std::nullopt;
   if (int64_t n = 0; value_.get(n) == simdjson::SUCCESS) return n;
   return std::nullopt;
+}
+
+std::optional<double> JsonView::decimal() const {
+  if (!is(element_type::DOUBLE)) return std::nullopt;
+  return value_.get_double().value_unsafe();
+}
+
+std::optional<bool> JsonView::boolean() const {
+  if (bool b = false; present_ && value_.get(b) == simdjson::SUCCESS) return b;
+  return std::nullopt;
+}
+
+JsonView::Members JsonView::members() const {
+  simdjson::dom::object object;
+  if (!present_ || value_.get(object) != simdjson::SUCCESS) return {};
+  return Members(object);
 }
 
 JsonView::Items JsonView::items() const {

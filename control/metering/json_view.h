@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <simdjson.h>
 
@@ -34,6 +35,8 @@ class JsonView {
   JsonView member(std::string_view key, std::string_view inner) const {
     return member(key).member(inner);
   }
+  // Whether an object has the member `key`, null included.
+  bool contains(std::string_view key) const;
   // Elements of an array or members of an object; 0 for anything else.
   std::size_t size() const;
 
@@ -45,10 +48,16 @@ class JsonView {
   std::optional<uint64_t> count() const;
   // An integer that fits int64_t.
   std::optional<int64_t> integer() const;
+  // A number written with a fraction or an exponent (or past 64 bits); integers are not.
+  std::optional<double> decimal() const;
+  std::optional<bool> boolean() const;
 
   // The elements of an array, in order; nothing for anything else.
   class Items;
   Items items() const;
+  // The members of an object, in document order; nothing for anything else.
+  class Members;
+  Members members() const;
 
  private:
   bool is(simdjson::dom::element_type type) const { return present_ && value_.type() == type; }
@@ -84,6 +93,34 @@ class JsonView::Items {
   std::optional<simdjson::dom::array> array_;
 };
 
+class JsonView::Members {
+ public:
+  class Iterator {
+   public:
+    Iterator() = default;
+    explicit Iterator(simdjson::dom::object::iterator at) : at_(at) {}
+    std::pair<std::string_view, JsonView> operator*() const {
+      return {at_->key(), JsonView(at_->value())};
+    }
+    Iterator& operator++() {
+      ++*at_;
+      return *this;
+    }
+    bool operator!=(const Iterator& other) const { return at_ && *at_ != *other.at_; }
+
+   private:
+    std::optional<simdjson::dom::object::iterator> at_;
+  };
+
+  Members() = default;
+  explicit Members(simdjson::dom::object object) : object_(object) {}
+  Iterator begin() const { return object_ ? Iterator(object_->begin()) : Iterator(); }
+  Iterator end() const { return object_ ? Iterator(object_->end()) : Iterator(); }
+
+ private:
+  std::optional<simdjson::dom::object> object_;
+};
+
 // A parsed document. The parse goes into the thread's reused parser (shared with parse_json)
 // unless that parser is busy with another live document or the text is large.
 class JsonDocument {
@@ -95,11 +132,14 @@ class JsonDocument {
 
   // The document's root; absent when the text is not JSON or nests deeper than kMaxJsonDepth.
   JsonView root() const { return root_; }
+  // Whether the text was JSON (the root alone cannot tell a `null` document from no document).
+  bool valid() const { return valid_; }
 
  private:
   struct Own;
   std::unique_ptr<Own> own_;
   bool holds_thread_parser_ = false;
+  bool valid_ = false;
   JsonView root_;
 };
 

@@ -1,20 +1,13 @@
 #include "control/metering/session.h"
 
-#include <sodium.h>
+#include <openssl/evp.h>
 
 #include <array>
 
-#include <nlohmann/json.hpp>
-
-#include "control/metering/json_access.h"
-#include "control/metering/json_parse.h"
+#include "control/metering/json_view.h"
 
 namespace airlock::control {
 namespace {
-
-using json_access::member;
-using json_access::text_of;
-using nlohmann::json;
 
 constexpr std::size_t kMaxClientIdChars = 128;
 
@@ -36,11 +29,11 @@ std::string with_prefix(std::string_view prefix, std::string_view id) {
 
 // Claude Code's metadata.user_id: "user_<hash>_account_<uuid>_session_<uuid>", or in newer
 // versions a JSON object serialised into the string.
-std::string claude_code_session(const json& body) {
-  const std::string user_id = text_of(member(body, "metadata", "user_id"));
+std::string claude_code_session(JsonView body) {
+  const std::string user_id = body.member("metadata", "user_id").text();
   if (user_id.starts_with('{')) {
-    const json inner = json::parse(user_id, nullptr, false);
-    return text_of(member(inner, "session_id"));
+    const JsonDocument inner(user_id);
+    return inner.root().member("session_id").text();
   }
   constexpr std::string_view kMarker = "_session_";
   const std::size_t at = user_id.find(kMarker);
@@ -48,13 +41,11 @@ std::string claude_code_session(const json& body) {
 }
 
 // The text of a message content: a string, or the `text` of its parts joined with "\n".
-std::string content_text(const json* content) {
-  if (content == nullptr) return "";
-  if (content->is_string()) return content->get<std::string>();
+std::string content_text(JsonView content) {
+  if (content.is_string()) return content.text();
   std::string out;
-  if (!content->is_array()) return out;
-  for (const json& part : *content) {
-    std::string text = part.is_string() ? part.get<std::string>() : text_of(member(part, "text"));
+  for (const JsonView part : content.items()) {
+    const std::string text = part.is_string() ? part.text() : part.member("text").text();
     if (text.empty()) continue;
     if (!out.empty()) out.push_back('\n');
     out += text;
@@ -62,21 +53,19 @@ std::string content_text(const json* content) {
   return out;
 }
 
-const json* first_with_role(const json* list, std::initializer_list<std::string_view> roles) {
-  if (list == nullptr || !list->is_array()) return nullptr;
-  for (const json& item : *list) {
-    const std::string role = text_of(member(item, "role"));
+JsonView first_with_role(JsonView list, std::initializer_list<std::string_view> roles) {
+  for (const JsonView item : list.items()) {
+    const std::string role = item.member("role").text();
     for (const std::string_view wanted : roles) {
-      if (role == wanted) return &item;
+      if (role == wanted) return item;
     }
   }
-  return nullptr;
+  return {};
 }
 
-std::string content_of_first(const json* list, std::initializer_list<std::string_view> roles,
-                             const char* content_key) {
-  const json* item = first_with_role(list, roles);
-  return item ? content_text(member(*item, content_key)) : "";
+std::string content_of_first(JsonView list, std::initializer_list<std::string_view> roles,
+                             std::string_view content_key) {
+  return content_text(first_with_role(list, roles).member(content_key));
 }
 
 struct ConversationStart {
@@ -84,34 +73,33 @@ struct ConversationStart {
   std::string first_user;
 };
 
-ConversationStart conversation_start(Api api, const json& body) {
+ConversationStart conversation_start(Api api, JsonView body) {
   ConversationStart start;
   switch (api) {
     case Api::kAnthropicMessages:
-      start.system = content_text(member(body, "system"));
-      start.first_user = content_of_first(member(body, "messages"), {"user"}, "content");
+      start.system = content_text(body.member("system"));
+      start.first_user = content_of_first(body.member("messages"), {"user"}, "content");
       break;
     case Api::kOpenAiChat: {
-      const json* messages = member(body, "messages");
+      const JsonView messages = body.member("messages");
       start.system = content_of_first(messages, {"system", "developer"}, "content");
       start.first_user = content_of_first(messages, {"user"}, "content");
       break;
     }
     case Api::kOpenAiResponses: {
-      const json* input = member(body, "input");
-      start.system = text_of(member(body, "instructions"));
+      const JsonView input = body.member("input");
+      start.system = body.member("instructions").text();
       if (start.system.empty()) {
         start.system = content_of_first(input, {"system", "developer"}, "content");
       }
-      start.first_user = input && input->is_string() ? input->get<std::string>()
-                                                     : content_of_first(input, {"user"}, "content");
+      start.first_user =
+          input.is_string() ? input.text() : content_of_first(input, {"user"}, "content");
       break;
     }
     case Api::kGeminiGenerate: {
-      start.system = content_text(member(body, "systemInstruction", "parts"));
-      const json* contents = member(body, "contents");
+      start.system = content_text(body.member("systemInstruction", "parts"));
       // A content without a role is the user's.
-      start.first_user = content_of_first(contents, {"user", ""}, "parts");
+      start.first_user = content_of_first(body.member("contents"), {"user", ""}, "parts");
       break;
     }
   }
@@ -119,12 +107,17 @@ ConversationStart conversation_start(Api api, const json& body) {
 }
 
 std::string sha256_prefix_hex(std::string_view data) {
-  // libsodium rather than OpenSSL's EVP interface, which allocates a context and looks the
-  // digest up in its provider store on every call: on the request path that cost more than
-  // hashing a conversation's start.
-  std::array<unsigned char, crypto_hash_sha256_BYTES> digest{};
-  crypto_hash_sha256(digest.data(), reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size());
+  // OpenSSL's SHA-256 uses the CPU's SHA extensions: about 4x libsodium's portable code, which
+  // cost more than anything else the request path did for a Claude Code turn (whose system
+  // prompt alone is tens of KiB). The digest is fetched once, not looked up in OpenSSL's
+  // provider store on every call.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_size = 0;
+  if (sha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), digest.data(), &digest_size, sha256, nullptr) != 1) {
+    return "";
+  }
   constexpr std::size_t kPrefixBytes = 8;  // 16 hex digits
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
@@ -138,7 +131,7 @@ std::string sha256_prefix_hex(std::string_view data) {
 
 }  // namespace
 
-std::string session_of_json(Api api, const HeaderLookup& header, const json& body,
+std::string session_of_json(Api api, const HeaderLookup& header, JsonView body,
                             std::string_view identity_key) {
   const auto header_id = [&](std::string_view name, std::string_view prefix) -> std::string {
     if (!header) return "";
@@ -156,13 +149,14 @@ std::string session_of_json(Api api, const HeaderLookup& header, const json& bod
   if (start.system.empty() && start.first_user.empty()) return "";
   std::string material(identity_key);
   material.append("\n").append(start.system).append("\n").append(start.first_user);
-  return "fp_" + sha256_prefix_hex(material);
+  const std::string digest = sha256_prefix_hex(material);
+  return digest.empty() ? "" : "fp_" + digest;
 }
 
 std::string session_of(Api api, const HeaderLookup& header, std::string_view body,
                        std::string_view identity_key) {
-  const json parsed = parse_json(body);
-  return session_of_json(api, header, parsed, identity_key);
+  const JsonDocument parsed(body);
+  return session_of_json(api, header, parsed.root(), identity_key);
 }
 
 }  // namespace airlock::control

@@ -7,11 +7,11 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "control/metering/usage.h"
 
 namespace airlock::control {
+
+class JsonView;
 
 // A request header's value by name, nullopt when absent. Names are given in lower case and must
 // be matched case-insensitively (as Beast's fields do), so metering needs no HTTP library.
@@ -33,8 +33,8 @@ using HeaderLookup = std::function<std::optional<std::string_view>(std::string_v
 // unparseable body).
 std::string session_of(Api api, const HeaderLookup& header, std::string_view body,
                        std::string_view identity_key);
-// The same for a body the caller has parsed already (discarded or non-object: no body).
-std::string session_of_json(Api api, const HeaderLookup& header, const nlohmann::json& body,
+// The same for a body the caller has parsed already (absent or not an object: no body).
+std::string session_of_json(Api api, const HeaderLookup& header, JsonView body,
                             std::string_view identity_key);
 
 }  // namespace airlock::control

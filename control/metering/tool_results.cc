@@ -3,18 +3,10 @@
 #include <map>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
-#include "control/metering/json_access.h"
-#include "control/metering/json_parse.h"
+#include "control/metering/json_view.h"
 
 namespace airlock::control {
 namespace {
-
-using json_access::member;
-using json_access::raw_of;
-using json_access::text_of;
-using nlohmann::json;
 
 // Call id -> tool name, from the model's earlier turns in the same body, for formats whose
 // results do not repeat the name.
@@ -25,137 +17,128 @@ std::string name_of(const CallNames& names, const std::string& call_id) {
   return it == names.end() ? "" : it->second;
 }
 
-const json* array_member(const json& j, const char* key) {
-  const json* v = member(j, key);
-  return v && v->is_array() ? v : nullptr;
+// The last element of an array; absent for an empty array or anything else.
+JsonView last_item(JsonView list) {
+  JsonView last;
+  for (const JsonView item : list.items()) last = item;
+  return last;
 }
 
-std::vector<ToolResult> anthropic_results(const json& body) {
+std::vector<ToolResult> anthropic_results(JsonView body) {
   std::vector<ToolResult> results;
-  const json* messages = array_member(body, "messages");
-  if (!messages || messages->empty()) return results;
-  const json& last = messages->back();
-  if (text_of(member(last, "role")) != "user") return results;
-  const json* content = array_member(last, "content");
-  if (!content) return results;
+  const JsonView messages = body.member("messages");
+  const JsonView last = last_item(messages);
+  if (last.member("role").text() != "user") return results;
+  const JsonView content = last.member("content");
+  if (!content.is_array()) return results;
   CallNames names;
-  for (const json& message : *messages) {
-    if (text_of(member(message, "role")) != "assistant") continue;
-    const json* blocks = array_member(message, "content");
-    if (!blocks) continue;
-    for (const json& block : *blocks) {
-      if (text_of(member(block, "type")) == "tool_use") {
-        names[text_of(member(block, "id"))] = text_of(member(block, "name"));
+  for (const JsonView message : messages.items()) {
+    if (message.member("role").text() != "assistant") continue;
+    for (const JsonView block : message.member("content").items()) {
+      if (block.member("type").text() == "tool_use") {
+        names[block.member("id").text()] = block.member("name").text();
       }
     }
   }
-  for (const json& block : *content) {
-    if (text_of(member(block, "type")) != "tool_result") continue;
+  for (const JsonView block : content.items()) {
+    if (block.member("type").text() != "tool_result") continue;
     ToolResult& r = results.emplace_back();
-    r.call_id = text_of(member(block, "tool_use_id"));
+    r.call_id = block.member("tool_use_id").text();
     r.name = name_of(names, r.call_id);
-    r.content = raw_of(member(block, "content"));
-    const json* is_error = member(block, "is_error");
-    r.is_error = is_error && is_error->is_boolean() && is_error->get<bool>();
+    r.content = block.member("content").raw();
+    r.is_error = block.member("is_error").boolean().value_or(false);
   }
   return results;
 }
 
-std::vector<ToolResult> chat_results(const json& body) {
+std::vector<ToolResult> chat_results(JsonView body) {
   std::vector<ToolResult> results;
-  const json* messages = array_member(body, "messages");
-  if (!messages) return results;
+  const JsonView messages = body.member("messages");
   std::size_t start = 0;
+  std::size_t index = 0;
   CallNames names;
-  for (std::size_t i = 0; i < messages->size(); ++i) {
-    const json& message = (*messages)[i];
-    if (text_of(member(message, "role")) != "assistant") continue;
-    start = i + 1;
-    const json* calls = array_member(message, "tool_calls");
-    if (!calls) continue;
-    for (const json& call : *calls) {
-      std::string name = text_of(member(call, "function", "name"));
-      if (name.empty()) name = text_of(member(call, "custom", "name"));
-      names[text_of(member(call, "id"))] = std::move(name);
+  for (const JsonView message : messages.items()) {
+    ++index;
+    if (message.member("role").text() != "assistant") continue;
+    start = index;
+    for (const JsonView call : message.member("tool_calls").items()) {
+      std::string name = call.member("function", "name").text();
+      if (name.empty()) name = call.member("custom", "name").text();
+      names[call.member("id").text()] = std::move(name);
     }
   }
-  for (std::size_t i = start; i < messages->size(); ++i) {
-    const json& message = (*messages)[i];
-    if (text_of(member(message, "role")) != "tool") continue;
+  index = 0;
+  for (const JsonView message : messages.items()) {
+    if (index++ < start || message.member("role").text() != "tool") continue;
     ToolResult& r = results.emplace_back();
-    r.call_id = text_of(member(message, "tool_call_id"));
-    r.name = text_of(member(message, "name"));
+    r.call_id = message.member("tool_call_id").text();
+    r.name = message.member("name").text();
     if (r.name.empty()) r.name = name_of(names, r.call_id);
-    r.content = raw_of(member(message, "content"));
+    r.content = message.member("content").raw();
   }
   return results;
 }
 
 // Items the model produced: its messages and every kind of call (function_call, custom_tool_call,
 // local_shell_call, shell_call, apply_patch_call, web_search_call, ...) and reasoning.
-bool model_produced(const json& item) {
-  const std::string type = text_of(member(item, "type"));
-  return text_of(member(item, "role")) == "assistant" || type == "reasoning" ||
+bool model_produced(JsonView item) {
+  const std::string type = item.member("type").text();
+  return item.member("role").text() == "assistant" || type == "reasoning" ||
          type.ends_with("_call");
 }
 
-std::vector<ToolResult> responses_results(const json& body) {
+std::vector<ToolResult> responses_results(JsonView body) {
   std::vector<ToolResult> results;
   // A string `input` is a single user message; with previous_response_id the input holds only
   // the new items, which the scan below handles the same way.
-  const json* input = array_member(body, "input");
-  if (!input) return results;
+  const JsonView input = body.member("input");
   std::size_t start = 0;
+  std::size_t index = 0;
   CallNames names;
-  for (std::size_t i = 0; i < input->size(); ++i) {
-    const json& item = (*input)[i];
+  for (const JsonView item : input.items()) {
+    ++index;
     if (!model_produced(item)) continue;
-    start = i + 1;
-    const std::string type = text_of(member(item, "type"));
-    std::string name = text_of(member(item, "name"));
+    start = index;
+    const std::string type = item.member("type").text();
+    std::string name = item.member("name").text();
     if (name.empty() && type.ends_with("_call")) name = type.substr(0, type.size() - 5);
-    names[text_of(member(item, "call_id"))] = std::move(name);
+    names[item.member("call_id").text()] = std::move(name);
   }
-  for (std::size_t i = start; i < input->size(); ++i) {
-    const json& item = (*input)[i];
-    const std::string type = text_of(member(item, "type"));
-    if (!type.ends_with("_call_output")) continue;
+  index = 0;
+  for (const JsonView item : input.items()) {
+    if (index++ < start || !item.member("type").text().ends_with("_call_output")) continue;
     ToolResult& r = results.emplace_back();
-    r.call_id = text_of(member(item, "call_id"));
+    r.call_id = item.member("call_id").text();
     r.name = name_of(names, r.call_id);
-    r.content = raw_of(member(item, "output"));
+    r.content = item.member("output").raw();
     // Only apply_patch_call_output reports failure in the item itself.
-    r.is_error = text_of(member(item, "status")) == "failed";
+    r.is_error = item.member("status").text() == "failed";
   }
   return results;
 }
 
-std::vector<ToolResult> gemini_results(const json& body) {
+std::vector<ToolResult> gemini_results(JsonView body) {
   std::vector<ToolResult> results;
-  const json* contents = array_member(body, "contents");
-  if (!contents || contents->empty()) return results;
   // Results come in a "user" content (older Vertex clients used "function"); absent means user.
-  const json& last = contents->back();
-  if (text_of(member(last, "role")) == "model") return results;
-  const json* parts = member(last, "parts");
-  if (!parts || !parts->is_array()) return results;
-  for (const json& part : *parts) {
-    const json* response = member(part, "functionResponse");
+  const JsonView last = last_item(body.member("contents"));
+  if (!last || last.member("role").text() == "model") return results;
+  for (const JsonView part : last.member("parts").items()) {
+    const JsonView response = part.member("functionResponse");
     if (!response) continue;
     ToolResult& r = results.emplace_back();
-    r.call_id = text_of(member(*response, "id"));
-    r.name = text_of(member(*response, "name"));
-    const json* payload = member(*response, "response");
-    r.content = raw_of(payload);
+    r.call_id = response.member("id").text();
+    r.name = response.member("name").text();
+    const JsonView payload = response.member("response");
+    r.content = payload.raw();
     // Gemini's convention: the function's output under "output", a failure under "error".
-    r.is_error = payload && member(*payload, "error") != nullptr;
+    r.is_error = static_cast<bool>(payload.member("error"));
   }
   return results;
 }
 
 }  // namespace
 
-std::vector<ToolResult> tool_results_from_json(Api api, const json& body) {
+std::vector<ToolResult> tool_results_from_json(Api api, JsonView body) {
   switch (api) {
     case Api::kAnthropicMessages:
       return anthropic_results(body);
@@ -170,9 +153,8 @@ std::vector<ToolResult> tool_results_from_json(Api api, const json& body) {
 }
 
 std::vector<ToolResult> tool_results_from_request(Api api, std::string_view body) {
-  const json parsed = parse_json(body);
-  if (parsed.is_discarded()) return {};
-  return tool_results_from_json(api, parsed);
+  const JsonDocument parsed(body);
+  return tool_results_from_json(api, parsed.root());
 }
 
 }  // namespace airlock::control

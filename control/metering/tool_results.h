@@ -5,11 +5,11 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "control/metering/usage.h"
 
 namespace airlock::control {
+
+class JsonView;
 
 // The tool results that are new in this request, i.e. those after the model's last turn; the
 // conversation history repeats every older result on each turn, so only these are new:
@@ -21,8 +21,7 @@ namespace airlock::control {
 // result when it carries one, else from the matching call earlier in the body, else empty.
 // Lenient: an unparseable body or an unknown shape gives no results; never throws.
 std::vector<ToolResult> tool_results_from_request(Api api, std::string_view body);
-// The same for a body the caller has parsed already (a distinct name: a string literal converts
-// to both std::string_view and json).
-std::vector<ToolResult> tool_results_from_json(Api api, const nlohmann::json& body);
+// The same for a body the caller has parsed already.
+std::vector<ToolResult> tool_results_from_json(Api api, JsonView body);
 
 }  // namespace airlock::control

@@ -3,14 +3,10 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "control/metering/json_access.h"
 #include "control/metering/json_view.h"
 
 namespace airlock::control {
 namespace {
-
-using json_access::member;
-using nlohmann::json;
 
 // Providers' numbers are counts; a negative or fractional one is not a count and is ignored.
 void merge(std::optional<uint64_t>& field, JsonView v) {
@@ -362,14 +358,12 @@ std::string model_from_request(Api api, std::string_view body, std::string_view 
   return document.root().member("model").text();
 }
 
-bool wants_usage_injection(const json& j) {
-  const json* stream = member(j, "stream");
-  if (!stream || !stream->is_boolean() || !stream->get<bool>()) return false;
-  const json* include = member(j, "stream_options", "include_usage");
-  return !(include && include->is_boolean() && include->get<bool>());
+bool wants_usage_injection(JsonView j) {
+  return j.member("stream").boolean().value_or(false) &&
+         !j.member("stream_options", "include_usage").boolean().value_or(false);
 }
 
-std::string inject_include_usage(std::string_view body, const json& j) {
+std::string inject_include_usage(std::string_view body, JsonView j) {
   if (!j.is_object()) return std::string(body);
   if (!j.contains("stream_options")) {
     // Insert rather than re-serialise so every byte the client sent reaches the provider.

@@ -11,8 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "control/metering/sse.h"
 
 namespace airlock::control {
@@ -129,12 +127,12 @@ std::string model_from_request(Api api, std::string_view body, std::string_view 
 
 // True for an OpenAI Chat request that streams without asking for usage, i.e. the gateway must
 // inject `stream_options.include_usage` to meter it. `request` is the body parsed.
-bool wants_usage_injection(const nlohmann::json& request);
+bool wants_usage_injection(JsonView request);
 
 // The request body with `stream_options.include_usage: true`. When the client sent no
 // `stream_options`, the member is inserted and every other byte is kept; otherwise the body is
 // re-serialised with its key order preserved. Returns the body unchanged if it is not a JSON
 // object. `request` is `body` parsed.
-std::string inject_include_usage(std::string_view body, const nlohmann::json& request);
+std::string inject_include_usage(std::string_view body, JsonView request);
 
 }  // namespace airlock::control

@@ -6,9 +6,10 @@
 // bits 2-7 a chunk size or flags; the rest is the data:
 //   0  a request body, optionally compressed: the data up to the first '\n' (at most 24 bytes)
 //      is the Content-Encoding header. Decoding, the JSON parse, the model, the tool results, the
-//      session id and (Chat) the usage injection. parse_json must build the same tree as
-//      nlohmann's own parser, and an injected body must still be the client's JSON object, now
-//      asking for usage.
+//      session id, the budget's input bound and output cap, and (Chat) the usage injection.
+//      parse_json must build the same tree as nlohmann's own parser and accept what JsonDocument
+//      accepts; a body with the output cap written into it, and an injected body, must still be
+//      the client's JSON object, now holding the cap or asking for usage.
 //   1  a streamed response: SSE bytes fed to the parser in chunks of (bits 2-7) + 1 bytes, each
 //      event to the usage meter. The events must not depend on where the stream was split.
 //   2  a whole response body to the usage meter.
@@ -31,10 +32,12 @@
 #include <boost/beast/http/verb.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/budget/estimate.h"
 #include "control/gateway/api.h"
 #include "control/gateway/relay.h"
 #include "control/gateway/request_body.h"
 #include "control/metering/json_parse.h"
+#include "control/metering/json_view.h"
 #include "control/metering/session.h"
 #include "control/metering/sse.h"
 #include "control/metering/tool_results.h"
@@ -54,6 +57,7 @@ constexpr std::size_t kMaxDecodedBytes = 1 << 20;
 // nlohmann's parser has no nesting limit, so deeper documents are the one place the two may
 // differ (parse_json refuses them, which the gateway answers with a 400).
 constexpr int kMaxDepth = airlock::control::kMaxJsonDepth;
+constexpr uint64_t kDefaultCap = 4096;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "fuzz_gateway: %s\n", what);
@@ -94,6 +98,27 @@ void check_same_tree(std::string_view text) {
   if (ours.dump() != theirs.dump()) fail("parse_json built a different tree than nlohmann");
 }
 
+// The budget's output cap is written into the body's text: the body must stay a JSON object, and
+// read again it must hold the cap that was written.
+void check_output_cap(Api api, const std::string& body, airlock::control::JsonView request) {
+  namespace budget = airlock::control::budget;
+  airlock::control::budget::input_token_bound(body, request, 1000);
+  std::string capped = body;
+  const budget::OutputCap cap = budget::apply_output_cap(api, capped, kDefaultCap, request);
+  if (!cap.valid) return;
+  if (!cap.inserted) {
+    if (capped != body) fail("the output cap changed a body that had one");
+    return;
+  }
+  const airlock::control::JsonDocument after(capped);
+  if (!after.root().is_object()) fail("the output cap broke the request body");
+  std::string again = capped;
+  const budget::OutputCap reread = budget::apply_output_cap(api, again, 1, after.root());
+  if (!reread.valid || reread.inserted || reread.per_choice != kDefaultCap) {
+    fail("the output cap written into the body does not read back");
+  }
+}
+
 void fuzz_request(Api api, std::string_view data) {
   std::string_view encoding;
   if (const auto newline = data.find('\n'); newline != std::string_view::npos && newline <= 24) {
@@ -110,17 +135,18 @@ void fuzz_request(Api api, std::string_view data) {
   const std::string& body = decoded.body;
   check_same_tree(body);
 
-  const nlohmann::json request = airlock::control::parse_json(body);
+  const nlohmann::json tree = airlock::control::parse_json(body);
+  const airlock::control::JsonDocument document(body);
+  if (document.valid() == tree.is_discarded()) fail("JsonDocument and parse_json disagree");
+  const airlock::control::JsonView request = document.root();
   airlock::control::model_from_request(api, body, "/v1beta/models/m:generateContent");
   airlock::control::tool_results_from_json(api, request);
   const airlock::control::HeaderLookup no_headers = [](std::string_view) {
     return std::optional<std::string_view>{};
   };
   airlock::control::session_of_json(api, no_headers, request, "peer-key");
-  if (api != Api::kOpenAiChat || request.is_discarded() ||
-      !airlock::control::wants_usage_injection(request)) {
-    return;
-  }
+  check_output_cap(api, body, request);
+  if (api != Api::kOpenAiChat || !airlock::control::wants_usage_injection(request)) return;
   const nlohmann::json injected =
       airlock::control::parse_json(airlock::control::inject_include_usage(body, request));
   if (!injected.is_object()) fail("usage injection broke the request body");
