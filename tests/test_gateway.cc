@@ -728,6 +728,25 @@ TEST(GatewayState, KeyLoadFailureNamesProviderAndReference) {
   EXPECT_EQ(state->keys.at("good").reveal(), "sk-canary-present-0123456789");
 }
 
+TEST(GatewayState, ABaseUrlTheUpstreamCannotUseRejectsThePolicy) {
+  auto document = std::make_shared<policy::Document>();
+  document->providers = {{"local",
+                          policy::ProviderKind::kOpenAiCompatible,
+                          "http://127.0.0.1:8000/v1",
+                          {"my-*"},
+                          std::nullopt}};
+  std::string error;
+  const auto state = make_gateway_state(document, PriceTable::builtin(), &error);
+  ASSERT_TRUE(state) << error;
+  ASSERT_EQ(state->base_urls.count("local"), 1u);
+  EXPECT_EQ(state->base_urls.at("local").port, 8000);
+  EXPECT_EQ(state->base_urls.at("local").base_path, "/v1");
+
+  document->providers[0].base_url = "ftp://127.0.0.1/v1";
+  EXPECT_FALSE(make_gateway_state(document, PriceTable::builtin(), &error));
+  EXPECT_NE(error.find("provider \"local\": base_url"), std::string::npos) << error;
+}
+
 TEST(GatewayState, PolicyPricesOverrideTheTable) {
   auto document = std::make_shared<policy::Document>();
   document->providers = {{"local",

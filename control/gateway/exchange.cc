@@ -255,7 +255,7 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
   if (!co_await admit(*identity)) co_return nullptr;
   if (!co_await reserve_budget(*identity, *provider, model, body, fields.root())) co_return nullptr;
 
-  // The cap reserve_budget may have written leaves `stream_options` as the tree has it.
+  // The cap reserve_budget may have written leaves `stream_options` as the document has it.
   strip_usage =
       route_.kind == ApiKind::kOpenAiChat && fields.stream && wants_usage_injection(fields.root());
   if (strip_usage) body = inject_include_usage(body, fields.root());
@@ -642,24 +642,25 @@ http::ResponseHeader Exchange::redacted(const http::ResponseHeader& header) cons
 
 asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, std::string body,
                                         bool strip_usage) {
-  std::string url_error;
-  const std::optional<http::Url> url = http::Url::parse(provider.base_url, &url_error);
-  if (!url) {
+  // make_gateway_state parsed every provider's base_url, or refused the policy.
+  const auto parsed_url = state_->base_urls.find(provider.name);
+  if (parsed_url == state_->base_urls.end()) {
     co_return co_await refuse(GatewayError::kUpstreamFailed,
                               "provider \"" + provider.name + "\" has an unusable base_url");
   }
+  const http::Url& url = parsed_url->second;
   std::optional<std::string_view> key;
   if (const auto it = state_->keys.find(provider.name); it != state_->keys.end()) {
     key = it->second.reveal();
   }
 
   http::Request upstream;
+  // The fields are moved in whole, not copied one by one; method and target are set after, as
+  // the assignment replaces them.
+  static_cast<bhttp::fields&>(upstream) = upstream_request_fields(request_, provider, key);
   upstream.method(request_.method());
-  upstream.target(upstream_target(route_, url->base_path, !provider.passthrough));
+  upstream.target(upstream_target(route_, url.base_path, !provider.passthrough));
   upstream.version(11);
-  for (const auto& field : upstream_request_fields(request_, provider, key)) {
-    upstream.insert(field.name_string(), field.value());
-  }
   upstream.body() = std::move(body);
 
   const Api api = *meter_api(route_.kind);
@@ -755,7 +756,7 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   };
 
   const http::UpstreamResult result =
-      co_await core_.pool->send(*url, std::move(upstream), on_headers, on_body);
+      co_await core_.pool->send(url, std::move(upstream), on_headers, on_body);
 
   if (!result.headers_received) {
     using Error = http::UpstreamResult::Error;

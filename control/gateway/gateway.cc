@@ -93,6 +93,13 @@ std::shared_ptr<const GatewayState> make_gateway_state(
     state->prices.set(provider->kind, o.model, price);
   }
   for (const policy::ProviderSpec& provider : document->providers) {
+    std::string url_error;
+    std::optional<http::Url> url = http::Url::parse(provider.base_url, &url_error);
+    if (!url) {
+      if (error) *error = "provider \"" + provider.name + "\": base_url: " + url_error;
+      return nullptr;
+    }
+    state->base_urls.emplace(provider.name, std::move(*url));
     if (!provider.key_ref) continue;
     std::string load_error;
     std::optional<Secret> key = load_secret(*provider.key_ref, &load_error);

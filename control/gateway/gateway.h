@@ -54,14 +54,16 @@ struct GatewayState {
   std::shared_ptr<const policy::Document> document;
   PriceTable prices;                                // built-in or file prices + policy overrides
   std::map<std::string, Secret, std::less<>> keys;  // provider name -> key
+  // Provider name -> its base_url parsed, once per policy rather than on every request.
+  std::map<std::string, http::Url, std::less<>> base_urls;
   // The policy's guardrails compiled (indexes follow document->guardrails); null when none.
   std::shared_ptr<const guardrails::Guardrails> guardrails;
   int64_t loaded_unix_s = 0;  // reported as `created` by /v1/models
 };
 
-// Loads every provider's key_ref, applies the policy's price overrides and compiles its
-// guardrails. On failure returns nullptr with *error naming the provider and the reference
-// (never a key), or the guardrail and pattern.
+// Loads every provider's key_ref, parses its base_url, applies the policy's price overrides and
+// compiles its guardrails. On failure returns nullptr with *error naming the provider and the
+// reference (never a key), or the guardrail and pattern.
 std::shared_ptr<const GatewayState> make_gateway_state(
     std::shared_ptr<const policy::Document> document, const PriceTable& base_prices,
     std::string* error);

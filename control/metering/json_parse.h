@@ -1,4 +1,6 @@
-// The one JSON parse behind request inspection and usage metering.
+// The JSON parse for readers that need an nlohmann tree (a pre-request hook's reply, a socket's
+// error event), and the nesting limit every parse keeps. Request bodies and provider answers are
+// read in place instead (JsonDocument, json_view.h).
 #pragma once
 
 #include <string_view>
@@ -18,9 +20,8 @@ bool nests_too_deep(std::string_view text);
 
 // The tree nlohmann::json::parse(text, nullptr, false) builds, value for value and type for
 // type (a discarded value for text that is not JSON; "-0" alone comes back unsigned), built from
-// simdjson's parse: nlohmann's own parser reads about 100 MB/s here, which held a 200 KiB agent
-// request for 2 ms before the gateway could forward it. Unlike nlohmann's, a document nested
-// deeper than kMaxJsonDepth is discarded too.
+// simdjson's parse: nlohmann's own parser reads about 100 MB/s here. Unlike nlohmann's, a document
+// nested deeper than kMaxJsonDepth is discarded too.
 nlohmann::json parse_json(std::string_view text);
 
 }  // namespace airlock::control

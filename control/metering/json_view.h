@@ -1,8 +1,9 @@
-// Lenient read-only access to a JSON document parsed by simdjson, for metering provider answers:
-// an SSE stream brings one small document per event, and building an nlohmann tree of each cost
-// the relay more than everything else it does per event (about 23k instructions an event,
-// against about 3k for simdjson's parse). Like json_access, it never throws on traffic it only
-// observes: an absent member, a null or a value of another type reads as absent or empty.
+// Lenient read-only access to a JSON document parsed by simdjson, for request bodies and provider
+// answers: an SSE stream brings one small document per event, and building an nlohmann tree of
+// each cost the relay more than everything else it does per event (about 23k instructions an
+// event, against about 3k for simdjson's parse); a 2 KiB agent request took 14.7 us to parse into
+// a tree and read, 2.0 us read in place. It never throws on traffic it only observes: an absent
+// member, a null or a value of another type reads as absent or empty.
 #pragma once
 
 #include <cstddef>
