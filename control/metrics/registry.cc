@@ -17,16 +17,12 @@ namespace {
 // UTF-8 text never contains the byte 0xff, so joined label values cannot collide.
 constexpr char kKeySeparator = '\xff';
 
-std::string join_key(std::span<const std::string_view> values) {
-  size_t size = values.size();
-  for (std::string_view v : values) size += v.size();
-  std::string key;
-  key.reserve(size);
+void join_key(std::span<const std::string_view> values, std::string& key) {
+  key.clear();
   for (std::string_view v : values) {
     key += v;
     key += kKeySeparator;
   }
-  return key;
 }
 
 bool valid_name(std::string_view name, bool colon_allowed) {
@@ -148,7 +144,10 @@ template <class Series>
 template <class... Args>
 Series* SeriesMap<Series>::find_or_create(std::span<const std::string_view> values, size_t cap,
                                           Args&&... args) {
-  const std::string key = join_key(values);
+  // Kept per thread: every request looks up series that exist, and a key of its user, model and
+  // status is past the string's inline capacity, so a fresh key would cost an allocation each.
+  thread_local std::string key;
+  join_key(values, key);
   Shard& shard = shards_[std::hash<std::string>{}(key) % kShards];
   {
     std::shared_lock lock(shard.mu);
