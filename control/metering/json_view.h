@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include <simdjson.h>
@@ -53,11 +54,13 @@ class JsonView {
   std::optional<double> decimal() const;
   std::optional<bool> boolean() const;
 
+  template <class Container>
+  class Range;
   // The elements of an array, in order; nothing for anything else.
-  class Items;
+  using Items = Range<simdjson::dom::array>;
   Items items() const;
   // The members of an object, in document order; nothing for anything else.
-  class Members;
+  using Members = Range<simdjson::dom::object>;
   Members members() const;
 
  private:
@@ -67,41 +70,20 @@ class JsonView {
   bool present_ = false;
 };
 
-class JsonView::Items {
+// Elements or members of a value, or nothing when it is not an array or object.
+template <class Container>
+class JsonView::Range {
  public:
   class Iterator {
    public:
     Iterator() = default;
-    explicit Iterator(simdjson::dom::array::iterator at) : at_(at) {}
-    JsonView operator*() const { return JsonView(**at_); }
-    Iterator& operator++() {
-      ++*at_;
-      return *this;
-    }
-    bool operator!=(const Iterator& other) const { return at_ && *at_ != *other.at_; }
-
-   private:
-    // Empty for no array: a default simdjson array has no tape to iterate.
-    std::optional<simdjson::dom::array::iterator> at_;
-  };
-
-  Items() = default;
-  explicit Items(simdjson::dom::array array) : array_(array) {}
-  Iterator begin() const { return array_ ? Iterator(array_->begin()) : Iterator(); }
-  Iterator end() const { return array_ ? Iterator(array_->end()) : Iterator(); }
-
- private:
-  std::optional<simdjson::dom::array> array_;
-};
-
-class JsonView::Members {
- public:
-  class Iterator {
-   public:
-    Iterator() = default;
-    explicit Iterator(simdjson::dom::object::iterator at) : at_(at) {}
-    std::pair<std::string_view, JsonView> operator*() const {
-      return {at_->key(), JsonView(at_->value())};
+    explicit Iterator(typename Container::iterator at) : at_(at) {}
+    auto operator*() const {
+      if constexpr (std::is_same_v<Container, simdjson::dom::array>) {
+        return JsonView(**at_);
+      } else {
+        return std::pair<std::string_view, JsonView>((*at_).key(), JsonView((*at_).value()));
+      }
     }
     Iterator& operator++() {
       ++*at_;
@@ -110,16 +92,17 @@ class JsonView::Members {
     bool operator!=(const Iterator& other) const { return at_ && *at_ != *other.at_; }
 
    private:
-    std::optional<simdjson::dom::object::iterator> at_;
+    // Empty for no container: a default simdjson array or object has no tape to iterate.
+    std::optional<typename Container::iterator> at_;
   };
 
-  Members() = default;
-  explicit Members(simdjson::dom::object object) : object_(object) {}
-  Iterator begin() const { return object_ ? Iterator(object_->begin()) : Iterator(); }
-  Iterator end() const { return object_ ? Iterator(object_->end()) : Iterator(); }
+  Range() = default;
+  explicit Range(Container container) : container_(container) {}
+  Iterator begin() const { return container_ ? Iterator(container_->begin()) : Iterator(); }
+  Iterator end() const { return container_ ? Iterator(container_->end()) : Iterator(); }
 
  private:
-  std::optional<simdjson::dom::object> object_;
+  std::optional<Container> container_;
 };
 
 // A parsed document. The parse goes into the thread's reused parser (shared with parse_json)
