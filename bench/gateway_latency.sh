@@ -41,7 +41,8 @@
 #
 # Usage: bench/gateway_latency.sh [--build DIR] [--mode latency|memory|both] [--rounds N]
 #          [--seconds S] [--rate R] [--connections C] [--streams N] [--nginx-workers N]
-#          [--stream] [--gateway-cmd CMD] [--gateway-header 'K: V']... [--no-gateway] [--no-portkey]
+#          [--stream] [--body FILE] [--gateway-cmd CMD] [--gateway-header 'K: V']...
+#          [--no-gateway] [--no-portkey]
 #        bench/gateway_latency.sh [--build DIR] [--streams N] --memory-of URL PID
 set -euo pipefail
 
@@ -62,6 +63,7 @@ portkey_dir="${PORTKEY_DIR:-$repo/bench/.cache/portkey}"
 gateway_headers=()
 memory_of_url=""
 memory_of_pid=""
+body_file=""
 
 die() {
   echo "gateway_latency: $*" >&2
@@ -88,6 +90,7 @@ while (($#)); do
     --no-gateway) no_gateway=1; shift ;;
     --no-portkey) no_portkey=1; shift ;;
     --stream) stream=1; shift ;;
+    --body) body_file="$2"; shift 2 ;;
     --memory-of) memory_of_url="$2"; memory_of_pid="$3"; shift 3 ;;
     -h | --help) usage ;;
     *) echo "gateway_latency: unknown option $1" >&2; usage ;;
@@ -105,6 +108,13 @@ request_kind="non-streamed chat completion"
 if ((stream)); then
   chat_body='{"model":"gpt-5.5","stream":true,"messages":[{"role":"user","content":"Say hello in five words."}],"max_completion_tokens":16}'
   request_kind="streamed chat completion"
+fi
+# --body: the latency runs send FILE's request instead (e.g. bench/agent_body.py's agent turn);
+# it must name a model the policy routes to the sim ("gpt-5.5").
+if [[ -n $body_file ]]; then
+  [[ -r $body_file ]] || die "--body: cannot read $body_file"
+  chat_body="$(<"$body_file")"
+  request_kind="$request_kind, the $(wc -c <"$body_file")-byte body of $(basename "$body_file")"
 fi
 stall_body='{"model":"sim-stall","stream":true,"messages":[{"role":"user","content":"hold this stream open"}]}'
 chat_path=/v1/chat/completions
