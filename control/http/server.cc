@@ -25,6 +25,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 
+#include "control/http/wire.h"
+
 namespace airlock::control::http {
 namespace {
 
@@ -140,14 +142,13 @@ class ConnectionWriter final : public ResponseWriter {
     response.keep_alive(keep_alive);
     keep_alive_ = keep_alive;
     response.prepare_payload();
+    std::string wire_header;
+    append_wire_header(response.base(), wire_header);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(wire_header), asio::const_buffer()};
+    if (!head_) buffers[1] = asio::buffer(response.body());
     error_code ec;
     stream_.expires_after(options_.write_timeout);
-    if (head_) {
-      http::response_serializer<http::string_body> serializer{response};
-      co_await http::async_write_header(stream_, serializer, with(ec));
-    } else {
-      co_await http::async_write(stream_, response, with(ec));
-    }
+    co_await asio::async_write(stream_, buffers, with(ec));
     complete_ = true;
     co_return ok(ec);
   }
@@ -185,26 +186,16 @@ class ConnectionWriter final : public ResponseWriter {
     }
     message.keep_alive(keep_alive);
     keep_alive_ = keep_alive;
-    http::response_serializer<http::empty_body> serializer{message};
-    error_code ec;
+    append_wire_header(message.base(), pending_header_);
     // Every write wakes the client (and, on loopback, preempts this thread): a header whose body
     // is at hand goes out with it. A known length means the body follows at once.
     const bool hold =
         mode_ == Mode::kLength ? remaining_ != 0 : mode_ != Mode::kNoBody && body_follows;
-    if (hold) {
-      // The header only: for an empty_body in chunked mode the serializer would go on to the
-      // terminator.
-      serializer.split(true);
-      while (!serializer.is_header_done() && !ec) {
-        serializer.next(ec, [&](error_code&, const auto& buffers) {
-          pending_header_ += beast::buffers_to_string(buffers);
-          serializer.consume(beast::buffer_bytes(buffers));
-        });
-      }
-      co_return !ec;
-    }
+    if (hold) co_return true;
+    error_code ec;
     stream_.expires_after(options_.write_timeout);
-    co_await http::async_write_header(stream_, serializer, with(ec));
+    co_await asio::async_write(stream_, asio::buffer(pending_header_), with(ec));
+    pending_header_.clear();
     co_return ok(ec);
   }
 

@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -20,10 +21,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+
+#include "control/http/wire.h"
 
 namespace airlock::control::http {
 namespace {
@@ -253,7 +257,11 @@ asio::awaitable<Attempt> exchange(Stream& stream, const Request& request,
   error_code ec;
 
   tcp_stream.expires_after(options.first_byte_timeout);
-  co_await http::async_write(stream, request, with(ec));
+  std::string wire_header;
+  append_wire_header(request.base(), wire_header);
+  const std::array<asio::const_buffer, 2> wire{asio::buffer(wire_header),
+                                               asio::buffer(request.body())};
+  co_await asio::async_write(stream, wire, with(ec));
   if (ec == beast::error::timeout) {
     result = failure(Error::kFirstByteTimeout, "timed out sending the request");
     co_return attempt;
