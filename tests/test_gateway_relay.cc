@@ -58,6 +58,7 @@ Result run(RelayOptions options, const std::vector<std::string_view>& pieces) {
   Result r;
   for (std::string_view piece : pieces) relay.feed(piece, r.client);
   relay.finish(r.client);
+  relay.meter_body();
   r.usage = relay.usage();
   r.tools = relay.tool_calls();
   r.error = relay.error();
@@ -231,8 +232,13 @@ TEST(GatewayRelay, BodyRelayedAsItArrivesAndMeteredAtTheEnd) {
     relay.feed(kChatBody.substr(at), client);
     relay.finish(client);
     ASSERT_EQ(client, kChatBody);
+    // The client has the whole body before the usage parse runs.
+    EXPECT_FALSE(relay.usage().complete);
+    relay.meter_body();
     EXPECT_EQ(relay.usage().input, 12u);
     EXPECT_EQ(relay.usage().output, 3u);
+    relay.meter_body();
+    EXPECT_EQ(relay.usage().input, 12u) << "metering twice must not count twice";
   }
 }
 
@@ -256,6 +262,8 @@ TEST(GatewayRelay, HeldBodyIsHandedOverWholeAtTheEnd) {
     ASSERT_TRUE(client.empty()) << "split at " << at;
     relay.finish(client);
     ASSERT_EQ(client, kChatBody);
+    EXPECT_EQ(relay.usage().input, 12u) << "a held body is metered before it is let go";
+    relay.meter_body();
     EXPECT_EQ(relay.usage().input, 12u);
   }
 }

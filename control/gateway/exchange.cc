@@ -635,7 +635,9 @@ http::ResponseHeader Exchange::redacted(const http::ResponseHeader& header) cons
   out.reason(header.reason());
   for (const auto& field : header) {
     const std::string value = redact(sv(field.value()), secrets_);
-    out.insert(field.name_string(), boost::beast::string_view(value.data(), value.size()));
+    // By the field's code too: by its name alone Beast would look the code up again.
+    out.insert(field.name(), field.name_string(),
+               boost::beast::string_view(value.data(), value.size()));
   }
   return out;
 }
@@ -774,9 +776,8 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   relay->finish(to_client);
   // Still unsent, the header belongs to a body held whole (see RelayOptions::hold_body).
   const bool held_whole = client_header.has_value();
-  if (record_.status / 100 == 2 && !tool_scanner_ && scans_tool_calls()) {
-    scan_whole_tool_calls(relay->tool_calls(), held_whole);
-  }
+  const bool scan_whole = record_.status / 100 == 2 && !tool_scanner_ && scans_tool_calls();
+  if (held_whole && scan_whole) scan_whole_tool_calls(relay->tool_calls(), true);
   const bool replaced =
       held_whole && (cut_reason_ || result.error != http::UpstreamResult::Error::kNone);
   if (replaced) replace_held_body(provider, result, *client_header, to_client);
@@ -786,6 +787,9 @@ asio::awaitable<void> Exchange::forward(const policy::ProviderSpec& provider, st
   // A held body may be empty.
   if (client_header) co_await start(true);
   if (!client_gone) co_await pass(to_client, true, ends);
+  // What the client already has is metered and scanned now that it has it.
+  relay->meter_body();
+  if (!held_whole && scan_whole) scan_whole_tool_calls(relay->tool_calls(), false);
   if (log_bodies) record_.response_body = loggable(response_copy);
   finish_record(provider, *relay, result, client_gone);
 }

@@ -31,15 +31,22 @@ void Relay::finish(std::string& to_client) {
     if (!cut_) release_held(to_client);
     return;
   }
+  if (!options_.hold_body) return;
+  meter_body();
   if (body_copy_overflow_) return;
-  meter_.feed_body(body_copy_);
   // A held body can be MiBs: handed over, not copied, when nothing precedes it.
-  if (options_.hold_body && to_client.empty()) {
+  if (to_client.empty()) {
     to_client.swap(body_copy_);
-  } else if (options_.hold_body) {
+  } else {
     to_client.append(body_copy_);
   }
   body_copy_.clear();
+}
+
+void Relay::meter_body() {
+  if (options_.sse || body_metered_) return;
+  body_metered_ = true;
+  if (!body_copy_overflow_) meter_.feed_body(body_copy_);
 }
 
 void Relay::feed_body(std::string_view upstream, std::string& to_client) {

@@ -45,8 +45,12 @@ class Relay {
 
   // One piece of the upstream body; appends what the client gets now to `to_client`.
   void feed(std::string_view upstream, std::string& to_client);
-  // The upstream body ended (or was cut): appends anything still held, meters a whole body.
+  // The upstream body ended (or was cut): appends anything still held. A held body is metered
+  // here, before the client gets it.
   void finish(std::string& to_client);
+  // Meters a non-streamed body that went to the client as it came. Called once the client has
+  // its answer, which the usage parse would otherwise hold up; a held body is already metered.
+  void meter_body();
 
   // Runs after each SSE event is metered; returning false cuts the stream: that event and
   // everything after it are dropped (with hold_events, none of its bytes have been sent).
@@ -83,6 +87,7 @@ class Relay {
   bool cut_ = false;
   std::string body_copy_;
   bool body_copy_overflow_ = false;
+  bool body_metered_ = false;
 
   // Stripping state: the event being held, where its comment lines are (released even when the
   // event is dropped), the kind of line in progress, and where the CR that ended the previous

@@ -221,6 +221,7 @@ Relayed relay(const gw::RelayOptions& options, std::string_view body, std::size_
     relay.feed(body.substr(at, chunk), out.to_client);
   }
   relay.finish(out.to_client);
+  relay.meter_body();
   out.usage = relay.usage();
   return out;
 }
