@@ -138,6 +138,7 @@ TEST(Redact, ReplacesEveryOccurrenceOfEverySecret) {
             "upstream said: bad key [redacted] ([redacted], [redacted])");
   EXPECT_EQ(redact("nothing to hide", secrets), "nothing to hide");
   EXPECT_EQ(redact("", secrets), "");
+  EXPECT_EQ(redact("sk-ant-2sk-openai-1", secrets), "[redacted][redacted]");
 }
 
 TEST(Redact, LongestOverlappingSecretWins) {
@@ -146,6 +147,10 @@ TEST(Redact, LongestOverlappingSecretWins) {
   const std::array<const Secret*, 2> secrets = {&short_key, &long_key};
   // Redacting only "abc" would leave the tail of the longer key, "def", in the text.
   EXPECT_EQ(redact("x abcdef y abc", secrets), "x [redacted] y [redacted]");
+  // Matches are taken from the left: a secret that starts inside an earlier match is not one.
+  const Secret left("xab");
+  const std::array<const Secret*, 2> crossing = {&long_key, &left};
+  EXPECT_EQ(redact("xabcdef", crossing), "[redacted]cdef");
 }
 
 }  // namespace

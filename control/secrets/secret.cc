@@ -16,7 +16,7 @@ namespace airlock::control {
 namespace {
 
 // Far above any API key; a bigger file is a wrong path, not a key.
-constexpr size_t kMaxFileBytes = 64 * 1024;
+constexpr size_t kMaxFileBytes = size_t{64} * 1024;
 
 bool is_env_name(std::string_view name) {
   if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
@@ -155,23 +155,26 @@ std::optional<Secret> load_secret(std::string_view ref, std::string* error) {
 std::string redact(std::string_view text, std::span<const Secret* const> secrets) {
   std::string out;
   out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t longest = 0;
-    const std::string_view rest = text.substr(i);
+  // Each step jumps to the earliest match of any secret (the longest one there), so text without
+  // a secret costs one search per secret rather than a comparison per character and secret.
+  for (;;) {
+    size_t at = std::string_view::npos;
+    size_t length = 0;
     for (const Secret* secret : secrets) {
       if (secret == nullptr || secret->empty()) continue;
-      if (secret->size() > longest && rest.starts_with(secret->reveal())) {
-        longest = secret->size();
+      const size_t found = text.find(secret->reveal());
+      if (found == std::string_view::npos) continue;
+      if (found < at || (found == at && secret->size() > length)) {
+        at = found;
+        length = secret->size();
       }
     }
-    if (longest > 0) {
-      out += "[redacted]";
-      i += longest;
-    } else {
-      out += text[i++];
-    }
+    if (at == std::string_view::npos) break;
+    out.append(text.substr(0, at));
+    out += "[redacted]";
+    text.remove_prefix(at + length);
   }
+  out.append(text);
   return out;
 }
 
