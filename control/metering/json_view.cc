@@ -20,10 +20,7 @@ JsonView JsonView::member(std::string_view key) const {
 bool JsonView::contains(std::string_view key) const {
   simdjson::dom::object object;
   if (!present_ || value_.get(object) != simdjson::SUCCESS) return false;
-  for (const simdjson::dom::key_value_pair field : object) {
-    if (field.key == key) return true;
-  }
-  return false;
+  return object.at_key(key).error() == simdjson::SUCCESS;
 }
 
 std::size_t JsonView::size() const {
