@@ -35,6 +35,7 @@ std::string config_usage() {
          "         [--under-load-rate N]\n"
          "         [--rekey-after-time S] [--reject-after-time S] [--rekey-timeout S]\n"
          "         [--keepalive-timeout S] [--rekey-attempt-time S]\n"
+         "         [--crypto best|avx512|avx2|avx|sse]\n"
          "         [--static-sessions FILE]   (benchmarks only; needs --policy)\n";
 }
 
@@ -99,6 +100,10 @@ std::optional<Config> parse_config(std::span<char*> args, std::string* error) {
       ok = parse_seconds(v, &c.timers.keepalive_timeout_ns);
     } else if (flag == "--rekey-attempt-time") {
       ok = parse_seconds(v, &c.timers.rekey_attempt_ns);
+    } else if (flag == "--crypto") {
+      const std::optional<BatchCrypto::Arch> arch = BatchCrypto::arch_named(v);
+      ok = arch.has_value();
+      if (ok) c.crypto = *arch;
     } else {
       *error = "unknown flag " + std::string(flag) + "\n" + config_usage();
       return std::nullopt;

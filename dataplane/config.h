@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 
+#include "dataplane/crypto_batch.h"
 #include "dataplane/messages.h"
 
 namespace airlock::dp {
@@ -30,6 +31,9 @@ struct Config {
   // Handshake messages per second above which the hub is also "under load".
   uint32_t under_load_rate = 2000;
   ProtocolTimers timers;
+  // IPsec-MB's instruction-set path for the transport data. kBest is the fastest the CPU has;
+  // pinning another one trades speed for its properties (BatchCrypto::caveat).
+  BatchCrypto::Arch crypto = BatchCrypto::Arch::kBest;
 };
 
 // Parses the application arguments. On error returns nullopt and a message naming the flag.

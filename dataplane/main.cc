@@ -10,12 +10,15 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "dataplane/config.h"
 #include "dataplane/control_socket.h"
+#include "dataplane/crypto_batch.h"
 #include "dataplane/heap.h"
 #include "dataplane/hub.h"
 #include "dataplane/policy_push.h"
@@ -84,6 +87,12 @@ int main(int argc, char** argv) {
   std::string error;
   auto cfg = parse_config(std::span(argv + consumed + 1, argc - consumed - 1), &error);
   if (!cfg) return fail(error);
+  const std::optional<BatchCrypto> crypto = BatchCrypto::create(cfg->crypto);
+  if (!crypto) return fail("--crypto: this CPU lacks the requested IPsec-MB path");
+  const std::string_view caveat = crypto->caveat();
+  std::fprintf(stderr, "airlock-dataplane: batch crypto IPsec-MB %.*s%s%.*s\n",
+               static_cast<int>(crypto->arch_name().size()), crypto->arch_name().data(),
+               caveat.empty() ? "" : ": ", static_cast<int>(caveat.size()), caveat.data());
   auto key = read_private_key(cfg->private_key_file, &error);
   if (!key) return fail(error);
 

@@ -56,9 +56,9 @@ Worker::~Worker() {
 }
 
 bool Worker::init(std::string* error) {
-  crypto_ = BatchCrypto::create();
+  crypto_ = BatchCrypto::create(hub_.config().crypto);
   if (!crypto_) {
-    *error = "worker " + std::to_string(id_) + ": cannot initialise IPsec-MB";
+    *error = "worker " + std::to_string(id_) + ": cannot initialise IPsec-MB (--crypto)";
     return false;
   }
   stats_ = &hub_.stats().worker(id_);
