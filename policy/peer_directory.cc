@@ -30,10 +30,16 @@ size_t PeerDirectory::PrefixHash::operator()(const IpPrefix& prefix) const {
          static_cast<size_t>(prefix.family);
 }
 
-PeerDirectory::PeerDirectory(const Document& document) : identities_(document.identities()) {
+PeerDirectory::PeerDirectory(const Document& document) {
+  std::vector<Identity> identities = document.identities();
+  peers_.reserve(identities.size());
+  for (Identity& identity : identities) {
+    std::string key = encode_key_base64(identity.public_key);
+    peers_.push_back({std::move(identity), std::move(key)});
+  }
   for (size_t i = 0; i < document.peers.size(); ++i) {
     const auto index = static_cast<uint32_t>(i);
-    by_key_.emplace(identities_[i].public_key, index);
+    by_key_.emplace(peers_[i].identity.public_key, index);
     for (const PrefixSpec& spec : document.peers[i].allowed_ips) {
       const std::optional<IpPrefix> prefix = prefix_of(spec);
       if (!prefix) continue;
@@ -48,18 +54,18 @@ PeerDirectory::PeerDirectory(const Document& document) : identities_(document.id
   }
 }
 
-const Identity* PeerDirectory::by_key(const Key& public_key) const {
+const PeerEntry* PeerDirectory::by_key(const Key& public_key) const {
   const auto it = by_key_.find(public_key);
-  return it == by_key_.end() ? nullptr : &identities_[it->second];
+  return it == by_key_.end() ? nullptr : &peers_[it->second];
 }
 
-const Identity* PeerDirectory::by_address(const IpPrefix& host_address) const {
+const PeerEntry* PeerDirectory::by_address(const IpPrefix& host_address) const {
   for (const uint8_t len : lengths_[family_index(host_address.family)]) {
     if (len > host_address.len) continue;
     IpPrefix network = host_address;
     network.len = len;
     const auto it = by_prefix_.find(network_of(network));
-    if (it != by_prefix_.end()) return &identities_[it->second];
+    if (it != by_prefix_.end()) return &peers_[it->second];
   }
   return nullptr;
 }

@@ -7,12 +7,20 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "policy/document.h"
 
 namespace airlock::policy {
+
+// A peer as requests see it. Its key's base64 text, which the request log, rate limits and
+// session ids carry, is encoded once per policy: per request it cost more than the lookup.
+struct PeerEntry {
+  Identity identity;
+  std::string key_base64;
+};
 
 class PeerDirectory {
  public:
@@ -21,10 +29,10 @@ class PeerDirectory {
   explicit PeerDirectory(const Document& document);
 
   // nullptr when no peer has the key / no allowed prefix contains the address.
-  const Identity* by_key(const Key& public_key) const;
-  const Identity* by_address(const IpPrefix& host_address) const;
+  const PeerEntry* by_key(const Key& public_key) const;
+  const PeerEntry* by_address(const IpPrefix& host_address) const;
 
-  size_t size() const { return identities_.size(); }
+  size_t size() const { return peers_.size(); }
 
  private:
   struct KeyHash {
@@ -35,7 +43,7 @@ class PeerDirectory {
     size_t operator()(const IpPrefix& prefix) const;
   };
 
-  std::vector<Identity> identities_;
+  std::vector<PeerEntry> peers_;
   std::unordered_map<Key, uint32_t, KeyHash> by_key_;
   std::unordered_map<IpPrefix, uint32_t, PrefixHash> by_prefix_;  // network_of each prefix
   // The prefix lengths present per family (0: IPv4, 1: IPv6), longest first.

@@ -32,6 +32,7 @@
 #include <boost/beast/http.hpp>
 
 #include "control/gateway/gateway.h"
+#include "policy/policy.h"
 
 namespace airlock::control::gateway::testing {
 
@@ -331,8 +332,10 @@ class LoopbackGateway {
   // Once per LoopbackGateway: stop() leaves the io_context stopped.
   bool start(const GatewayOptions& options, Store& store, const policy::Identity& alice,
              std::shared_ptr<const GatewayState> state, int threads, std::string* error) {
-    IdentityLookup lookup = [alice](const asio::ip::address& remote) {
-      return remote == asio::ip::make_address("127.0.0.1") ? std::optional(alice) : std::nullopt;
+    auto peer = std::make_shared<const policy::PeerEntry>(
+        policy::PeerEntry{alice, policy::encode_key_base64(alice.public_key)});
+    IdentityLookup lookup = [peer](const asio::ip::address& remote) {
+      return remote == asio::ip::make_address("127.0.0.1") ? peer : nullptr;
     };
     gateway_ = Gateway::create(io_, options, store, lookup, std::move(state), error);
     if (!gateway_) return false;

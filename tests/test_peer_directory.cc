@@ -35,11 +35,12 @@ PeerSpec peer(uint32_t seed, std::string user, std::vector<PrefixSpec> allowed) 
 // What a gateway request resolves to must not depend on which lookup answers it.
 void expect_same(const Document& document, const PeerDirectory& directory, const IpPrefix& host) {
   const std::optional<Identity> scanned = document.identity_of_address(host);
-  const Identity* indexed = directory.by_address(host);
+  const PeerEntry* indexed = directory.by_address(host);
   ASSERT_EQ(scanned.has_value(), indexed != nullptr) << format_prefix(host);
   if (scanned) {
-    EXPECT_EQ(indexed->user, scanned->user) << format_prefix(host);
-    EXPECT_EQ(indexed->public_key, scanned->public_key) << format_prefix(host);
+    EXPECT_EQ(indexed->identity.user, scanned->user) << format_prefix(host);
+    EXPECT_EQ(indexed->identity.public_key, scanned->public_key) << format_prefix(host);
+    EXPECT_EQ(indexed->key_base64, encode_key_base64(scanned->public_key)) << format_prefix(host);
   }
 }
 
@@ -54,14 +55,14 @@ TEST(PeerDirectory, LongestPrefixWinsInBothFamilies) {
   document.groups = {{"builders", {"user:ci"}}};
   const PeerDirectory directory(document);
   EXPECT_EQ(directory.size(), 4u);
-  EXPECT_EQ(directory.by_address(address("100.80.0.2"))->user, "alice");
-  EXPECT_EQ(directory.by_address(address("fd00:80::2"))->user, "alice");
-  EXPECT_EQ(directory.by_address(address("100.80.1.8"))->user, "bob");
-  EXPECT_EQ(directory.by_address(address("100.80.1.7"))->user, "ci");
-  EXPECT_EQ(directory.by_address(address("100.80.1.7"))->groups,
+  EXPECT_EQ(directory.by_address(address("100.80.0.2"))->identity.user, "alice");
+  EXPECT_EQ(directory.by_address(address("fd00:80::2"))->identity.user, "alice");
+  EXPECT_EQ(directory.by_address(address("100.80.1.8"))->identity.user, "bob");
+  EXPECT_EQ(directory.by_address(address("100.80.1.7"))->identity.user, "ci");
+  EXPECT_EQ(directory.by_address(address("100.80.1.7"))->identity.groups,
             std::vector<std::string>{"builders"});
-  EXPECT_EQ(directory.by_address(address("fd00:81::1234"))->user, "bob");
-  EXPECT_EQ(directory.by_address(address("100.80.0.9"))->user, "everyone");
+  EXPECT_EQ(directory.by_address(address("fd00:81::1234"))->identity.user, "bob");
+  EXPECT_EQ(directory.by_address(address("100.80.0.9"))->identity.user, "everyone");
   EXPECT_EQ(directory.by_address(address("fd00:82::1")), nullptr);
 }
 
@@ -69,9 +70,10 @@ TEST(PeerDirectory, KeysFindTheirPeerAndNothingElse) {
   Document document;
   document.peers = {peer(1, "alice", {"100.80.0.2/32"}), peer(2, "bob", {"100.80.0.3/32"})};
   const PeerDirectory directory(document);
-  EXPECT_EQ(directory.by_key(key_of(2))->user, "bob");
-  EXPECT_EQ(directory.by_key(key_of(2))->public_key, key_of(2));
-  EXPECT_EQ(directory.by_key(key_of(1))->user, "alice");
+  EXPECT_EQ(directory.by_key(key_of(2))->identity.user, "bob");
+  EXPECT_EQ(directory.by_key(key_of(2))->identity.public_key, key_of(2));
+  EXPECT_EQ(directory.by_key(key_of(2))->key_base64, encode_key_base64(key_of(2)));
+  EXPECT_EQ(directory.by_key(key_of(1))->identity.user, "alice");
   EXPECT_EQ(directory.by_key(key_of(3)), nullptr);
 }
 
@@ -128,7 +130,7 @@ TEST(PeerDirectory, AgreesWithTheDocumentsScan) {
   for (uint32_t i = 0; i < 3000; ++i) {
     const std::optional<Identity> scanned = document.identity_of_key(key_of(100 + i));
     ASSERT_NE(directory.by_key(key_of(100 + i)), nullptr);
-    EXPECT_EQ(directory.by_key(key_of(100 + i))->user, scanned->user);
+    EXPECT_EQ(directory.by_key(key_of(100 + i))->identity.user, scanned->user);
   }
 }
 

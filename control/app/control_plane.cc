@@ -280,9 +280,12 @@ class ControlPlaneImpl final : public ControlPlane {
     }
     gateway_options.services = {ledger_.get(), &rate_limiter_, outbox_.get(),
                                 gateway_metrics_.get()};
-    IdentityLookup lookup = [this](const asio::ip::address& remote) {
-      const auto policy = policies_->active();
-      return resolver_->resolve(*policy->peers, remote);
+    IdentityLookup lookup =
+        [this](const asio::ip::address& remote) -> std::shared_ptr<const policy::PeerEntry> {
+      std::shared_ptr<const policy::PeerDirectory> peers = policies_->active()->peers;
+      const policy::PeerEntry* peer = resolver_->resolve(*peers, remote);
+      if (peer == nullptr) return nullptr;
+      return {std::move(peers), peer};
     };
     gateway_ =
         Gateway::create(io_, gateway_options, *store_, std::move(lookup), std::move(state), error);

@@ -26,28 +26,19 @@ std::optional<policy::Key> IdentityResolver::key_of(const IpAddress& address) co
   return std::nullopt;
 }
 
-namespace {
-
-std::optional<policy::Identity> copy_of(const policy::Identity* identity) {
-  if (identity == nullptr) return std::nullopt;
-  return *identity;
-}
-
-}  // namespace
-
-std::optional<policy::Identity> IdentityResolver::resolve(
-    const policy::PeerDirectory& peers, const boost::asio::ip::address& remote) const {
-  if (remote.is_loopback() && local_peer_) return copy_of(peers.by_key(*local_peer_));
+const policy::PeerEntry* IdentityResolver::resolve(const policy::PeerDirectory& peers,
+                                                   const boost::asio::ip::address& remote) const {
+  if (remote.is_loopback() && local_peer_) return peers.by_key(*local_peer_);
   const IpAddress address = to_ip_address(remote);
   const std::optional<policy::Key> key = key_of(address);
-  if (!key) return std::nullopt;
+  if (!key) return nullptr;
   policy::IpPrefix host;
   host.family = address.family == AF_INET6 ? policy::Family::V6 : policy::Family::V4;
   std::copy_n(address.bytes.begin(), address.size(), host.addr.begin());
   host.len = policy::max_prefix_length(host.family);
-  const policy::Identity* routed = peers.by_address(host);
-  if (routed == nullptr || routed->public_key != *key) return std::nullopt;
-  return *routed;
+  const policy::PeerEntry* routed = peers.by_address(host);
+  if (routed == nullptr || routed->identity.public_key != *key) return nullptr;
+  return routed;
 }
 
 }  // namespace airlock::control

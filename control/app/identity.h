@@ -29,9 +29,10 @@ class IdentityResolver {
   IdentityResolver(std::vector<PuntSource> sources, std::optional<policy::Key> local_peer)
       : sources_(std::move(sources)), local_peer_(local_peer) {}
 
-  // Safe to call from several threads at once.
-  std::optional<policy::Identity> resolve(const policy::PeerDirectory& peers,
-                                          const boost::asio::ip::address& remote) const;
+  // Safe to call from several threads at once. The entry lives in `peers`; nullptr for an
+  // unknown or mismatched peer.
+  const policy::PeerEntry* resolve(const policy::PeerDirectory& peers,
+                                   const boost::asio::ip::address& remote) const;
 
  private:
   std::optional<policy::Key> key_of(const IpAddress& address) const;

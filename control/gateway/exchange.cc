@@ -111,18 +111,19 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
   format_ = error_format(route_.kind, wants_anthropic_list(request_));
 
   const asio::ip::address remote = normalized(client_.remote_address);
-  const std::optional<policy::Identity> identity = core_.lookup(remote);
-  if (!identity) {
+  const std::shared_ptr<const policy::PeerEntry> peer = core_.lookup(remote);
+  if (!peer) {
     co_await refuse(GatewayError::kUnknownPeer,
                     "unknown peer: " + remote.to_string() +
                         " is not the address of a WireGuard peer of this gateway");
     co_return nullptr;
   }
-  record_.user = identity->user;
-  record_.device = identity->device;
-  record_.tags = identity->tags;
-  record_.groups = identity->groups;
-  record_.peer_key = policy::encode_key_base64(identity->public_key);
+  const policy::Identity& identity = peer->identity;
+  record_.user = identity.user;
+  record_.device = identity.device;
+  record_.tags = identity.tags;
+  record_.groups = identity.groups;
+  record_.peer_key = peer->key_base64;
 
   if (body_status_ == http::BodyStatus::kTooLarge) {
     co_await refuse(GatewayError::kBodyTooLarge,
@@ -131,7 +132,7 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
     co_return nullptr;
   }
   if (request_.method() == bhttp::verb::get && is_own_budget_path(sv(request_.target()))) {
-    co_await list_own_budgets(*identity);
+    co_await list_own_budgets(identity);
     co_return nullptr;
   }
   const std::string_view target = sv(request_.target());
@@ -143,7 +144,7 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
         "no WebSocket API at " + path + ": the gateway relays HTTP and SSE streams there";
     const bool responses = request_.method() == bhttp::verb::get &&
                            classify(bhttp::verb::post, path).kind == ApiKind::kOpenAiResponses;
-    if (responses) why_not = socket_refusal(document(), *identity);
+    if (responses) why_not = socket_refusal(document(), identity);
     if (!why_not) {
       if (std::optional<http::TakenConnection> taken = writer_.take_connection()) {
         guard_.discard();
@@ -164,7 +165,7 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
     co_return nullptr;
   }
   if (route_.kind == ApiKind::kModels) {
-    co_await list_models(*identity);
+    co_await list_models(identity);
     co_return nullptr;
   }
 
@@ -187,7 +188,7 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
   body = std::move(decoded.body);
   // Before anything keeps or forwards the prompt, so a redacted secret reaches neither the log
   // nor the provider.
-  if (!co_await guard_prompt(*identity, body)) co_return nullptr;
+  if (!co_await guard_prompt(identity, body)) co_return nullptr;
   record_.request_body = loggable(body);
 
   BodyFields fields = inspect_body(body);
@@ -224,10 +225,10 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
                         "), which does not serve " + std::string(api_name(route_.kind)));
     co_return nullptr;
   }
-  if (!document().model_granted(*identity, provider->name, model)) {
+  if (!document().model_granted(identity, provider->name, model)) {
     co_await refuse(GatewayError::kNotGranted, "model \"" + provider->name + "/" + model +
                                                    "\" is not granted to this peer (user \"" +
-                                                   identity->user + "\")");
+                                                   identity.user + "\")");
     co_return nullptr;
   }
 
@@ -251,9 +252,9 @@ asio::awaitable<const policy::ProviderSpec*> Exchange::prepare(std::string& body
 
   // The one parse of the body also serves the budget's output cap and the usage injection; a
   // hook's rewrite is parsed once more.
-  if (!co_await run_hooks(*identity, *provider, model, body, fields)) co_return nullptr;
-  if (!co_await admit(*identity)) co_return nullptr;
-  if (!co_await reserve_budget(*identity, *provider, model, body, fields.root())) co_return nullptr;
+  if (!co_await run_hooks(identity, *provider, model, body, fields)) co_return nullptr;
+  if (!co_await admit(identity)) co_return nullptr;
+  if (!co_await reserve_budget(identity, *provider, model, body, fields.root())) co_return nullptr;
 
   // The cap reserve_budget may have written leaves `stream_options` as the document has it.
   strip_usage =

@@ -31,6 +31,7 @@
 #include "control/secrets/secret.h"
 #include "control/store/store.h"
 #include "policy/document.h"
+#include "policy/peer_directory.h"
 
 namespace airlock::control::gateway {
 
@@ -68,8 +69,10 @@ std::shared_ptr<const GatewayState> make_gateway_state(
     std::shared_ptr<const policy::Document> document, const PriceTable& base_prices,
     std::string* error);
 
+// The peer behind a client address, nullptr when the address is no peer's. The entry is shared,
+// not copied: a request keeps the one it started with however the policy changes meanwhile.
 using IdentityLookup =
-    std::function<std::optional<policy::Identity>(const boost::asio::ip::address& remote)>;
+    std::function<std::shared_ptr<const policy::PeerEntry>(const boost::asio::ip::address& remote)>;
 
 class Gateway {
  public:

@@ -395,8 +395,8 @@ asio::awaitable<void> SocketSession::start_turn(std::unique_ptr<Turn> turn,
   // The policy may have changed since the upgrade: a peer now under a guardrail that cuts is
   // sent back to HTTP, by a 426 when its client opens the socket again.
   std::optional<std::string> why_not;
-  if (const auto identity = core_.lookup(normalized(client_.remote_address))) {
-    why_not = socket_refusal(*exchange.state_->document, *identity);
+  if (const auto peer = core_.lookup(normalized(client_.remote_address))) {
+    why_not = socket_refusal(*exchange.state_->document, peer->identity);
   }
   if (why_not) {
     co_await exchange.refuse_turn(GatewayError::kNoWebSocket, *why_not);
