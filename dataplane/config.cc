@@ -35,7 +35,7 @@ std::string config_usage() {
          "         [--under-load-rate N]\n"
          "         [--rekey-after-time S] [--reject-after-time S] [--rekey-timeout S]\n"
          "         [--keepalive-timeout S] [--rekey-attempt-time S]\n"
-         "         [--crypto best|avx512|avx2|avx|sse]\n"
+         "         [--crypto PATH] [--crypto-encrypt PATH]   PATH: best|avx512|avx2|avx|sse\n"
          "         [--static-sessions FILE]   (benchmarks only; needs --policy)\n";
 }
 
@@ -100,10 +100,11 @@ std::optional<Config> parse_config(std::span<char*> args, std::string* error) {
       ok = parse_seconds(v, &c.timers.keepalive_timeout_ns);
     } else if (flag == "--rekey-attempt-time") {
       ok = parse_seconds(v, &c.timers.rekey_attempt_ns);
-    } else if (flag == "--crypto") {
+    } else if (flag == "--crypto" || flag == "--crypto-encrypt") {
       const std::optional<BatchCrypto::Arch> arch = BatchCrypto::arch_named(v);
       ok = arch.has_value();
-      if (ok) c.crypto = *arch;
+      if (ok && flag == "--crypto") c.crypto = *arch;
+      if (ok && flag == "--crypto-encrypt") c.crypto_encrypt = *arch;
     } else {
       *error = "unknown flag " + std::string(flag) + "\n" + config_usage();
       return std::nullopt;

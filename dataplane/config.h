@@ -32,8 +32,12 @@ struct Config {
   uint32_t under_load_rate = 2000;
   ProtocolTimers timers;
   // IPsec-MB's instruction-set path for the transport data. kBest is the fastest the CPU has;
-  // pinning another one trades speed for its properties (BatchCrypto::caveat).
+  // pinning another one trades speed for its properties (BatchCrypto::caveat). The encrypt
+  // direction can be pinned on its own: decrypt settles a wrong library tag, encrypt cannot.
   BatchCrypto::Arch crypto = BatchCrypto::Arch::kBest;
+  std::optional<BatchCrypto::Arch> crypto_encrypt;  // default: `crypto`
+
+  BatchCrypto::Arch encrypt_path() const { return crypto_encrypt.value_or(crypto); }
 };
 
 // Parses the application arguments. On error returns nullopt and a message naming the flag.

@@ -199,7 +199,8 @@ std::string_view BatchCrypto::arch_name() const {
 std::string_view BatchCrypto::caveat() const {
   if (arch_ != Arch::kAvx512 || (imb_get_feature_flags() & IMB_FEATURE_AVX512_IFMA) != 0) return {};
   return "IPsec-MB's AVX-512 path without IFMA sends about one packet in five million of 256 "
-         "bytes or more with a wrong tag, which the peer drops; --crypto avx2 is exact but slower";
+         "bytes or more with a wrong tag, which the peer drops; --crypto-encrypt avx2 is exact "
+         "but slower";
 }
 
 void BatchCrypto::encrypt(std::span<const Op> ops) {

@@ -12,7 +12,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
-#include <string_view>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -87,12 +87,16 @@ int main(int argc, char** argv) {
   std::string error;
   auto cfg = parse_config(std::span(argv + consumed + 1, argc - consumed - 1), &error);
   if (!cfg) return fail(error);
-  const std::optional<BatchCrypto> crypto = BatchCrypto::create(cfg->crypto);
-  if (!crypto) return fail("--crypto: this CPU lacks the requested IPsec-MB path");
-  const std::string_view caveat = crypto->caveat();
-  std::fprintf(stderr, "airlock-dataplane: batch crypto IPsec-MB %.*s%s%.*s\n",
-               static_cast<int>(crypto->arch_name().size()), crypto->arch_name().data(),
-               caveat.empty() ? "" : ": ", static_cast<int>(caveat.size()), caveat.data());
+  const std::optional<BatchCrypto> decryptor = BatchCrypto::create(cfg->crypto);
+  if (!decryptor) return fail("--crypto: this CPU lacks the requested IPsec-MB path");
+  const std::optional<BatchCrypto> encryptor = BatchCrypto::create(cfg->encrypt_path());
+  if (!encryptor) return fail("--crypto-encrypt: this CPU lacks the requested IPsec-MB path");
+  // Only the encrypt side's caveat matters: decrypt settles a wrong library tag with libsodium.
+  const std::string caveat(encryptor->caveat());
+  std::fprintf(
+      stderr, "airlock-dataplane: batch crypto IPsec-MB %s to decrypt, %s to encrypt%s%s\n",
+      std::string(decryptor->arch_name()).c_str(), std::string(encryptor->arch_name()).c_str(),
+      caveat.empty() ? "" : ": ", caveat.c_str());
   auto key = read_private_key(cfg->private_key_file, &error);
   if (!key) return fail(error);
 

@@ -56,9 +56,11 @@ Worker::~Worker() {
 }
 
 bool Worker::init(std::string* error) {
-  crypto_ = BatchCrypto::create(hub_.config().crypto);
-  if (!crypto_) {
-    *error = "worker " + std::to_string(id_) + ": cannot initialise IPsec-MB (--crypto)";
+  decryptor_ = BatchCrypto::create(hub_.config().crypto);
+  encryptor_ = BatchCrypto::create(hub_.config().encrypt_path());
+  if (!decryptor_ || !encryptor_) {
+    *error = "worker " + std::to_string(id_) +
+             ": cannot initialise IPsec-MB (--crypto, --crypto-encrypt)";
     return false;
   }
   stats_ = &hub_.stats().worker(id_);
@@ -193,7 +195,7 @@ void Worker::decrypt_data(uint64_t now, const PolicySnapshot* policy) {
         BatchCrypto::Op{p.wg + sizeof(MessageDataHeader), ct_len, p.kp->receive_key.data(),
                         rte_le_to_cpu_64(hdr.counter), p.wg + sizeof(MessageDataHeader) + ct_len};
   }
-  crypto_->decrypt(std::span(ops.data(), n_data_), std::span(ok.data(), n_data_));
+  decryptor_->decrypt(std::span(ops.data(), n_data_), std::span(ok.data(), n_data_));
   uint16_t n = n_data_;
   n_data_ = 0;
   for (uint16_t i = 0; i < n; ++i) {
@@ -475,7 +477,7 @@ void Worker::encrypt_and_send(uint64_t now) {
     if (seal(out_[i], now, &ops[n])) sealed[n++] = out_[i];
   }
   n_out_ = 0;
-  crypto_->encrypt(std::span(ops.data(), n));
+  encryptor_->encrypt(std::span(ops.data(), n));
   for (uint16_t i = 0; i < n; ++i) {
     Endpoint ep = hub_.peers().at(sealed[i].peer_slot).endpoint.load();
     UdpEndpoint to{ep.ipv4_be, ep.port_be, ep.mac};

@@ -79,7 +79,8 @@ class Worker {
   Hub& hub_;
   uint32_t id_;
   uint16_t queue_;
-  std::optional<BatchCrypto> crypto_;
+  std::optional<BatchCrypto> decryptor_;
+  std::optional<BatchCrypto> encryptor_;  // its own path can be pinned (Config::crypto_encrypt)
   WorkerStats* stats_ = nullptr;
   uint16_t ip_id_ = 0;
 

@@ -500,6 +500,8 @@ struct RigOptions {
   uint32_t max_peers = 8;
   uint32_t max_rules = 16;
   dp::ProtocolTimers timers{};
+  dp::BatchCrypto::Arch crypto = dp::BatchCrypto::Arch::kBest;
+  std::optional<dp::BatchCrypto::Arch> crypto_encrypt;
 };
 
 inline std::string unique_suffix() {
@@ -539,6 +541,8 @@ class HubRig {
     r->cfg_.ring_slots = 64;
     r->cfg_.mbufs = 2047;
     r->cfg_.timers = o.timers;
+    r->cfg_.crypto = o.crypto;
+    r->cfg_.crypto_encrypt = o.crypto_encrypt;
     Key priv = dp::crypto::generate_private();
     r->hub_ = dp::Hub::create(r->cfg_, priv, 1, error);
     sodium_memzero(priv.data(), priv.size());

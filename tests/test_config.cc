@@ -35,11 +35,25 @@ TEST(Config, CryptoPathIsTheFastestUnlessPinned) {
   EXPECT_EQ(pinned->crypto, BatchCrypto::Arch::kAvx2);
 }
 
+TEST(Config, EncryptPathFollowsTheCryptoPathUnlessPinnedItself) {
+  std::string error;
+  const std::optional<Config> both = parse({"--crypto", "sse"}, &error);
+  ASSERT_TRUE(both) << error;
+  EXPECT_EQ(both->encrypt_path(), BatchCrypto::Arch::kSse);
+
+  const std::optional<Config> split = parse({"--crypto-encrypt", "avx2"}, &error);
+  ASSERT_TRUE(split) << error;
+  EXPECT_EQ(split->crypto, BatchCrypto::Arch::kBest);
+  EXPECT_EQ(split->encrypt_path(), BatchCrypto::Arch::kAvx2);
+}
+
 TEST(Config, UnknownCryptoPathIsRejectedByName) {
   std::string error;
   EXPECT_FALSE(parse({"--crypto", "neon"}, &error));
   EXPECT_NE(error.find("--crypto"), std::string::npos) << error;
   EXPECT_NE(error.find("neon"), std::string::npos) << error;
+  EXPECT_FALSE(parse({"--crypto-encrypt", "fast"}, &error));
+  EXPECT_NE(error.find("--crypto-encrypt"), std::string::npos) << error;
 }
 
 TEST(Config, RequiredFlagsAreNamedWhenMissing) {

@@ -269,6 +269,33 @@ TEST_F(WorkerTest, ForwardsIpv6) {
   EXPECT_EQ(rig().drops(DropReason::kSrcNotAllowed), 1u);
 }
 
+// Each direction on its own IPsec-MB path (Config::crypto_encrypt), as an operator would pin
+// the encrypt side where the fastest path's tags are not exact.
+class SplitCryptoTest : public WorkerTest {
+ protected:
+  RigOptions options() const override {
+    RigOptions o;
+    o.crypto = dp::BatchCrypto::Arch::kSse;
+    o.crypto_encrypt = dp::BatchCrypto::Arch::kAvx2;
+    return o;
+  }
+};
+
+TEST_F(SplitCryptoTest, ForwardsBothWaysWithEachDirectionOnItsOwnPath) {
+  if (!dp::BatchCrypto::create(dp::BatchCrypto::Arch::kAvx2)) GTEST_SKIP() << "no AVX2 path";
+  ASSERT_NO_FATAL_FAILURE(connect_both());
+  const Bytes there = icmp_echo(kInnerA, kInnerB, 1, 300);
+  auto at_b = send(a(), there, b());
+  ASSERT_EQ(at_b.size(), 1u);
+  EXPECT_TRUE(carries(at_b[0], there, padded16(there.size())));
+
+  const Bytes back = icmp_echo(kInnerB, kInnerA, 1, 700, 0);
+  auto at_a = send(b(), back, a());
+  ASSERT_EQ(at_a.size(), 1u);
+  EXPECT_TRUE(carries(at_a[0], back, padded16(back.size())));
+  EXPECT_EQ(rig().drops(DropReason::kBadTag), 0u);
+}
+
 TEST_F(WorkerTest, RoamingPeerGetsRepliesAtItsNewAddress) {
   ASSERT_NO_FATAL_FAILURE(connect_both());
   const Underlay moved{mac(0x1a), ip("198.51.100.7"), 50000};
