@@ -101,6 +101,13 @@ class WorkerTest : public ::testing::Test {
     return open_all(rig().pump(), to);
   }
 
+  // Sends `inner` from `from` and expects exactly it, padded as WireGuard pads, at `to`.
+  void expect_delivered(SoftPeer& from, const Bytes& inner, SoftPeer& to) {
+    auto at = send(from, inner, to);
+    ASSERT_EQ(at.size(), 1u);
+    EXPECT_TRUE(carries(at[0], inner, padded16(inner.size())));
+  }
+
   static std::vector<Opened> open_all(const std::vector<Frame>& frames, SoftPeer& to) {
     std::vector<Opened> out;
     for (const Frame& f : frames_to(frames, to.underlay())) {
@@ -180,15 +187,8 @@ TEST_F(WorkerTest, PeersReachEachOtherWhenHubInitiatesToConfiguredEndpoint) {
   ASSERT_NE(staged, first.end());
   EXPECT_TRUE(carries(*staged, echo, padded16(echo.size())));
 
-  const Bytes echo2 = icmp_echo(kInnerA, kInnerB, 2, 56);
-  auto at_b = send(a(), echo2, b());
-  ASSERT_EQ(at_b.size(), 1u);
-  EXPECT_TRUE(carries(at_b[0], echo2, padded16(echo2.size())));
-
-  const Bytes reply = icmp_echo(kInnerB, kInnerA, 1, 56, 0);
-  auto at_a = send(b(), reply, a());
-  ASSERT_EQ(at_a.size(), 1u);
-  EXPECT_TRUE(carries(at_a[0], reply, padded16(reply.size())));
+  ASSERT_NO_FATAL_FAILURE(expect_delivered(a(), icmp_echo(kInnerA, kInnerB, 2, 56), b()));
+  ASSERT_NO_FATAL_FAILURE(expect_delivered(b(), icmp_echo(kInnerB, kInnerA, 1, 56, 0), a()));
 
   auto s = rig().snapshot();
   EXPECT_EQ(rule_hits(s, "a-to-b"), 2u);
@@ -284,15 +284,8 @@ class SplitCryptoTest : public WorkerTest {
 TEST_F(SplitCryptoTest, ForwardsBothWaysWithEachDirectionOnItsOwnPath) {
   if (!dp::BatchCrypto::create(dp::BatchCrypto::Arch::kAvx2)) GTEST_SKIP() << "no AVX2 path";
   ASSERT_NO_FATAL_FAILURE(connect_both());
-  const Bytes there = icmp_echo(kInnerA, kInnerB, 1, 300);
-  auto at_b = send(a(), there, b());
-  ASSERT_EQ(at_b.size(), 1u);
-  EXPECT_TRUE(carries(at_b[0], there, padded16(there.size())));
-
-  const Bytes back = icmp_echo(kInnerB, kInnerA, 1, 700, 0);
-  auto at_a = send(b(), back, a());
-  ASSERT_EQ(at_a.size(), 1u);
-  EXPECT_TRUE(carries(at_a[0], back, padded16(back.size())));
+  ASSERT_NO_FATAL_FAILURE(expect_delivered(a(), icmp_echo(kInnerA, kInnerB, 1, 300), b()));
+  ASSERT_NO_FATAL_FAILURE(expect_delivered(b(), icmp_echo(kInnerB, kInnerA, 1, 700, 0), a()));
   EXPECT_EQ(rig().drops(DropReason::kBadTag), 0u);
 }
 
