@@ -20,10 +20,12 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/aead_burst.h"
 #include "dataplane/crypto_batch.h"
 
 namespace {
 
+using airlock::bench::wireguard_nonce;
 using airlock::dp::BatchCrypto;
 using airlock::dp::kKeyLen;
 using airlock::dp::kTagLen;
@@ -65,12 +67,6 @@ struct Tally {
   uint64_t wrong_tags = 0;
   uint64_t wrong_ciphertexts = 0;
 };
-
-std::array<uint8_t, 12> wireguard_nonce(uint64_t counter) {
-  std::array<uint8_t, 12> nonce{};
-  for (size_t i = 0; i < 8; ++i) nonce[4 + i] = static_cast<uint8_t>(counter >> (8 * i));
-  return nonce;
-}
 
 Tally crosscheck(BatchCrypto& crypto, uint32_t length, double seconds) {
   // The key sits inside a larger object: IPsec-MB's AVX2 path reads past it (crypto_batch.h).

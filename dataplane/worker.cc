@@ -56,9 +56,11 @@ Worker::~Worker() {
 }
 
 bool Worker::init(std::string* error) {
-  decryptor_ = BatchCrypto::create(hub_.config().crypto);
-  encryptor_ = BatchCrypto::create(hub_.config().encrypt_path());
-  if (!decryptor_ || !encryptor_) {
+  const Config& config = hub_.config();
+  crypto_ = BatchCrypto::create(config.crypto);
+  if (config.encrypt_path() != config.crypto)
+    own_encryptor_ = BatchCrypto::create(config.encrypt_path());
+  if (!crypto_ || (config.encrypt_path() != config.crypto && !own_encryptor_)) {
     *error = "worker " + std::to_string(id_) +
              ": cannot initialise IPsec-MB (--crypto, --crypto-encrypt)";
     return false;
@@ -195,7 +197,7 @@ void Worker::decrypt_data(uint64_t now, const PolicySnapshot* policy) {
         BatchCrypto::Op{p.wg + sizeof(MessageDataHeader), ct_len, p.kp->receive_key.data(),
                         rte_le_to_cpu_64(hdr.counter), p.wg + sizeof(MessageDataHeader) + ct_len};
   }
-  decryptor_->decrypt(std::span(ops.data(), n_data_), std::span(ok.data(), n_data_));
+  crypto_->decrypt(std::span(ops.data(), n_data_), std::span(ok.data(), n_data_));
   uint16_t n = n_data_;
   n_data_ = 0;
   for (uint16_t i = 0; i < n; ++i) {
@@ -477,7 +479,7 @@ void Worker::encrypt_and_send(uint64_t now) {
     if (seal(out_[i], now, &ops[n])) sealed[n++] = out_[i];
   }
   n_out_ = 0;
-  encryptor_->encrypt(std::span(ops.data(), n));
+  encryptor().encrypt(std::span(ops.data(), n));
   for (uint16_t i = 0; i < n; ++i) {
     Endpoint ep = hub_.peers().at(sealed[i].peer_slot).endpoint.load();
     UdpEndpoint to{ep.ipv4_be, ep.port_be, ep.mac};

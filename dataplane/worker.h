@@ -79,8 +79,11 @@ class Worker {
   Hub& hub_;
   uint32_t id_;
   uint16_t queue_;
-  std::optional<BatchCrypto> decryptor_;
-  std::optional<BatchCrypto> encryptor_;  // its own path can be pinned (Config::crypto_encrypt)
+  std::optional<BatchCrypto> crypto_;
+  // Only when Config::crypto_encrypt pins another path: one manager for both directions keeps
+  // the fast path's cache footprint what it was.
+  std::optional<BatchCrypto> own_encryptor_;
+  BatchCrypto& encryptor() { return own_encryptor_ ? *own_encryptor_ : *crypto_; }
   WorkerStats* stats_ = nullptr;
   uint16_t ip_id_ = 0;
 
